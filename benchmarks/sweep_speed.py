@@ -1,0 +1,46 @@
+"""How many full configurations (prefill + decode step per operator + memory) the model evaluates per second.
+
+    python benchmarks/sweep_speed.py [--n 1000000] [--gpu h100-sxm] [--model llama-3.1-8b]
+
+Prints "N configurations/s". Target (issue 2): >= 2,000,000/s on a 2-core machine.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from roofline.hardware import load_gpu
+from roofline.models import load_model
+from roofline.sweep import evaluate_chunked
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--gpu", default="h100-sxm")
+    ap.add_argument("--model", default="llama-3.1-8b")
+    args = ap.parse_args()
+    gpu, model = load_gpu(args.gpu), load_model(args.model)
+    rng = np.random.default_rng(0)
+    n = args.n
+    batch = rng.integers(1, 513, n).astype(float)
+    context = rng.integers(0, 32769, n).astype(float)
+    tp = rng.choice([1.0, 2.0, 4.0, 8.0], n)
+    prec = rng.integers(0, 3, n)  # bf16 / fp8 / int4-weights-bf16
+    w = np.array([2.0, 1.0, 0.5])[prec]
+    a = np.array([2.0, 1.0, 2.0])[prec]
+    kv = np.array([2.0, 1.0, 2.0])[prec]
+    peak = np.array([gpu.peak_flops("bf16"), gpu.peak_flops("fp8"), gpu.peak_flops("bf16")])[prec]
+    evaluate_chunked(gpu, model, batch[:1000], context[:1000], tp[:1000], w[:1000], a[:1000], kv[:1000],
+                     peak[:1000])  # warm-up
+    t0 = time.perf_counter()
+    out = evaluate_chunked(gpu, model, batch, context, tp, w, a, kv, peak)
+    dt = time.perf_counter() - t0
+    assert len(out["tpot_s"]) == n and np.all(np.isfinite(out["tpot_s"]))
+    print(f"{n / dt:,.0f} configurations/s ({n:,} configurations of {model.name} on {gpu.name} in {dt:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()

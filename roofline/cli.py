@@ -1,0 +1,181 @@
+"""The `roofline` command line: parse, call the library, render. No model math lives here."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+
+from . import views
+from .analysis import Scenario, analyze as run_analysis
+from .errors import RooflineError
+from .hardware import list_gpus, load_gpu
+from .memory import MemorySettings
+from .models import list_models, load_model
+from .render import Format, columns_to_rows, emit
+from .sweep import sweep as run_sweep
+
+app = typer.Typer(help="Roofline model of LLM inference: memory- vs compute-bound, latency, capacity, cost.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  add_completion=False)
+out = Console(soft_wrap=False, width=200)
+err = Console(stderr=True)
+
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format: table, json or csv.")]
+GpuOpt = Annotated[str, typer.Option("--gpu", help="GPU short name (see `roofline gpus`) or a spec file path.")]
+ModelOpt = Annotated[str, typer.Option("--model", help="Model name (see `roofline models`) or a config.json path.")]
+ProfileOpt = Annotated[Optional[Path], typer.Option("--profile", help="Measured profile (from `roofline bench`): "
+                                                    "use its ceilings and fitted efficiencies.")]
+
+
+def load_device(gpu: str, profile: Optional[Path]):
+    """(GPUSpec, Efficiency or None): the datasheet, or a measured profile's ceilings and efficiency curves."""
+    if profile is None:
+        if gpu.lower() == "cpu":
+            raise RooflineError("--gpu cpu needs a measured profile", hint="run `roofline bench --device cpu --quick` "
+                                "and pass --profile PATH", exit_code=2)
+        return load_gpu(gpu), None
+    from .bench.commands import load_profile_device
+    return load_profile_device(profile, gpu)
+
+
+def _warn(msgs: list[str]) -> None:
+    for w in msgs:
+        err.print(f"Warning: {w}", highlight=False)
+
+
+@app.command()
+def gpus(name: Annotated[Optional[str], typer.Argument(help="Show one GPU's spec with sources.")] = None,
+         fmt: FormatOpt = Format.table) -> None:
+    """List the GPU spec files (dense peaks, bandwidth, ridge points), or show one with its sources."""
+    specs = [load_gpu(name)] if name else [load_gpu(n) for n in list_gpus()]
+    if name:
+        g = specs[0]
+        emit(g.to_dict() if hasattr(g, "to_dict") else views.gpu_row(g), fmt, out,
+             lambda: views.gpu_detail_table(g), lambda: [views.gpu_row(g)])
+    else:
+        emit([views.gpu_row(g) for g in specs], fmt, out, lambda: views.gpus_table(specs),
+             lambda: [views.gpu_row(g) for g in specs])
+
+
+@app.command()
+def models(name: Annotated[Optional[str], typer.Argument(help="Show one model (name or config.json path).")] = None,
+           fmt: FormatOpt = Format.table) -> None:
+    """List the built-in model catalog, or show one model's dimensions and parameter count."""
+    if name:
+        m = load_model(name)
+        d = {**m.to_dict(), "parameters": m.parameters(), "active_parameters": m.active_parameters(),
+             "parameter_breakdown": m.parameter_breakdown()}
+        emit(d, fmt, out, lambda: views.model_detail_table(d), lambda: [views.model_row(m)])
+    else:
+        ms = [load_model(n) for n in list_models()]
+        emit([views.model_row(m) for m in ms], fmt, out, lambda: views.models_table(ms),
+             lambda: [views.model_row(m) for m in ms])
+
+
+@app.command()
+def analyze(
+    gpu: GpuOpt = "h100-sxm", model: ModelOpt = "llama-3.1-8b",
+    batch: Annotated[int, typer.Option(help="Concurrent sequences.")] = 1,
+    prompt: Annotated[int, typer.Option(help="Prompt length in tokens (prefill).")] = 1024,
+    output: Annotated[int, typer.Option(help="Output length in tokens (decode steps + 1).")] = 256,
+    context: Annotated[Optional[int], typer.Option(help="Decode position: tokens already cached "
+                                                   "[default: prompt + output].")] = None,
+    tp: Annotated[int, typer.Option(help="Tensor-parallel degree.")] = 1,
+    weights: Annotated[str, typer.Option(help="Weights precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")] = "bf16",
+    activations: Annotated[str, typer.Option(help="Activations = compute precision (fp32 tf32 bf16 fp16 fp8 int8 fp4).")] = "bf16",
+    kv: Annotated[str, typer.Option(help="KV-cache precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")] = "bf16",
+    memory_utilization: Annotated[float, typer.Option(help="Fraction of GPU memory the engine may use (vLLM's "
+                                                      "gpu_memory_utilization).")] = 0.9,
+    profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+) -> None:
+    """Per-operator FLOPs, bytes, intensity, bound and time for prefill and a decode step; TTFT, TPOT,
+    end-to-end latency, throughput, memory and KV-cache capacity."""
+    g, eff = load_device(gpu, profile)
+    m = load_model(model)
+    sc = Scenario(batch, prompt, output, context, tp, weights, activations, kv,
+                  MemorySettings(memory_utilization=memory_utilization))
+    r = run_analysis(g, m, sc, eff)
+    _warn(r["warnings"])
+    emit(r, fmt, out, lambda: views.analyze_tables(r), lambda: views.analyze_csv_rows(r))
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise RooflineError(f"{flag} takes comma-separated integers, got {text!r}", hint=f"e.g. {flag} 1,8,64",
+                            exit_code=2) from None
+
+
+@app.command()
+def sweep(
+    gpu: GpuOpt = "h100-sxm", model: ModelOpt = "llama-3.1-8b",
+    batch: Annotated[str, typer.Option(help="Batches, comma-separated.")] = "1,2,4,8,16,32,64,128,256",
+    context: Annotated[str, typer.Option(help="Contexts (decode position = prompt length), comma-separated.")] = "512,2048,8192",
+    tp: Annotated[str, typer.Option(help="Tensor-parallel degrees, comma-separated.")] = "1",
+    precision: Annotated[str, typer.Option(help="Precision sets, comma-separated: 'bf16' (all three) or "
+                                           "weights/activations/kv such as 'int4/bf16/fp8'.")] = "bf16",
+    memory_utilization: Annotated[float, typer.Option(help="Fraction of GPU memory the engine may use.")] = 0.9,
+    profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+) -> None:
+    """Evaluate a grid batch x context x TP x precision in one vectorized pass."""
+    g, eff = load_device(gpu, profile)
+    m = load_model(model)
+    if not 0.0 < memory_utilization <= 1.0:
+        raise RooflineError(f"--memory-utilization must be in (0, 1], got {memory_utilization}", exit_code=2)
+    cols = run_sweep(g, m, _ints(batch, "--batch"), _ints(context, "--context"), _ints(tp, "--tp"),
+                     [p for p in precision.split(",") if p.strip()], eff, MemorySettings(memory_utilization))
+    rows = columns_to_rows(cols)
+    emit(rows, fmt, out, lambda: views.sweep_table(rows), lambda: rows)
+
+
+def _register_optional() -> None:
+    """Commands from the other packages (bench, capacity, reports) when they are present."""
+    try:
+        from .bench.cli import register as register_bench
+        register_bench(app)
+    except ImportError:
+        pass
+    try:
+        from .capacity_cli import register as register_capacity
+        register_capacity(app)
+    except ImportError:
+        pass
+    try:
+        from .report_cli import register as register_reports
+        register_reports(app)
+    except ImportError:
+        pass
+
+
+_register_optional()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: user mistakes become one `Error:` line and a `Hint:` on stderr, never a traceback."""
+    try:
+        app(args=argv, prog_name="roofline", standalone_mode=False)
+    except RooflineError as e:
+        err.print(f"Error: {e.message}", highlight=False, markup=False, soft_wrap=True)
+        if e.hint:
+            err.print(f"Hint: {e.hint}", highlight=False, markup=False, soft_wrap=True)
+        return e.exit_code
+    except click.UsageError as e:
+        err.print(f"Error: {e.format_message()}", highlight=False, markup=False, soft_wrap=True)
+        cmd = e.ctx.command_path if e.ctx else "roofline"
+        err.print(f"Hint: see `{cmd} --help`", highlight=False, markup=False, soft_wrap=True)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.Abort:
+        err.print("Error: aborted", highlight=False)
+        return 130
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())

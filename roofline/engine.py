@@ -1,0 +1,126 @@
+"""Timing a forward pass on a GPU: per-operator roofline times, vectorized.
+
+time_op = count * (max(flops / (peak * compute_fraction), bytes / (bandwidth * memory_fraction))
+                   + kernels * kernel_overhead_s)
+A TP all-reduce of B bytes per GPU: count * (allreduce_latency_s + 2 (t-1)/t * B / (link * link_fraction)),
+zero when t = 1. `tensor` operators run at the activations (compute) precision's dense peak, `vector` ones at
+the fp32 peak.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .efficiency import Efficiency
+from .errors import RooflineError
+from .hardware import GPUSpec
+from .models import ModelConfig
+from .ops import Pass, operators_for
+from .precision import bytes_per_element
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything that stays fixed while batch and context vary; array fields broadcast (sweeps)."""
+
+    gpu: GPUSpec
+    model: ModelConfig
+    tp: np.ndarray
+    w_bytes: np.ndarray
+    a_bytes: np.ndarray
+    kv_bytes: np.ndarray
+    tensor_flops_per_s: np.ndarray
+    efficiency: Efficiency = field(default_factory=Efficiency)
+
+    @property
+    def vector_flops_per_s(self) -> float:
+        return self.gpu.peak_flops("fp32")
+
+    @property
+    def link_bytes_per_s(self) -> float:
+        return self.gpu.interconnect_bandwidth_bytes_per_s()
+
+
+def make_setup(gpu: GPUSpec, model: ModelConfig, tp=1, weights="bf16", activations="bf16", kv="bf16",
+               efficiency: Efficiency | None = None) -> Setup:
+    """A Setup for one deployment (scalars). Raises RooflineError for a TP degree that does not divide the
+    attention heads or a compute precision the GPU lacks."""
+    check_tp(model, tp)
+    peak = compute_peak(gpu, activations, weights)
+    return Setup(gpu, model, np.asarray(float(tp)), np.asarray(bytes_per_element(weights)),
+                 np.asarray(bytes_per_element(activations)), np.asarray(bytes_per_element(kv)),
+                 np.asarray(peak), efficiency or Efficiency())
+
+
+def check_tp(model: ModelConfig, tp: int) -> None:
+    if tp < 1 or model.num_heads % tp:
+        ok = [t for t in (1, 2, 4, 8, 16, 32, 64) if model.num_heads % t == 0]
+        raise RooflineError(f"--tp {tp} does not divide the {model.num_heads} attention heads of {model.name}",
+                            hint="valid TP degrees: " + ", ".join(map(str, ok)), exit_code=2)
+
+
+def compute_peak(gpu: GPUSpec, activations: str, weights: str) -> float:
+    """Dense peak of the compute precision (= activations precision) on this GPU."""
+    if activations not in gpu.peak_flops_per_s:
+        have = ", ".join(sorted(gpu.peak_flops_per_s))
+        hint = f"{gpu.name} computes in: {have}"
+        if weights in ("fp8", "int8", "int4", "fp4"):
+            hint += f"; weight-only quantisation is --weights {weights} --activations bf16"
+        raise RooflineError(f"{gpu.display_name} has no {activations} matrix throughput", hint=hint, exit_code=2)
+    return gpu.peak_flops(activations)
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """One operator's totals over its repetitions in a pass (per GPU)."""
+
+    name: str
+    unit: str
+    count: int
+    flops: np.ndarray
+    bytes_read: np.ndarray
+    bytes_written: np.ndarray
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    overhead_s: np.ndarray
+
+    @property
+    def bytes(self) -> np.ndarray:
+        return self.bytes_read + self.bytes_written
+
+    @property
+    def time_s(self) -> np.ndarray:
+        return np.maximum(self.compute_s, self.memory_s) + self.overhead_s
+
+    @property
+    def bound(self) -> np.ndarray:
+        if self.unit == "link":
+            return np.full(np.shape(self.time_s), "interconnect", dtype=object)
+        return np.where(self.compute_s >= self.memory_s, "compute", "memory")
+
+
+def time_pass(s: Setup, p: Pass) -> list[OpTime]:
+    """Per-operator times of one forward pass."""
+    eff, out = s.efficiency, []
+    for op, n in operators_for(s.model):
+        c = op.formula(p)
+        if op.unit == "link":
+            comm = np.where(s.tp > 1, eff.allreduce_latency_s + 2.0 * (s.tp - 1) / s.tp * c.comm_bytes
+                            / (s.link_bytes_per_s * eff.link), 0.0)
+            z = 0.0 * comm
+            out.append(OpTime(op.name, op.unit, n, z, z, z, z, n * comm, z))
+            continue
+        b = c.bytes_read + c.bytes_written
+        if op.unit == "tensor":
+            peak = s.tensor_flops_per_s * eff.compute_fraction(c.flops, b)
+        else:
+            peak = s.vector_flops_per_s * eff.vector
+        mem = b / (s.gpu.memory_bandwidth_bytes_per_s * eff.memory_fraction(c.flops, b))
+        out.append(OpTime(op.name, op.unit, n, n * c.flops, n * c.bytes_read, n * c.bytes_written,
+                          n * c.flops / peak, n * mem, np.asarray(n * c.kernels * eff.kernel_overhead_s)))
+    return out
+
+
+def total_time_s(ops: list[OpTime]) -> np.ndarray:
+    return sum(o.time_s for o in ops)
