@@ -18,6 +18,20 @@ from .models import list_models, load_model
 from .render import Format, columns_to_rows, emit
 from .sweep import sweep as run_sweep
 
+def _click_classes(name: str) -> tuple[type, ...]:
+    """The click exception class `name` from click and from typer's vendored copy (typer >= 0.29)."""
+    found = [getattr(click.exceptions, name)]
+    try:
+        from typer._click import exceptions as vendored
+        found.append(getattr(vendored, name))
+    except (ImportError, AttributeError):
+        pass
+    return tuple(found)
+
+
+_USAGE_ERRORS = _click_classes("UsageError")
+_ABORTS = _click_classes("Abort") if hasattr(click.exceptions, "Abort") else ()
+
 app = typer.Typer(help="Roofline model of LLM inference: memory- vs compute-bound, latency, capacity, cost.",
                   no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   add_completion=False)
@@ -164,15 +178,17 @@ def main(argv: list[str] | None = None) -> int:
         if e.hint:
             err.print(f"Hint: {e.hint}", highlight=False, markup=False, soft_wrap=True)
         return e.exit_code
-    except click.UsageError as e:
+    except _USAGE_ERRORS as e:
         err.print(f"Error: {e.format_message()}", highlight=False, markup=False, soft_wrap=True)
-        cmd = e.ctx.command_path if e.ctx else "roofline"
-        err.print(f"Hint: see `{cmd} --help`", highlight=False, markup=False, soft_wrap=True)
+        ctx = getattr(e, "ctx", None)
+        err.print(f"Hint: see `{ctx.command_path if ctx else 'roofline'} --help`", highlight=False, markup=False,
+                  soft_wrap=True)
         return 2
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.Abort:
+    except _ABORTS:
         err.print("Error: aborted", highlight=False)
+        return 130
+    except KeyboardInterrupt:
+        err.print("Error: interrupted", highlight=False)
         return 130
     return 0
 

@@ -15,6 +15,7 @@ FLOP counts are per-element constants (4, 4, 3); biases' FLOPs are ignored, thei
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -48,22 +49,22 @@ class Pass:
     a_bytes: np.ndarray
     kv_bytes: np.ndarray
 
-    @property
+    @cached_property
     def decode(self) -> np.ndarray:
         """True where every sequence adds exactly one token (a decode step)."""
         return np.asarray(self.tokens <= self.seqs)
 
-    @property
+    @cached_property
     def heads(self) -> np.ndarray:
         """Query heads per GPU."""
         return self.model.num_heads / self.tp
 
-    @property
+    @cached_property
     def kv_heads(self) -> np.ndarray:
         """KV heads per GPU: max(kv_heads / tp, 1) (a KV head is replicated when tp exceeds them)."""
         return np.maximum(self.model.num_kv_heads / self.tp, 1.0)
 
-    @property
+    @cached_property
     def emb_bytes(self) -> np.ndarray:
         """Embedding / LM-head weights stay 16-bit when linear weights are quantised below 16 bits."""
         return np.maximum(self.w_bytes, 2.0)
@@ -293,31 +294,36 @@ def mlp_norm(p: Pass) -> OpCost:
     return elementwise(p.tokens * p.model.hidden_size, 4.0, 1.0, 1.0, p.a_bytes)
 
 
-def _mlp(p: Pass, inter: int) -> tuple[OpCost, OpCost, OpCost]:
-    m, g = p.model, _gated(p.model)
-    i = inter / p.tp
-    up = matmul(p.tokens, g * i, m.hidden_size, p.w_bytes, p.a_bytes, p.a_bytes, m.mlp_bias)
-    act = elementwise(p.tokens * i, 4.0, g, 1.0, p.a_bytes)
-    down = matmul(p.tokens, m.hidden_size, i, p.w_bytes, p.a_bytes, p.a_bytes, m.mlp_bias)
-    return up, act, down
+def _mlp_up(p: Pass, inter: int) -> OpCost:
+    m = p.model
+    return matmul(p.tokens, _gated(m) * inter / p.tp, m.hidden_size, p.w_bytes, p.a_bytes, p.a_bytes, m.mlp_bias)
+
+
+def _mlp_act(p: Pass, inter: int) -> OpCost:
+    return elementwise(p.tokens * inter / p.tp, 4.0, _gated(p.model), 1.0, p.a_bytes)
+
+
+def _mlp_down(p: Pass, inter: int) -> OpCost:
+    m = p.model
+    return matmul(p.tokens, m.hidden_size, inter / p.tp, p.w_bytes, p.a_bytes, p.a_bytes, m.mlp_bias)
 
 
 @register("mlp_up", "tensor", "dense_mlp")
 def mlp_up(p: Pass) -> OpCost:
     """Up (and gate, fused) projection h -> (2 if gated else 1) * intermediate / tp."""
-    return _mlp(p, p.model.intermediate_size)[0]
+    return _mlp_up(p, p.model.intermediate_size)
 
 
 @register("mlp_act", "vector", "dense_mlp")
 def mlp_act(p: Pass) -> OpCost:
     """SiLU/GELU (times the gate): ~4 FLOPs per intermediate element."""
-    return _mlp(p, p.model.intermediate_size)[1]
+    return _mlp_act(p, p.model.intermediate_size)
 
 
 @register("mlp_down", "tensor", "dense_mlp")
 def mlp_down(p: Pass) -> OpCost:
     """Down projection intermediate / tp -> h."""
-    return _mlp(p, p.model.intermediate_size)[2]
+    return _mlp_down(p, p.model.intermediate_size)
 
 
 @register("moe_router", "tensor", "moe_mlp")
@@ -354,7 +360,8 @@ def moe_experts(p: Pass) -> OpCost:
 @register("moe_shared_experts", "tensor", "moe_mlp", lambda m: m.num_shared_experts > 0)
 def moe_shared_experts(p: Pass) -> OpCost:
     """Shared experts: a dense gated MLP of num_shared * moe_intermediate that every token goes through."""
-    up, act, down = _mlp(p, p.model.num_shared_experts * p.model.moe_intermediate_size)
+    inter = p.model.num_shared_experts * p.model.moe_intermediate_size
+    up, act, down = _mlp_up(p, inter), _mlp_act(p, inter), _mlp_down(p, inter)
     return OpCost(up.flops + act.flops + down.flops, up.bytes_read + act.bytes_read + down.bytes_read,
                   up.bytes_written + act.bytes_written + down.bytes_written, kernels=3.0)
 

@@ -19,7 +19,7 @@ from .phases import compute_and_memory_s, decode_step, prefill
 from .precision import bytes_per_element, check_precision
 from .engine import total_time_s
 
-CHUNK = 1 << 15
+CHUNK = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -58,15 +58,16 @@ def evaluate(gpu: GPUSpec, model: ModelConfig, batch, context, tp, w_bytes, a_by
     c, m = compute_and_memory_s(dec)
     pc, pm = compute_and_memory_s(pre)
     tpot, ttft = total_time_s(dec), total_time_s(pre)
-    cap = mem.kv_cache_capacity_bytes(s, ms)
+    weights = mem.weights_bytes(s)
+    cap = np.maximum(ms.memory_utilization * gpu.memory_bytes - weights - mem.activation_bytes(s, ms)
+                     - ms.runtime_reserve_bytes, 0.0)
     per_seq = mem.kv_cache_bytes_per_sequence(s, np.maximum(context, 1.0))
-    max_b = np.floor(np.maximum(cap, 0.0) / per_seq)
-    return {"ttft_s": ttft, "prefill_bound": np.where(pc >= pm, "compute", "memory"),
-            "tpot_s": tpot, "decode_bound": np.where(c >= m, "compute", "memory"),
+    max_b = np.floor(cap / per_seq)
+    return {"ttft_s": ttft, "prefill_compute_bound": pc >= pm, "tpot_s": tpot, "decode_compute_bound": c >= m,
             "decode_flops": d_flops, "decode_bytes": d_bytes,
             "arithmetic_intensity_flops_per_byte": d_flops / d_bytes,
-            "output_tokens_per_s": batch / tpot, "weights_bytes": mem.weights_bytes(s),
-            "kv_cache_capacity_tokens": np.floor(np.maximum(cap, 0.0) / mem.kv_cache_bytes_per_token(s)),
+            "output_tokens_per_s": batch / tpot, "weights_bytes": weights,
+            "kv_cache_capacity_tokens": np.floor(cap / mem.kv_cache_bytes_per_token(s)),
             "max_batch": max_b, "kv_cache_utilization": batch * per_seq / np.maximum(cap, 1.0),
             "fits": (max_b >= batch)}
 
@@ -94,8 +95,9 @@ def sweep(gpu: GPUSpec, model: ModelConfig, batches, contexts, tps=(1,), precisi
     pk = np.array(peaks)[P]
     cols = evaluate_chunked(gpu, model, B, C, T, w, a, kv, pk, efficiency, ms)
     labels = np.array([p.label for p in sets], dtype=object)[P]
+    bounds = {f"{ph}_bound": np.where(cols.pop(f"{ph}_compute_bound"), "compute", "memory") for ph in ("prefill", "decode")}
     return {"batch": B.astype(np.int64), "context": C.astype(np.int64), "tp": T.astype(np.int64),
-            "precision": labels, **cols}
+            "precision": labels, **bounds, **cols}
 
 
 def evaluate_chunked(gpu, model, batch, context, tp, w, a, kv, peak, efficiency=None, ms=None, chunk=CHUNK):

@@ -67,7 +67,7 @@ def model_detail_table(d: dict):
 
 def _op_rows(phase: dict):
     for o in phase["operators"]:
-        yield (o["name"], o["count"], format_count(o["flops"]) + "FLOP", format_bytes(o["bytes"]),
+        yield (o["name"], o["count"], format_rate(o["flops"], "FLOP"), format_bytes(o["bytes"]),
                _ai(o["arithmetic_intensity_flops_per_byte"]), o["bound"], format_time_s(o["time_s"]))
 
 
@@ -86,7 +86,7 @@ def analyze_tables(r: dict):
            ("KV cache capacity", f"{format_bytes(m['kv_cache_capacity_bytes'], True)} = {m['kv_cache_capacity_tokens']:,} tokens"),
            ("max batch at context", f"{m['max_batch']:,}"), ("KV utilisation of batch", f"{m['kv_cache_utilization']:.1%}"),
            ("fits", "yes" if m["fits"] else f"no: smallest TP that fits = {m['min_tp_that_fits']}")]
-    phases = [(name, format_count(r[name]["flops"]) + "FLOP", format_bytes(r[name]["bytes"]),
+    phases = [(name, format_rate(r[name]["flops"], "FLOP"), format_bytes(r[name]["bytes"]),
                _ai(r[name]["arithmetic_intensity_flops_per_byte"]), r[name]["bound"], format_time_s(r[name]["time_s"]))
               for name in ("prefill", "decode")]
     hdr = ["operator", "count", "FLOPs", "bytes", "FLOP/B", "bound", "time"]

@@ -1,0 +1,138 @@
+"""A fleet file (GPU types, availability per region, prices) and the cheapest mix of replicas that meets a
+load, as a mixed-integer program (scipy.optimize.milp); when supply runs out, the load left unserved.
+
+Fleet file (examples/fleet.json):
+
+    {"gpus": {"h100-sxm": {"price_per_gpu_hour": 2.5}, "h200-sxm": {"price_per_gpu_hour": 3.5}},
+     "regions": {"us-east": {"h100-sxm": 64, "h200-sxm": 16},
+                 "eu-west": {"h100-sxm": {"available": 32, "price_per_gpu_hour": 2.9}}}}
+
+A region entry is a GPU count, or an object with `available` and an optional regional price.
+
+The program: integer x[r, c] = replicas of candidate c (GPU x TP x precision) in region r;
+stage 1 minimises the unserved rate U subject to  sum x[r, c] * rate_c + U >= demand  and, per region and GPU
+type,  sum_c x[r, c] * tp_c <= available;  stage 2 keeps U at its minimum and minimises the $/hour.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from .errors import RooflineError
+
+
+@dataclass(frozen=True)
+class Fleet:
+    prices: dict[str, float]                     # gpu -> $/GPU-hour (default for every region)
+    supply: dict[tuple[str, str], tuple[int, float | None]]  # (region, gpu) -> (available GPUs, price or None)
+
+    @property
+    def gpu_names(self) -> list[str]:
+        return sorted({g for _, g in self.supply} | set(self.prices))
+
+    def price(self, region: str, gpu: str) -> float | None:
+        p = self.supply.get((region, gpu), (0, None))[1]
+        return p if p is not None else self.prices.get(gpu)
+
+
+def _bad(where: str, field: str, expected: str, found) -> RooflineError:
+    return RooflineError(f"{where}: field '{field}' must be {expected}, found {found!r}",
+                         hint="see examples/fleet.json for a complete fleet file")
+
+
+def _nonneg(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v >= 0
+
+
+def parse_fleet(d, where: str = "fleet") -> Fleet:
+    if not isinstance(d, dict):
+        raise _bad(where, "(top level)", "a JSON object", type(d).__name__)
+    extra = sorted(set(d) - {"gpus", "regions", "description"})
+    if extra:
+        raise RooflineError(f"{where}: unknown field '{extra[0]}'", hint="allowed: gpus, regions, description")
+    prices = {}
+    for g, v in (d.get("gpus") or {}).items():
+        if not isinstance(v, dict) or not _nonneg(v.get("price_per_gpu_hour")):
+            raise _bad(where, f"gpus.{g}.price_per_gpu_hour", "a number >= 0 (USD per GPU-hour)",
+                       v.get("price_per_gpu_hour") if isinstance(v, dict) else v)
+        prices[g] = float(v["price_per_gpu_hour"])
+    regions = d.get("regions")
+    if not isinstance(regions, dict) or not regions:
+        raise _bad(where, "regions", "an object of region -> {gpu: count}", regions)
+    supply = {}
+    for r, gs in regions.items():
+        if not isinstance(gs, dict):
+            raise _bad(where, f"regions.{r}", "an object of gpu -> count", gs)
+        for g, v in gs.items():
+            count, price = (v, None) if not isinstance(v, dict) else (v.get("available"), v.get("price_per_gpu_hour"))
+            if not _nonneg(count) or int(count) != count:
+                raise _bad(where, f"regions.{r}.{g}" + (".available" if isinstance(v, dict) else ""),
+                           "a whole number of GPUs >= 0", count)
+            if price is not None and not _nonneg(price):
+                raise _bad(where, f"regions.{r}.{g}.price_per_gpu_hour", "a number >= 0", price)
+            supply[(r, g)] = (int(count), None if price is None else float(price))
+    return Fleet(prices, supply)
+
+
+def load_fleet(path: str | Path) -> Fleet:
+    p = Path(path)
+    if not p.is_file():
+        raise RooflineError(f"fleet file {p} not found", hint="see examples/fleet.json", exit_code=2)
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise RooflineError(f"{p}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})",
+                            hint="see examples/fleet.json") from None
+    return parse_fleet(d, str(p))
+
+
+def plan_fleet(rows: list[dict], fleet: Fleet, demand_rate_per_s: float, output_tokens_per_s: float) -> dict:
+    """Cheapest mix of the feasible capacity rows that serves demand_rate_per_s (requests/s at peak).
+
+    output_tokens_per_s: the day-average output rate, for $/1M output tokens."""
+    cols = [(r, g, row) for (r, g) in fleet.supply for row in rows
+            if row["feasible"] and row["gpu"] == g and fleet.supply[(r, g)][0] >= row["tp"]]
+    if not cols:
+        raise RooflineError("no feasible candidate runs on the fleet's GPUs",
+                            hint="check that the fleet's GPU names match --gpu names and that the model fits")
+    n = len(cols)
+    rate = np.array([c[2]["max_request_rate_per_replica"] for c in cols])
+    tp = np.array([c[2]["tp"] for c in cols], dtype=float)
+    price = np.array([fleet.price(r, g) if fleet.price(r, g) is not None else np.nan for r, g, _ in cols])
+    priced = bool(np.all(np.isfinite(price)))
+    cost = tp * (price if priced else 1.0)  # without prices: fewest GPUs
+    keys = sorted({(r, g) for r, g, _ in cols})
+    A_sup = np.array([[tp[j] if (cols[j][0], cols[j][1]) == k else 0.0 for j in range(n)] + [0.0] for k in keys])
+    cap = np.array([fleet.supply[k][0] for k in keys], dtype=float)
+    A_dem = np.concatenate([rate, [1.0]])[None, :]
+    integrality = np.concatenate([np.ones(n), [0]])
+    ub = np.concatenate([np.floor(np.array([fleet.supply[(r, g)][0] for r, g, _ in cols]) / tp), [demand_rate_per_s]])
+    bounds = Bounds(np.zeros(n + 1), ub)
+    cons = [LinearConstraint(A_sup, -np.inf, cap), LinearConstraint(A_dem, demand_rate_per_s, np.inf)]
+    s1 = milp(np.concatenate([np.zeros(n), [1.0]]), integrality=integrality, bounds=bounds, constraints=cons)
+    if not s1.success:
+        raise RooflineError(f"the fleet optimisation failed: {s1.message}", hint="report this with the fleet file")
+    unserved = float(s1.x[-1])
+    bounds2 = Bounds(np.zeros(n + 1), np.concatenate([ub[:-1], [unserved + 1e-6 * max(demand_rate_per_s, 1)]]))
+    s2 = milp(np.concatenate([cost, [0.0]]), integrality=integrality, bounds=bounds2, constraints=cons)
+    x = np.rint(s2.x[:-1] if s2.success else s1.x[:-1]).astype(int)
+    mix = []
+    for j in np.flatnonzero(x):
+        r, g, row = cols[j]
+        mix.append({"region": r, "gpu": g, "tp": row["tp"], "precision": row["precision"], "replicas": int(x[j]),
+                    "gpus": int(x[j] * tp[j]), "rate_per_s": float(x[j] * rate[j]),
+                    "cost_per_hour": float(x[j] * tp[j] * price[j]) if priced else None})
+    served = min(demand_rate_per_s, float(x @ rate))
+    total_cost = float(x @ (tp * price)) if priced else None
+    served_tokens = output_tokens_per_s * served / demand_rate_per_s if demand_rate_per_s else 0.0
+    return {"demand_rate_per_s": demand_rate_per_s, "served_rate_per_s": served,
+            "unserved_rate_per_s": max(0.0, demand_rate_per_s - served),
+            "at_capacity": demand_rate_per_s - served > 1e-9 * max(1.0, demand_rate_per_s),
+            "replicas": int(x.sum()), "gpus": int(x @ tp), "cost_per_hour": total_cost,
+            "cost_per_million_output_tokens": (total_cost / (served_tokens * 3600.0) * 1e6
+                                               if priced and served_tokens > 0 else None),
+            "headroom": 1.0 - served / float(x @ rate) if x.any() else 0.0, "mix": mix}

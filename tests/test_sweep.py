@@ -1,0 +1,38 @@
+"""The vectorized grid agrees with one-at-a-time analysis."""
+import numpy as np
+import pytest
+
+from roofline.analysis import Scenario, analyze
+from roofline.errors import RooflineError
+from roofline.hardware import load_gpu
+from roofline.models import load_model
+from roofline.sweep import PrecisionSet, sweep
+
+
+def test_grid_shape_and_agreement_with_analyze():
+    g, m = load_gpu("h100-sxm"), load_model("llama-3.1-8b")
+    cols = sweep(g, m, [1, 64], [512, 4096], [1, 2], ["bf16", "fp8"])
+    assert len(cols["tpot_s"]) == 2 * 2 * 2 * 2
+    i = next(i for i in range(16) if cols["batch"][i] == 64 and cols["context"][i] == 4096 and cols["tp"][i] == 2
+             and cols["precision"][i] == "fp8")
+    r = analyze(g, m, Scenario(batch=64, prompt=4096, output=1, context=4096, tp=2, weights="fp8",
+                               activations="fp8", kv="fp8"))
+    assert cols["tpot_s"][i] == pytest.approx(r["tpot_s"])
+    assert cols["ttft_s"][i] == pytest.approx(r["ttft_s"])
+    assert cols["max_batch"][i] == r["memory"]["max_batch"]
+    assert cols["decode_bound"][i] == r["decode"]["bound"]
+
+
+def test_precision_sets():
+    assert PrecisionSet.parse("int4/bf16/fp8") == PrecisionSet("int4", "bf16", "fp8")
+    assert PrecisionSet.parse("fp8").label == "fp8"
+    with pytest.raises(RooflineError):
+        PrecisionSet.parse("int4/bf16")
+
+
+def test_bad_grid_values():
+    g, m = load_gpu("h100-sxm"), load_model("llama-3.1-8b")
+    with pytest.raises(RooflineError, match="batch"):
+        sweep(g, m, [0], [512])
+    with pytest.raises(RooflineError, match="context"):
+        sweep(g, m, [1], [-5])
