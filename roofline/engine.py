@@ -38,8 +38,9 @@ class Setup:
         return self.gpu.peak_flops("fp32")
 
     @property
-    def link_bytes_per_s(self) -> float:
-        return self.gpu.interconnect_bandwidth_bytes_per_s()
+    def link_bytes_per_s(self) -> np.ndarray:
+        """Per-direction link bandwidth of the TP group (NVLink inside the scale-up domain, else PCIe)."""
+        return self.gpu.interconnect_bandwidth_bytes_per_s(self.tp)
 
 
 def make_setup(gpu: GPUSpec, model: ModelConfig, tp=1, weights="bf16", activations="bf16", kv="bf16",

@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from .errors import RooflineError
 from .precision import COMPUTE_PRECISIONS
 
@@ -32,6 +34,7 @@ _FIGURES: dict[str, str] = {
     "tdp_w": "positive",
     "scaleup_bandwidth_bytes_per_s": "non-negative",  # 0 = no NVLink / Infinity Fabric
     "pcie_bandwidth_bytes_per_s": "positive",
+    "scaleup_domain_gpus": "int",  # GPUs the scale-up link joins all-to-all (HGX 8, NVL bridge 2, none 1)
 }
 _TEXT_FIELDS = ("name", "display_name", "vendor", "architecture")
 _REQUIRED = ("schema_version", *_TEXT_FIELDS, "flops_are", "sources", *_FIGURES, "peak_flops_per_s")
@@ -55,6 +58,7 @@ class GPUSpec:
     tdp_w: float
     scaleup_bandwidth_bytes_per_s: float
     pcie_bandwidth_bytes_per_s: float
+    scaleup_domain_gpus: int
     peak_flops_per_s: Mapping[str, float] = field(hash=False)
     sources: Mapping[str, str] = field(hash=False)  # field name ("peak_flops_per_s.bf16") -> source text
     path: str = ""
@@ -79,11 +83,11 @@ class GPUSpec:
         """Arithmetic intensity (FLOP per HBM byte) above which a kernel is compute-bound."""
         return self.peak_flops(precision) / self.memory_bandwidth_bytes_per_s
 
-    def interconnect_bandwidth_bytes_per_s(self) -> float:
-        """Per-direction GPU-to-GPU bandwidth: scale-up link (NVLink / Infinity Fabric) if any, else PCIe."""
-        if self.scaleup_bandwidth_bytes_per_s > 0:
-            return self.scaleup_bandwidth_bytes_per_s
-        return self.pcie_bandwidth_bytes_per_s
+    def interconnect_bandwidth_bytes_per_s(self, gpus=1):
+        """Per-direction GPU-to-GPU bandwidth for a group of `gpus` (scalar or array): the scale-up link
+        (NVLink / Infinity Fabric) while the group fits in its domain, else PCIe."""
+        inside = (np.asarray(gpus) <= self.scaleup_domain_gpus) & (self.scaleup_bandwidth_bytes_per_s > 0)
+        return np.where(inside, self.scaleup_bandwidth_bytes_per_s, self.pcie_bandwidth_bytes_per_s)
 
 
 # ---------------------------------------------------------------- public API
@@ -162,6 +166,7 @@ def parse_gpu_spec(text: str, where: str) -> GPUSpec:
     for name, kind in _FIGURES.items():
         values[name], provenance[name] = _parse_figure(data[name], name, kind, sources, where)
     values["sm_count"] = int(values["sm_count"])
+    values["scaleup_domain_gpus"] = int(values["scaleup_domain_gpus"])
     peaks = _parse_peaks(data["peak_flops_per_s"], sources, where, provenance)
     aliases = tuple(data.get("aliases", ()))
     return GPUSpec(**values, peak_flops_per_s=peaks, sources=provenance, path=where, aliases=aliases)

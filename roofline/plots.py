@@ -90,14 +90,32 @@ def operator_points(result: dict) -> list[dict]:
 
 
 def _roof(ax, bw: float, peaks: dict[str, float], x: np.ndarray, style: str, tag: str, colors: dict) -> None:
-    ax.plot(x, bw * x, style, color="0.25", label=f"{tag} memory {_si(bw, 'B/s')}")
+    top_ridge = max(peaks.values()) / bw if peaks else x[-1]
+    xs = x[x <= top_ridge * 1.0001]
+    ax.plot(xs, bw * xs, style, color="0.25", label=f"{tag} memory {_si(bw, 'B/s')}")
     for p, peak in peaks.items():
-        ax.plot(x, np.minimum(bw * x, peak), style, color=colors[p], label=f"{tag} {p} {_si(peak, 'FLOP/s')}")
         ridge = peak / bw
+        xr = x[x >= ridge]
+        ax.plot(np.r_[ridge, xr], np.full(len(xr) + 1, peak), style, color=colors[p],
+                label=f"{tag} {p} {_si(peak, 'FLOP/s')}")
         ax.plot([ridge], [peak], "D", color=colors[p], ms=9, label=f"{tag} {p} ridge")
         if tag == "datasheet":
-            ax.annotate(f"{p} ridge\n{ridge:,.0f} FLOP/B", (ridge, peak), xytext=(8, -40),
-                        textcoords="offset points", fontsize=13, color=colors[p])
+            ax.axvline(ridge, color=colors[p], ls=":", lw=1.5)
+            ax.annotate(f"{p} ridge {ridge:,.0f} FLOP/B", (ridge, 0.02), xycoords=("data", "axes fraction"),
+                        xytext=(-6, 0), textcoords="offset points", rotation=90, ha="right", va="bottom",
+                        fontsize=13, color=colors[p])
+
+
+def _label_clusters(ax, pts: list[dict], color: str) -> None:
+    """One label per group of operators that land on (nearly) the same spot, names stacked."""
+    groups: dict[tuple, list[dict]] = {}
+    for p in pts:
+        key = (round(np.log10(p["intensity"]) / 0.12), round(np.log10(p["flops_per_s"]) / 0.12))
+        groups.setdefault(key, []).append(p)
+    for g in groups.values():
+        names = "\n".join(sorted({p["name"] for p in g}))
+        ax.annotate(names, (g[0]["intensity"], g[0]["flops_per_s"]), xytext=(9, 0), textcoords="offset points",
+                    fontsize=11, color=color, va="center", linespacing=0.95)
 
 
 @styled
@@ -129,9 +147,7 @@ def roofline_chart(gpu: GPUSpec, model: ModelConfig, scenario: Scenario | None =
         ph = [p for p in pts if p["phase"] == phase]
         ax.scatter([p["intensity"] for p in ph], [p["flops_per_s"] for p in ph], marker=PHASE_MARKERS[phase],
                    s=110, color=PHASE_COLORS[phase], edgecolor="black", zorder=6, label=f"{phase} operators")
-        for i, p in enumerate(ph):
-            ax.annotate(p["name"], (p["intensity"], p["flops_per_s"]), xytext=(7, 5 - 12 * (i % 2)),
-                        textcoords="offset points", fontsize=11, color=PHASE_COLORS[phase])
+        _label_clusters(ax, ph, PHASE_COLORS[phase])
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
@@ -140,8 +156,8 @@ def roofline_chart(gpu: GPUSpec, model: ModelConfig, scenario: Scenario | None =
     ax.set_xlabel("arithmetic intensity (FLOP / byte of HBM traffic)")
     ax.set_ylabel("FLOP/s (achieved = FLOPs / modelled time)")
     c = r["config"]
-    ax.set_title(f"{model.name} on {gpu.display_name}: batch {c['batch']}, prompt {c['prompt']}, "
-                 f"decode at context {c['context']}, {c['weights']}/{c['activations']}/{c['kv']}, TP {c['tp']}")
+    ax.set_title(f"{model.name} on {gpu.display_name}\nbatch {c['batch']}, prompt {c['prompt']}, decode at context "
+                 f"{c['context']}, weights/activations/KV {c['weights']}/{c['activations']}/{c['kv']}, TP {c['tp']}")
     ax.legend(loc="upper left", ncols=2, framealpha=0.85)
     return fig
 
@@ -223,12 +239,12 @@ def regime_map(gpu: GPUSpec, model: ModelConfig, scenario: Scenario | None = Non
     for ax, phase in zip(axes[0], phases):
         z = g[phase]["intensity"] if metric == "intensity" else g[phase]["time_s"] * 1e3
         mesh = ax.pcolormesh(B, C, np.log10(z), shading="nearest", cmap="viridis")
-        mesh.set_label(f"{phase} {metric}")
+        mesh.set_gid(f"{phase} {metric}")
         cb = fig.colorbar(mesh, ax=ax)
         cb.set_label("log10 FLOP/B" if metric == "intensity" else "log10 time per pass (ms)")
         ridge = g["ridge_point_flops_per_byte"]
         cs = ax.contour(B, C, g[phase]["intensity"], levels=[ridge], colors="white", linewidths=3)
-        cs.set_label(f"ridge {ridge:,.0f} FLOP/B")
+        cs.set_gid(f"{phase} ridge contour")
         fits = g["max_batch"] >= 1
         ax.plot(np.maximum(g["max_batch"][fits], 1), C[fits], "-", color="orange", lw=3.5,
                 label="max batch that fits")

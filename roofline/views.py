@@ -36,7 +36,7 @@ def gpus_table(gpus: list[GPUSpec]):
 
 def gpu_detail_table(g: GPUSpec):
     fields = ["memory_bytes", "memory_bandwidth_bytes_per_s", "l2_cache_bytes", "sm_count", "clock_hz", "tdp_w",
-              "scaleup_bandwidth_bytes_per_s", "pcie_bandwidth_bytes_per_s"]
+              "scaleup_bandwidth_bytes_per_s", "scaleup_domain_gpus", "pcie_bandwidth_bytes_per_s"]
     rows = [(f, f"{getattr(g, f):,.6g}", g.sources.get(f, "")) for f in fields]
     rows += [(f"peak_flops_per_s.{p} (dense)", f"{v:,.6g}", g.sources.get(f"peak_flops_per_s.{p}", ""))
              for p, v in g.peak_flops_per_s.items()]

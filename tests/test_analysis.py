@@ -100,3 +100,12 @@ def test_context_beyond_max_positions_is_a_warning():
 def test_every_family_analyzes(model):
     r = analyze(load_gpu("b200"), load_model(model), Scenario(batch=8, tp=8, weights="fp8", activations="fp8", kv="fp8"))
     assert r["tpot_s"] > 0 and r["ttft_s"] > r["tpot_s"]
+
+
+def test_tp_beyond_the_nvlink_bridge_goes_over_pcie():
+    # H100 PCIe: an NVLink bridge joins pairs (300 GB/s per direction); a TP group of 4 talks over PCIe (64 GB/s)
+    from roofline.engine import make_setup as mk
+    g = load_gpu("h100-pcie")
+    m = load_model("llama-3.1-70b")
+    assert float(mk(g, m, tp=2).link_bytes_per_s) == g.scaleup_bandwidth_bytes_per_s
+    assert float(mk(g, m, tp=4).link_bytes_per_s) == g.pcie_bandwidth_bytes_per_s
