@@ -9,6 +9,7 @@ the fp32 peak.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -86,11 +87,11 @@ class OpTime:
     memory_s: np.ndarray
     overhead_s: np.ndarray
 
-    @property
+    @cached_property
     def bytes(self) -> np.ndarray:
         return self.bytes_read + self.bytes_written
 
-    @property
+    @cached_property
     def time_s(self) -> np.ndarray:
         return np.maximum(self.compute_s, self.memory_s) + self.overhead_s
 
@@ -101,25 +102,37 @@ class OpTime:
         return np.where(self.compute_s >= self.memory_s, "compute", "memory")
 
 
+def _allreduce_s(s: Setup, comm_bytes) -> np.ndarray:
+    """One all-reduce of `comm_bytes` per GPU over the TP group (ring: 2 (t-1)/t of the data per link)."""
+    eff = s.efficiency
+    t = s.tp
+    return np.where(t > 1, eff.allreduce_latency_s + 2.0 * (t - 1) / t * comm_bytes
+                    / (s.link_bytes_per_s * eff.link), 0.0)
+
+
 def time_pass(s: Setup, p: Pass) -> list[OpTime]:
     """Per-operator times of one forward pass."""
     eff, out = s.efficiency, []
+    vector_rate = s.vector_flops_per_s * eff.vector
+    bw = s.gpu.memory_bandwidth_bytes_per_s
+    rates: dict[float, np.ndarray] = {}  # constant efficiency -> rate, computed once per pass
     for op, n in operators_for(s.model):
         c = op.formula(p)
         if op.unit == "link":
-            comm = np.where(s.tp > 1, eff.allreduce_latency_s + 2.0 * (s.tp - 1) / s.tp * c.comm_bytes
-                            / (s.link_bytes_per_s * eff.link), 0.0)
+            comm = n * _allreduce_s(s, c.comm_bytes)
             z = 0.0 * comm
-            out.append(OpTime(op.name, op.unit, n, z, z, z, z, n * comm, z))
+            out.append(OpTime(op.name, op.unit, n, z, z, z, z, comm, z))
             continue
         b = c.bytes_read + c.bytes_written
         if op.unit == "tensor":
-            peak = s.tensor_flops_per_s * eff.compute_fraction(c.flops, b)
+            frac = eff.compute_fraction(c.flops, b)
+            rate = rates.setdefault(frac, s.tensor_flops_per_s * frac) if isinstance(frac, float) \
+                else s.tensor_flops_per_s * frac
         else:
-            peak = s.vector_flops_per_s * eff.vector
-        mem = b / (s.gpu.memory_bandwidth_bytes_per_s * eff.memory_fraction(c.flops, b))
+            rate = vector_rate
+        mem_rate = bw * eff.memory_fraction(c.flops, b)
         out.append(OpTime(op.name, op.unit, n, n * c.flops, n * c.bytes_read, n * c.bytes_written,
-                          n * c.flops / peak, n * mem, np.asarray(n * c.kernels * eff.kernel_overhead_s)))
+                          c.flops * n / rate, b * (n / mem_rate), np.asarray(n * c.kernels * eff.kernel_overhead_s)))
     return out
 
 
