@@ -34,9 +34,9 @@ from .workload import Workload, sample_requests
 
 PAGE_TOKENS = 16
 Z99 = 2.326  # standard normal 99th percentile: p99 concurrency ~ B + Z99 sqrt(B) (Poisson)
-LN100 = math.log(100.0)  # p99 of an exponential wait = mean x ln 100
 _GRID = 1500
 _SAMPLE = 20_000
+U_GRID = np.geomspace(1e-5, 10.0, 41)
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,12 @@ class WorkloadStats:
     decode_pairs: float    # summed over the request's decode steps
     decode_kv: float
     reserved_tokens: float  # KV pages (in tokens) an in-flight request holds
+    reserved_token_steps: float  # E[(O - 1) x reserved tokens]: decoding requests hold KV size-biased
     p50_prompt: float
     p99_prompt: float
     idle_tokens: float     # KV tokens an idle conversation holds between turns, per request (0 if none)
+    chunk_share: tuple = ()  # (p50, p99) over requests of the prefill tokens per decode step they share
+                             # their steps with, per unit of u, on U_GRID (compound Poisson, by Monte Carlo)
 
 
 def workload_stats(model: ModelConfig, w: Workload, hit_rate: float, seed: int = 0) -> WorkloadStats:
@@ -69,10 +72,16 @@ def workload_stats(model: ModelConfig, w: Workload, hit_rate: float, seed: int =
     total = ctx0 + o
     pages = np.ceil(total / PAGE_TOKENS) * PAGE_TOKENS
     idle = np.where(r.turn < w.turns - 1, pages, 0.0) * w.think_time_s if reuse else 0.0 * pages
+    n_dec = (o[o > 1] - 1.0)[:4000] if (o > 1).any() else np.ones(1)
+    rng = np.random.default_rng(seed)
+    k = rng.poisson(U_GRID[:, None] * n_dec[None, :])  # prompts that arrive during a request's decode
+    tokens = k * pe.mean() + np.sqrt(k * pe.var()) * rng.standard_normal(k.shape)
+    share = np.maximum(tokens, 0.0) / n_dec[None, :] / U_GRID[:, None]
+    chunk_share = (np.percentile(share, 50, axis=1), np.percentile(share, 99, axis=1))
     return WorkloadStats(float(o.mean()), float(pe.mean()), float((pe ** 2).mean()), float(p_pairs.mean()),
                          float(p_kv.mean()), float(((o - 1) * d_pairs).mean()), float(((o - 1) * d_kv).mean()),
-                         float(pages.mean()), float(np.percentile(ctx0 - cached, 50)),
-                         float(np.percentile(ctx0 - cached, 99)), float(idle.mean()))
+                         float(pages.mean()), float(((o - 1) * pages).mean()), float(np.percentile(ctx0 - cached, 50)),
+                         float(np.percentile(ctx0 - cached, 99)), float(idle.mean()), chunk_share)
 
 
 @dataclass
@@ -81,9 +90,9 @@ class Operating:
 
     u: np.ndarray
     rate: np.ndarray
-    step_s: np.ndarray
-    decode_step_s: np.ndarray
-    prefill_step_s: np.ndarray
+    step_s: np.ndarray     # mean step time (= mean TPOT)
+    tpot_p50_s: np.ndarray
+    tpot_p99_s: np.ndarray
     batch: np.ndarray
     chunk: np.ndarray
     q: np.ndarray
@@ -95,51 +104,81 @@ class Operating:
     stats: WorkloadStats
 
 
-def _ttft(st: WorkloadStats, prompt: float, t, t_p, q, B, M, quantile_factor: float):
+def _ttft(s: Setup, st: WorkloadStats, prompt: float, u, t_d, t_p, q, B, M, p99: bool):
+    """Residual of the running step + M/G/1 wait for the prefill queue + the prompt's own chunked steps
+    (each packed with the prefill tokens that arrive meanwhile)."""
     free = np.maximum(M - B, 1.0)
     n = np.ceil(prompt / free)
+    chunk = np.minimum(prompt + u * st.prefill_tokens, free)
+    cp, ck = attention_terms(s.model, np.minimum(prompt, free), np.maximum(prompt - free, 0.0))
+    t_q = _time(s, B + chunk, B + 1.0, u * st.decode_pairs + cp + u * st.prefill_pairs,
+                u * st.decode_kv + ck + u * st.prefill_kv)
+    qc = np.minimum(q, 0.999)
     n_mean = np.maximum(st.prefill_tokens / free, 1.0)
     n2 = np.maximum(st.prefill_tokens_sq / free ** 2, n_mean)
-    qc = np.minimum(q, 0.999)
-    wait = t_p * qc / (1.0 - qc) * n2 / (2.0 * n_mean) * quantile_factor
+    wait = qc / (1.0 - qc) * t_p * n2 / (2.0 * n_mean)
+    mean_t = (1 - qc) * t_d + qc * t_p
+    if p99:
+        wait = np.maximum(np.log(100.0 * qc), 0.0) * wait / np.maximum(qc, 1e-12)
+        residual = np.where(qc > 0.01, t_p, t_d)
+    else:
+        wait = wait * math.log(2.0)
+        residual = ((1 - qc) * t_d ** 2 + qc * t_p ** 2) / (2.0 * mean_t)
     busy = np.minimum(1.0, B + q)
-    return 0.5 * t * busy + wait + n * t_p
+    return busy * residual + wait + n * t_q
+
+
+def _steps(s: Setup, st: WorkloadStats, u, B, c):
+    """(decode-only step time, step time with a prefill chunk of c tokens)."""
+    frac = c / st.prefill_tokens
+    dec_pairs, dec_kv = u * st.decode_pairs, u * st.decode_kv
+    t_d = _time(s, B, B, dec_pairs, dec_kv)
+    t_p = _time(s, B + c, B + np.maximum(frac, 1.0), dec_pairs + frac * st.prefill_pairs,
+                dec_kv + frac * st.prefill_kv)
+    return t_d, t_p
 
 
 def operating_curve(s: Setup, w: Workload, ms: mem.MemorySettings, hit_rate: float = 1.0) -> Operating:
     """The replica's steady state over u (requests per step); the hit rate is iterated to a fixed point."""
     cap = float(mem.kv_cache_capacity_tokens(s, ms))
-    M, smax = float(ms.max_batched_tokens), float(ms.max_seqs)
-    u = np.geomspace(1e-7, 2.0 * smax, _GRID)
-    hit = np.full_like(u, hit_rate)
-    for _ in range(4):
-        # the hit rate enters through Pe; use the stats at the grid's mean hit (cheap) then per-point KV
-        st = workload_stats(s.model, w, float(np.clip(np.median(hit), 0, 1)))
+    M = float(ms.max_batched_tokens)
+    u = np.geomspace(1e-7, 2.0 * ms.max_seqs, _GRID)
+    hit = hit_rate
+    for _ in range(6):
+        st = workload_stats(s.model, w, hit)
         B = u * max(st.output - 1.0, 0.0)
-        pe = st.prefill_tokens
-        c = np.clip(np.maximum(pe, u * pe), 1.0, np.maximum(M - B, 1.0))
-        q = u * pe / c
-        dec_pairs, dec_kv = u * st.decode_pairs, u * st.decode_kv
-        t_d = _time(s, B, B, dec_pairs, dec_kv)
-        frac = c / pe
-        t_p = _time(s, B + c, B + np.maximum(frac, 1.0), dec_pairs + frac * st.prefill_pairs,
-                    dec_kv + frac * st.prefill_kv)
-        qq = np.minimum(q, 1.0)
-        t = (1.0 - qq) * t_d + qq * t_p
+        c = np.clip(np.maximum(st.prefill_tokens, u * st.prefill_tokens), 1.0, np.maximum(M - B, 1.0))
+        q = np.minimum(u * st.prefill_tokens / c, 1.0)
+        t_d, t_p = _steps(s, st, u, B, c)
+        t = (1.0 - q) * t_d + q * t_p
         rate = u / t
-        kv_inflight = (B + u * st.prefill_tokens / np.maximum(c, 1.0)) * st.reserved_tokens
+        kv_inflight = u * st.reserved_token_steps + u * np.maximum(st.prefill_tokens / c, 1.0) * st.reserved_tokens
         kv_p99 = kv_inflight + Z99 * np.sqrt(np.maximum(kv_inflight * st.reserved_tokens, 0.0))
-        if st.idle_tokens > 0 and hit_rate > 0:
-            demand = rate * st.idle_tokens
-            new_hit = np.clip((cap - kv_inflight) / np.maximum(demand, 1e-9), 0.0, 1.0) * hit_rate
-            if np.allclose(new_hit, hit, atol=1e-3):
-                break
-            hit = new_hit
-        else:
+        if not (st.idle_tokens > 0 and hit_rate > 0):
             break
-    ttft50 = _ttft(st, st.p50_prompt, t, t_p, q, B, M, math.log(2.0))
-    ttft99 = _ttft(st, st.p99_prompt, t, t_p, q, B, M, LN100)
-    return Operating(u, rate, t, t_d, t_p, B, c, q, kv_p99, ttft50, ttft99, hit, cap, st)
+        # LRU over idle conversations: the fraction of their KV that fits in what in-flight requests leave
+        # evaluated at the load one replica carries: all of it, or as much as its KV cache allows
+        free = np.maximum(cap - kv_inflight, 0.0)
+        fits = kv_p99 <= cap
+        at = min(w.peak_rate_per_s, float(rate[fits].max()) if fits.any() else float(rate[0]))
+        new_hit = float(np.clip(np.interp(at, rate, free / np.maximum(rate * st.idle_tokens, 1e-9)),
+                                0.0, 1.0)) * hit_rate
+        if abs(new_hit - hit) < 1e-3:
+            break
+        hit = new_hit
+    # a request's TPOT: its decode steps, a Binomial share of which carry prefill chunks
+    B99 = B + Z99 * np.sqrt(B)
+    d99, p99 = _steps(s, st, u, B99, np.clip(c, 1.0, np.maximum(M - B99, 1.0)))
+    lu = np.log(np.clip(u, U_GRID[0], U_GRID[-1]))
+    # marginal step time of a prefill token, taken on a full chunk (the big chunks make the tail)
+    free = np.maximum(M - B, 1.0)
+    per_token = (_steps(s, st, u, B, free)[1] - t_d) / free
+    per_token99 = (_steps(s, st, u, B99, np.maximum(M - B99, 1.0))[1] - d99) / np.maximum(M - B99, 1.0)
+    tpot50 = t_d + per_token * np.minimum(u * np.interp(lu, np.log(U_GRID), st.chunk_share[0]), free)
+    tpot99 = d99 + per_token99 * np.minimum(u * np.interp(lu, np.log(U_GRID), st.chunk_share[1]), free)
+    ttft50 = _ttft(s, st, st.p50_prompt, u, t_d, t_p, q, B, M, False)
+    ttft99 = _ttft(s, st, st.p99_prompt, u, t_d, t_p, q, B, M, True)
+    return Operating(u, rate, t, tpot50, tpot99, B, c, q, kv_p99, ttft50, ttft99, np.full_like(u, hit), cap, st)
 
 
 def _time(s: Setup, T, S, pairs, kv) -> np.ndarray:
@@ -170,9 +209,9 @@ def replica_capacity(s: Setup, w: Workload, ms: mem.MemorySettings | None = None
     limits = {
         "kv_capacity": op.kv_p99_tokens <= op.kv_capacity_tokens,
         "prefill_budget": op.q < 0.98,
-        "max_seqs": op.batch <= ms.max_seqs,
-        "tpot_p50_slo": op.step_s <= (slo.tpot_p50_s or np.inf),
-        "tpot_p99_slo": op.step_s <= (slo.tpot_p99_s or np.inf),
+        "max_seqs": op.batch + Z99 * np.sqrt(op.batch) <= ms.max_seqs,
+        "tpot_p50_slo": op.tpot_p50_s <= (slo.tpot_p50_s or np.inf),
+        "tpot_p99_slo": op.tpot_p99_s <= (slo.tpot_p99_s or np.inf),
         "ttft_p50_slo": op.ttft_p50_s <= (slo.ttft_p50_s or np.inf),
         "ttft_p99_slo": op.ttft_p99_s <= (slo.ttft_p99_s or np.inf),
     }
@@ -195,6 +234,7 @@ def replica_capacity(s: Setup, w: Workload, ms: mem.MemorySettings | None = None
     bottleneck = "hbm_capacity" if limited_by == "kv_capacity" else _slo_bottleneck(s, op, i)
     return {**base, "max_request_rate_per_replica": float(op.rate[i]), "limited_by": limited_by,
             "bottleneck": bottleneck, "batch": float(op.batch[i]), "tpot_s": float(op.step_s[i]),
+            "tpot_p50_s": float(op.tpot_p50_s[i]), "tpot_p99_s": float(op.tpot_p99_s[i]),
             "ttft_p50_s": float(op.ttft_p50_s[i]), "ttft_p99_s": float(op.ttft_p99_s[i]),
             "kv_cache_utilization": float(op.kv_p99_tokens[i] / op.kv_capacity_tokens),
             "cache_hit_rate": float(op.hit_rate[i]) if w.turns > 1 and w.prefix_reuse else None,
@@ -288,3 +328,18 @@ from .fleet import Fleet, load_fleet, plan_fleet  # noqa: E402  (re-exported: ca
 
 __all__ = ["replica_capacity", "capacity_table", "candidates", "Candidate", "parse_precision", "Fleet",
            "load_fleet", "plan_fleet", "operating_curve", "workload_stats"]
+
+
+def predict(s: Setup, w: Workload, rate_per_s: float, ms: mem.MemorySettings | None = None) -> dict:
+    """The steady-state model at one per-replica rate (interpolated on the operating curve); None past
+    saturation."""
+    op = operating_curve(s, w, ms or mem.MemorySettings())
+    if rate_per_s > op.rate.max():
+        return {"rate_per_s": rate_per_s, "saturated": True}
+    def at(y):
+        return float(np.interp(rate_per_s, op.rate, y))
+    return {"rate_per_s": rate_per_s, "saturated": False, "tpot_s": at(op.step_s),
+            "tpot_p50_s": at(op.tpot_p50_s), "tpot_p99_s": at(op.tpot_p99_s), "batch": at(op.batch),
+            "ttft_p50_s": at(op.ttft_p50_s), "ttft_p99_s": at(op.ttft_p99_s),
+            "throughput_output_tokens_per_s": rate_per_s * op.stats.output,
+            "kv_cache_utilization": at(op.kv_p99_tokens) / op.kv_capacity_tokens}

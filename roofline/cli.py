@@ -164,6 +164,8 @@ def _register_optional() -> None:
         register_reports(app)
     except ImportError:
         pass
+    from .published_cli import register as register_published
+    register_published(app)
 
 
 _register_optional()

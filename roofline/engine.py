@@ -3,8 +3,8 @@
 time_op = count * (max(flops / (peak * compute_fraction), bytes / (bandwidth * memory_fraction))
                    + kernels * kernel_overhead_s)
 A TP all-reduce of B bytes per GPU: count * (allreduce_latency_s + 2 (t-1)/t * B / (link * link_fraction)),
-zero when t = 1. `tensor` operators run at the activations (compute) precision's dense peak, `vector` ones at
-the fp32 peak.
+zero when t = 1. `tensor` operators run at the activations (compute) precision's dense peak, `attention` ones at
+the 16-bit peak when the activations are 8-bit (see attention_peak), `vector` ones at the fp32 peak.
 """
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ class Setup:
     kv_bytes: np.ndarray
     tensor_flops_per_s: np.ndarray
     efficiency: Efficiency = field(default_factory=Efficiency)
+    attention_flops_per_s: np.ndarray | None = None  # default: the tensor peak
+
+    @property
+    def attention_rate_flops_per_s(self) -> np.ndarray:
+        return self.tensor_flops_per_s if self.attention_flops_per_s is None else self.attention_flops_per_s
 
     @property
     def vector_flops_per_s(self) -> float:
@@ -52,7 +57,16 @@ def make_setup(gpu: GPUSpec, model: ModelConfig, tp=1, weights="bf16", activatio
     peak = compute_peak(gpu, activations, weights)
     return Setup(gpu, model, np.asarray(float(tp)), np.asarray(bytes_per_element(weights)),
                  np.asarray(bytes_per_element(activations)), np.asarray(bytes_per_element(kv)),
-                 np.asarray(peak), efficiency or Efficiency())
+                 np.asarray(peak), efficiency or Efficiency(), np.asarray(attention_peak(gpu, activations)))
+
+
+def attention_peak(gpu: GPUSpec, activations: str) -> float:
+    """Peak for attention: the activations' peak, but 16-bit when those are 8 bits or narrower
+    (FlashAttention in serving engines computes in bf16/fp16, dequantising an FP8 KV cache)."""
+    if bytes_per_element(activations) > 1:
+        return gpu.peak_flops(activations)
+    wide = [p for p in ("bf16", "fp16") if p in gpu.peak_flops_per_s]
+    return gpu.peak_flops(wide[0]) if wide else gpu.peak_flops(activations)
 
 
 def check_tp(model: ModelConfig, tp: int) -> None:
@@ -125,9 +139,11 @@ def time_pass(s: Setup, p: Pass) -> list[OpTime]:
             continue
         b = c.bytes_read + c.bytes_written
         if op.unit == "tensor":
-            frac = eff.compute_fraction(c.flops, b)
+            frac = eff.tensor_fraction(c.flops, b, s.a_bytes)
             rate = rates.setdefault(frac, s.tensor_flops_per_s * frac) if isinstance(frac, float) \
                 else s.tensor_flops_per_s * frac
+        elif op.unit == "attention":
+            rate = s.attention_rate_flops_per_s * eff.compute_fraction(c.flops, b)
         else:
             rate = vector_rate
         mem_rate = bw * eff.memory_fraction(c.flops, b)

@@ -85,7 +85,8 @@ class OpCost:
 class Operator:
     name: str
     formula: Callable[[Pass], OpCost]
-    unit: str  # "tensor" (matrix units at the compute precision), "vector" (fp32 cores), "link" (collective)
+    unit: str  # "tensor" (matrix units at the compute precision), "attention" (matrix units, >= 16-bit),
+    #            "vector" (fp32 cores), "link" (collective)
     scope: str  # "layer", "dense_mlp", "moe_mlp", "model"
     applies: Callable[[ModelConfig], bool]
 
@@ -99,7 +100,7 @@ class Operator:
 
 
 REGISTRY: dict[str, Operator] = {}
-_UNITS = ("tensor", "vector", "link")
+_UNITS = ("tensor", "attention", "vector", "link")
 _SCOPES = ("layer", "dense_mlp", "moe_mlp", "model")
 
 
@@ -219,7 +220,7 @@ def kv_cache_write(p: Pass) -> OpCost:
     return OpCost(0.0 * p.tokens, p.tokens * e * p.a_bytes, p.tokens * e * p.kv_bytes)
 
 
-@register("attn_scores", "tensor", "layer")
+@register("attn_scores", "attention", "layer")
 def attn_scores(p: Pass) -> OpCost:
     """Q K^T over the scored pairs: 2*pairs*heads*d FLOPs; reads Q and the cached K once (fused kernel).
 
@@ -249,7 +250,7 @@ def attn_softmax(p: Pass) -> OpCost:
     return OpCost(5.0 * p.attn_pairs * p.heads, 0.0 * p.tokens, 0.0 * p.tokens, kernels=0.0)
 
 
-@register("attn_context", "tensor", "layer")
+@register("attn_context", "attention", "layer")
 def attn_context(p: Pass) -> OpCost:
     """P V: 2*pairs*heads*v_d FLOPs; reads the cached V once, writes the per-head output.
 

@@ -90,6 +90,25 @@ class StepTimeModel:
         self._lt, self._ls = self.table_T.tolist(), self.table_S.tolist()
         self._terms_d = self._terms(self.coef_decode)
         self._terms_m = self._terms(self.coef_mixed)
+        self._decode_tables()
+
+    def _decode_tables(self) -> None:
+        """Per-B constants of a decode step (T = S = B, pairs = kv = x): t = base[B] + slope x + sum of
+        max(c[B] + cx x, m[B] + mx x)."""
+        b = np.arange(self.t_max + 1, dtype=float)
+        lin, terms = self._terms_d
+        self._d_base = (self.table_T + self.table_S + lin[0] + (lin[1] + lin[2]) * b).tolist()
+        self._d_slope = lin[3] + lin[4]
+        self._d_terms = [((c0 + (cT + cS) * b).tolist(), cP + cK, (m0 + (mT + mS) * b).tolist(), mP + mK)
+                         for c0, cT, cS, cP, cK, m0, mT, mS, mP, mK in terms]
+
+    def decode_time(self, B: int, x: float) -> float:
+        """Time of a pure decode step of B sequences reading x cached+new tokens in all (pairs = kv = x)."""
+        t = self._d_base[B] + self._d_slope * x
+        for c, cx, m, mx in self._d_terms:
+            cc, mm = c[B] + cx * x, m[B] + mx * x
+            t += cc if cc > mm else mm
+        return t
 
     @staticmethod
     def _terms(coef: np.ndarray) -> tuple[tuple, tuple[tuple, ...]]:

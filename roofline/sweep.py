@@ -13,7 +13,7 @@ import numpy as np
 
 from . import memory as mem
 from .efficiency import Efficiency
-from .engine import Setup, check_tp, compute_peak
+from .engine import Setup, attention_peak, check_tp, compute_peak
 from .errors import RooflineError
 from .hardware import GPUSpec
 from .models import ModelConfig
@@ -50,9 +50,11 @@ class PrecisionSet:
 
 
 def evaluate(gpu: GPUSpec, model: ModelConfig, batch, context, tp, w_bytes, a_bytes, kv_bytes, peak,
-             efficiency: Efficiency | None = None, ms: mem.MemorySettings | None = None) -> dict[str, np.ndarray]:
-    """Evaluate arrays of configurations (all arguments broadcast); returns one array per column."""
-    s = Setup(gpu, model, tp, w_bytes, a_bytes, kv_bytes, peak, efficiency or Efficiency())
+             efficiency: Efficiency | None = None, ms: mem.MemorySettings | None = None,
+             attn_peak=None) -> dict[str, np.ndarray]:
+    """Evaluate arrays of configurations (all arguments broadcast); returns one array per column.
+    `attn_peak` is the attention operators' peak (engine.attention_peak), default `peak`."""
+    s = Setup(gpu, model, tp, w_bytes, a_bytes, kv_bytes, peak, efficiency or Efficiency(), attn_peak)
     ms = ms or mem.MemorySettings()
     pre, dec = prefill(s, batch, np.maximum(context, 1.0)), decode_step(s, batch, context)
     d_flops = sum(o.flops for o in dec)
@@ -87,6 +89,7 @@ def sweep(gpu: GPUSpec, model: ModelConfig, batches, contexts, tps=(1,), precisi
         if c < 0:
             raise RooflineError(f"context must be >= 0, got {c}", hint="give contexts like 512,4096", exit_code=2)
     peaks = [compute_peak(gpu, p.activations, p.weights) for p in sets]
+    attn_peaks = [attention_peak(gpu, p.activations) for p in sets]
     B, C, T, P = np.meshgrid(np.asarray(batches, float), np.asarray(contexts, float), np.asarray(tps, float),
                              np.arange(len(sets)), indexing="ij")
     B, C, T, P = (a.ravel() for a in (B, C, T, P))
@@ -94,20 +97,22 @@ def sweep(gpu: GPUSpec, model: ModelConfig, batches, contexts, tps=(1,), precisi
     w = np.array([bytes_per_element(p.weights) for p in sets])[P]
     a = np.array([bytes_per_element(p.activations) for p in sets])[P]
     kv = np.array([bytes_per_element(p.kv) for p in sets])[P]
-    pk = np.array(peaks)[P]
-    cols = evaluate_chunked(gpu, model, B, C, T, w, a, kv, pk, efficiency, ms)
+    pk, apk = np.array(peaks)[P], np.array(attn_peaks)[P]
+    cols = evaluate_chunked(gpu, model, B, C, T, w, a, kv, pk, efficiency, ms, attn_peak=apk)
     labels = np.array([p.label for p in sets], dtype=object)[P]
     bounds = {f"{ph}_bound": np.where(cols.pop(f"{ph}_compute_bound"), "compute", "memory") for ph in ("prefill", "decode")}
     return {"batch": B.astype(np.int64), "context": C.astype(np.int64), "tp": T.astype(np.int64),
             "precision": labels, **bounds, **cols}
 
 
-def evaluate_chunked(gpu, model, batch, context, tp, w, a, kv, peak, efficiency=None, ms=None, chunk=CHUNK):
+def evaluate_chunked(gpu, model, batch, context, tp, w, a, kv, peak, efficiency=None, ms=None, chunk=CHUNK,
+                     attn_peak=None):
     """`evaluate` over 1-D arrays in chunks, one thread per core (numpy releases the GIL in its loops),
     concatenated in order."""
     def run(i):
         sl = slice(i, i + chunk)
-        return evaluate(gpu, model, batch[sl], context[sl], tp[sl], w[sl], a[sl], kv[sl], peak[sl], efficiency, ms)
+        ap = None if attn_peak is None else attn_peak[sl]
+        return evaluate(gpu, model, batch[sl], context[sl], tp[sl], w[sl], a[sl], kv[sl], peak[sl], efficiency, ms, ap)
 
     starts = range(0, len(batch), chunk)
     if len(starts) > 1:

@@ -1,0 +1,394 @@
+"""Discrete-event simulation of serving replicas: continuous batching, chunked prefill, a paged KV cache,
+eviction of idle conversations and recompute when they return, admission queueing.
+
+Per replica (conversations are routed round-robin, a conversation's turns stick to its replica), every step
+(one forward pass):
+  1. arrivals up to the clock join the FIFO admission queue;
+  2. the queue head is admitted when the KV cache has pages for its prompt + output (reserved up front, so a
+     running sequence is never preempted) and fewer than max_seqs sequences are running; to make room, idle
+     conversations are evicted least-recently-used first; a returning conversation whose pages are still
+     cached prefills only its new tokens (a hit), otherwise the whole conversation is recomputed;
+  3. the step holds every decoding sequence (1 token each) plus prefill chunks, first come first served, up
+     to max_batched_tokens in all (chunked prefill); without chunking, a step is either all prefill (whole
+     prompts) or all decode;
+  4. its time is the roofline model's for the step's aggregates (`step_time.StepTimeModel`);
+  5. a finished prefill emits the first token (TTFT); a sequence finishes after output - 1 decode steps.
+Runs of pure decode steps with nothing to admit are advanced in one jump to the next arrival or completion
+(the step time is affine in the context along the run: the sum is the trapezoid, exact within a regime).
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import memory as mem
+from .engine import Setup
+from .step_time import StepTimeModel
+from .workload import Requests, Workload, sample_requests
+
+PAGE_TOKENS = 16
+SAMPLES = 200
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    chunked_prefill: bool = True
+    page_tokens: int = PAGE_TOKENS
+    warmup_fraction: float = 0.1  # of the arrival span, left out of the steady-state throughput
+    memory: mem.MemorySettings = mem.MemorySettings()
+
+
+@dataclass
+class ReplicaTrace:
+    """What one replica's run leaves behind (lists indexed like its requests)."""
+
+    idx: list
+    first_token_s: list
+    done_s: list
+    arrive_s: list
+    samples: list  # (batch, used_pages, idle_pages, queue_len) at each sample time
+    steps: int
+    hits: int
+    misses: int
+    recompute_tokens: int
+    prefill_tokens: int
+    evictions: int
+    rejected: int
+    total_pages: int
+    window_tokens: float
+
+
+def _window_fn(model):
+    """Per-sequence (pairs, kv) of a prefill chunk of c new tokens after x cached, averaged over layers."""
+    W = float(model.sliding_window) if model.sliding_window else None
+    f = (model.sliding_window_layers / model.num_layers) if W else 0.0
+
+    def terms(c, x):
+        full_p, full_k = c * x + c * (c + 1) * 0.5, x + c
+        if not f:
+            return full_p, full_k
+        lo, hi = x + 1.0, x + c
+        m = min(max(W, lo - 1.0), hi)
+        win_p = (m * (m + 1.0) - (lo - 1.0) * lo) * 0.5 + W * (hi - m)
+        win_k = min(hi, W + c - 1.0)
+        return (1 - f) * full_p + f * win_p, (1 - f) * full_k + f * win_k
+    return terms, W, f
+
+
+def simulate_replica(sm: StepTimeModel, r: Requests, idx: np.ndarray, w: Workload, cfg: SimSettings,
+                     sample_dt: float, total_pages: int, window: tuple[float, float]) -> ReplicaTrace:
+    """Run one replica over the requests idx (ordered by conversation, then turn)."""
+    n = len(idx)
+    new = r.new_tokens[idx].tolist()
+    hist = r.history_tokens[idx].tolist()
+    out = r.output_tokens[idx].tolist()
+    think = r.think_s[idx].tolist()
+    turn = r.turn[idx].tolist()
+    conv = r.conv[idx].tolist()
+    last_turn = w.turns - 1
+    reuse = w.prefix_reuse
+    P = cfg.page_tokens
+    M, max_seqs = cfg.memory.max_batched_tokens, cfg.memory.max_seqs
+    chunked = cfg.chunked_prefill
+    terms, W, wf = _window_fn(sm.setup.model)
+    step_time, decode_time = sm.time, sm.decode_time
+    w0, w1 = window
+
+    arrive = [0.0] * n
+    first = [0.0] * n
+    done = [0.0] * n
+    starts = [(float(r.start_s[idx[i]]), i) for i in range(n) if turn[i] == 0]
+    starts.reverse()  # pop() from the end = earliest first
+    later: list = []  # heap of (time, i) for follow-up turns
+
+    waiting: deque = deque()
+    prefilling: deque = deque()  # [i, remaining new tokens, cached tokens so far, pages]
+    fin: list = []  # heap (finish step counter, i, context at join, pages)
+    lru: OrderedDict = OrderedDict()  # conv -> pages held by an idle conversation
+    lru_pages = 0
+    free = total_pages
+    B = 0  # decoding sequences
+    C = 0  # sum of their cached contexts
+    G = 0  # decode steps so far
+    clock = 0.0
+    next_sample = 0.0
+    samples = []
+    steps = hits = misses = recompute = prefill_tok = evictions = rejected = 0
+    win_tokens = 0.0
+    remaining = n
+
+    while remaining:
+        # 1. arrivals
+        if not (B or prefilling or waiting):
+            na = starts[-1][0] if starts else math.inf
+            nl = later[0][0] if later else math.inf
+            nxt = na if na < nl else nl
+            if nxt > clock:
+                while next_sample <= nxt:
+                    samples.append((0, total_pages - free - lru_pages, lru_pages, 0))
+                    next_sample += sample_dt
+                clock = nxt
+        while starts and starts[-1][0] <= clock:
+            t, i = starts.pop()
+            arrive[i] = t
+            waiting.append(i)
+        while later and later[0][0] <= clock:
+            t, i = heapq.heappop(later)
+            arrive[i] = t
+            waiting.append(i)
+        # 2. admission
+        while waiting and B + len(prefilling) < max_seqs:
+            i = waiting[0]
+            h = hist[i]
+            pages = -(-(h + new[i] + out[i]) // P)
+            if pages > total_pages:  # can never fit: rejected
+                waiting.popleft()
+                for j in range(i, i + last_turn - turn[i] + 1):  # and the conversation's later turns
+                    first[j] = done[j] = arrive[j] = math.nan
+                    rejected += 1
+                    remaining -= 1
+                continue
+            own = lru.get(conv[i], 0) if (reuse and h) else 0
+            need = pages - own
+            if need > free + lru_pages - own:
+                break
+            waiting.popleft()
+            if own:
+                del lru[conv[i]]
+                lru_pages -= own
+                hits += 1
+                cached, todo = h, new[i]
+            else:
+                if h:
+                    misses += 1
+                    recompute += h
+                cached, todo = 0, h + new[i]
+            while free < need:
+                _, p = lru.popitem(last=False)
+                lru_pages -= p
+                free += p
+                evictions += 1
+            free -= need
+            prefill_tok += todo
+            prefilling.append([i, todo, cached, pages])
+        # 3. compose the step
+        if prefilling:
+            if chunked:
+                T, S = B, B
+                pairs = kv = C + B
+                if wf:
+                    pairs = kv = (1 - wf) * (C + B) + wf * min(C + B, B * W)
+                budget = M - B
+            else:
+                T = S = 0
+                pairs = kv = 0.0
+                budget = M
+            emitted = []
+            for item in prefilling:
+                if budget <= 0 or (not chunked and T and item[1] > budget):
+                    break
+                c = item[1] if not chunked else min(item[1], budget)
+                if wf:
+                    p_, k_ = terms(c, item[2])
+                else:
+                    p_, k_ = c * item[2] + c * (c + 1) * 0.5, item[2] + c
+                T += c
+                S += 1
+                pairs += p_
+                kv += k_
+                budget -= c
+                item[1] -= c
+                item[2] += c
+                if item[1] == 0:
+                    emitted.append(item)
+            dt = step_time(T, S, pairs, kv)
+            clock += dt
+            steps += 1
+            if chunked or not T:
+                C += B
+                G += 1
+                gen = B
+            else:
+                gen = 0
+            for item in emitted:
+                prefilling.popleft() if prefilling[0] is item else prefilling.remove(item)
+                i = item[0]
+                first[i] = clock
+                gen += 1
+                if out[i] > 1:
+                    heapq.heappush(fin, (G + out[i] - 1, i, item[2], item[3]))
+                    B += 1
+                    C += item[2]
+                else:
+                    heapq.heappush(fin, (G, i, item[2], item[3]))
+            if w0 <= clock < w1:
+                win_tokens += gen
+        elif B:
+            # 4. a run of pure decode steps up to the next completion or arrival
+            k = fin[0][0] - G
+            na = starts[-1][0] if starts else math.inf
+            nl = later[0][0] if later else math.inf
+            nxt = na if na < nl else nl
+            x0 = C + B
+            x1 = C + B * k
+            if wf:
+                x0 = (1 - wf) * x0 + wf * min(x0, B * W)
+                x1 = (1 - wf) * x1 + wf * min(x1, B * W)
+            t0 = decode_time(B, x0)
+            d = 0.0 if k <= 1 else (decode_time(B, x1) - t0) / (k - 1)
+            gap = nxt - clock
+            if k > 1 and gap < t0 * k + d * k * (k - 1) * 0.5:
+                # smallest j with j t0 + d j (j-1)/2 >= gap
+                if d > 0:
+                    a = d * 0.5
+                    bq = t0 - a
+                    j = math.ceil((-bq + math.sqrt(bq * bq + 4 * a * gap)) / (2 * a))
+                else:
+                    j = math.ceil(gap / t0)
+                k = max(1, min(k, j))
+            clock += t0 * k + d * k * (k - 1) * 0.5
+            steps += k
+            C += B * k
+            G += k
+            if w0 <= clock < w1:
+                win_tokens += B * k
+        # 5. completions
+        while fin and fin[0][0] <= G:
+            g, i, ctx0, pages = heapq.heappop(fin)
+            if out[i] > 1:
+                B -= 1
+                C -= ctx0 + out[i] - 1
+            done[i] = clock
+            remaining -= 1
+            if turn[i] < last_turn:
+                heapq.heappush(later, (clock + think[i + 1], i + 1))
+                if reuse:
+                    lru[conv[i]] = pages
+                    lru_pages += pages
+                    continue
+            free += pages
+        while next_sample <= clock:
+            samples.append((B, total_pages - free - lru_pages, lru_pages, len(waiting)))
+            next_sample += sample_dt
+    return ReplicaTrace(list(idx), first, done, arrive, samples, steps, hits, misses, recompute, prefill_tok,
+                        evictions, rejected, total_pages, win_tokens)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the whole fleet and its summary
+
+def _pct(x: np.ndarray) -> dict:
+    x = x[np.isfinite(x)]
+    if not len(x):
+        return {"mean": None, "p50": None, "p90": None, "p99": None, "max": None}
+    p50, p90, p99 = np.percentile(x, [50, 90, 99])
+    return {"mean": float(x.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(x.max())}
+
+
+def step_time_model(s: Setup, w: Workload, r: Requests, cfg: SimSettings) -> StepTimeModel:
+    """The step-time table, sized to the largest pass this run can form."""
+    longest = int((r.history_tokens + r.new_tokens).max())
+    t_max = cfg.memory.max_batched_tokens + cfg.memory.max_seqs
+    return StepTimeModel(s, t_max if cfg.chunked_prefill else max(t_max, longest + cfg.memory.max_seqs))
+
+
+def simulate(s: Setup, w: Workload, requests: int = 10_000, replicas: int = 1, seed: int = 0,
+             cfg: SimSettings | None = None, rate_per_s: float | None = None) -> dict:
+    """Simulate `requests` requests of workload w (at rate_per_s total, default w.rate_per_s) on `replicas`
+    replicas of setup s; returns the JSON-ready summary (see `summarize`)."""
+    cfg = cfg or SimSettings()
+    if rate_per_s is not None:
+        w = w.with_rate(rate_per_s)
+    r = sample_requests(w, requests, seed)
+    sm = step_time_model(s, w, r, cfg)
+    cap_tokens = float(mem.kv_cache_capacity_tokens(s, cfg.memory))
+    total_pages = int(cap_tokens // cfg.page_tokens)
+    span = float(r.start_s.max())
+    window = (cfg.warmup_fraction * span, span)
+    sample_dt = max(span, 1e-3) / SAMPLES
+    route = r.conv % replicas
+    traces = [simulate_replica(sm, r, np.flatnonzero(route == k), w, cfg, sample_dt, total_pages, window)
+              for k in range(replicas)]
+    return summarize(traces, r, w, replicas, window, sample_dt, cap_tokens, cfg)
+
+
+def summarize(traces: list[ReplicaTrace], r: Requests, w: Workload, replicas: int, window, sample_dt: float,
+              cap_tokens: float, cfg: SimSettings) -> dict:
+    n = len(r)
+    arrive, first, done = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    for tr in traces:
+        arrive[tr.idx], first[tr.idx], done[tr.idx] = tr.arrive_s, tr.first_token_s, tr.done_s
+    out = r.output_tokens.astype(float)
+    ttft, e2e = first - arrive, done - arrive
+    tpot = np.where(out > 1, (done - first) / np.maximum(out - 1, 1), np.nan)
+    w0, w1 = window
+    length = max(w1 - w0, 1e-12)
+    in_win = (arrive >= w0) & (arrive < w1)
+    grid = np.linspace(w0, w1, 4000, endpoint=False)
+    ok = np.isfinite(done)
+    in_flight = (np.searchsorted(np.sort(arrive[ok]), grid, side="right")
+                 - np.searchsorted(np.sort(done[ok]), grid, side="right"))
+    lam = in_win.sum() / length
+    hits, misses = sum(t.hits for t in traces), sum(t.misses for t in traces)
+    steps = sum(t.steps for t in traces)
+    ns = max(len(t.samples) for t in traces)
+    smp = np.zeros((ns, 4))
+    for t in traces:
+        a = np.asarray(t.samples, dtype=float).reshape(-1, 4)
+        smp[:len(a)] += a
+    pages_total = traces[0].total_pages * replicas
+    util = (smp[:, 1] + smp[:, 2]) / max(pages_total, 1)
+    batch_per_replica = smp[:, 0] / replicas
+    prefill_tok = sum(t.prefill_tokens for t in traces)
+    return {
+        "requests": int(n), "replicas": replicas, "rejected_requests": sum(t.rejected for t in traces),
+        "offered_rate_per_s": float(lam), "steps": steps,
+        "duration_s": float(np.nanmax(done)) if ok.any() else 0.0,
+        "ttft_s": _pct(ttft), "tpot_s": _pct(tpot), "e2e_latency_s": _pct(e2e),
+        "throughput_output_tokens_per_s": sum(t.window_tokens for t in traces) / length,
+        "throughput_requests_per_s": float(((done >= w0) & (done < w1)).sum() / length),
+        "batch_size": {"mean": float(batch_per_replica.mean()) if ns else 0.0,
+                       "max": float(batch_per_replica.max()) if ns else 0.0},
+        "kv_cache_utilization": {"mean": float(util.mean()) if ns else 0.0, "max": float(util.max()) if ns else 0.0,
+                                 "in_flight_mean": float(smp[:, 1].mean() / max(pages_total, 1)) if ns else 0.0},
+        "kv_cache_capacity_tokens_per_replica": cap_tokens,
+        "queue_length": {"mean": float(smp[:, 3].mean()) if ns else 0.0, "max": float(smp[:, 3].max()) if ns else 0.0},
+        "cache_hit_rate": (hits / (hits + misses) if hits + misses else None) if w.turns > 1 else None,
+        "recompute_tokens": sum(t.recompute_tokens for t in traces),
+        "recompute_fraction_of_prefill": sum(t.recompute_tokens for t in traces) / max(prefill_tok, 1),
+        "evictions": sum(t.evictions for t in traces),
+        "littles_law": {"mean_in_flight": float(in_flight.mean()), "arrival_rate_per_s": float(lam),
+                        "mean_latency_s": float(np.nanmean(e2e[in_win])) if in_win.any() else None,
+                        "rate_x_latency": float(lam * np.nanmean(e2e[in_win])) if in_win.any() else None},
+        "timeseries": {"time_s": (np.arange(ns) * sample_dt).tolist(), "batch_size": batch_per_replica.tolist(),
+                       "kv_cache_utilization": util.tolist(), "queue_length": smp[:, 3].tolist()},
+    }
+
+
+#: loads tried by `divergence`, as fractions of the analytic saturation rate
+LADDER = (0.5, 0.7, 0.85, 0.95, 1.05, 1.2, 1.4)
+
+
+def divergence(s: Setup, w: Workload, requests: int, replicas: int = 1, seed: int = 0,
+               cfg: SimSettings | None = None) -> dict:
+    """Simulate a ladder of loads around capacity's saturation estimate; latency diverges at the first load
+    whose mean or p99 TTFT is 10x that of the lightest load (the admission queue grows without bound)."""
+    from .capacity import replica_capacity
+    cfg = cfg or SimSettings()
+    sat = replica_capacity(s, w.with_rate(1.0), cfg.memory)["saturation_rate_per_replica"] * replicas
+    rows, first, base = [], None, None
+    for f in LADDER:
+        r = simulate(s, w, requests, replicas, seed, cfg, rate_per_s=sat * f)
+        ttft = (r["ttft_s"]["mean"] or float("inf"), r["ttft_s"]["p99"] or float("inf"))
+        base = ttft if base is None else base
+        bad = ttft[0] > 10 * base[0] or ttft[1] > 10 * base[1]
+        rows.append({"rate_per_s": sat * f, "throughput_output_tokens_per_s": r["throughput_output_tokens_per_s"],
+                     "ttft_p99_s": r["ttft_s"]["p99"], "tpot_p99_s": r["tpot_s"]["p99"],
+                     "e2e_latency_p99_s": r["e2e_latency_s"]["p99"], "diverged": bool(bad)})
+        if bad and first is None:
+            first = sat * f
+    return {"divergence_rate_per_s": first, "analytic_saturation_rate_per_s": sat, "load_sweep": rows}
