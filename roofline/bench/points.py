@@ -35,6 +35,11 @@ class BenchContext:
     seed: int = 0
 
     @property
+    def rounds(self) -> int:
+        """Times every point is measured, in separate passes over the plan (CPU: 3; GPU: 1)."""
+        return 1 if self.device == "cuda" else 3
+
+    @property
     def budget(self) -> TimingBudget:
         if self.device == "cuda":
             return FULL_CUDA

@@ -31,8 +31,11 @@ class TimingBudget:
     max_reps: int = 200
 
 
-QUICK_CPU = TimingBudget(warmup_s=0.02, measure_s=0.3, min_reps=7, max_reps=60)
-FULL_CPU = TimingBudget(warmup_s=0.1, measure_s=1.0, min_reps=10, max_reps=200)
+# Per ROUND: a CPU run measures every point in 3 rounds spread over the run (BenchContext.rounds), so a
+# few seconds of a noisy neighbour (memory bandwidth on a shared VM jumps between ~36 and ~65 GB/s) land
+# in one round of a point, not all of its samples.
+QUICK_CPU = TimingBudget(warmup_s=0.02, measure_s=0.12, min_reps=4, max_reps=30)
+FULL_CPU = TimingBudget(warmup_s=0.05, measure_s=0.4, min_reps=5, max_reps=100)
 FULL_CUDA = TimingBudget(warmup_s=0.2, measure_s=0.4, min_reps=10, max_reps=500)
 
 

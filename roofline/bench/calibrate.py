@@ -1,0 +1,200 @@
+"""From measured points to a device model: ceilings, and efficiency curves fitted to what kernels reached.
+
+Ceilings (`ceilings`): the DRAM/HBM bandwidth is the best `stream` kernel (arrays far past the last cache);
+each precision's peak is the best GEMM of that precision; plus the copy-engine and cache bandwidths, the
+per-op launch overhead and the per-kernel overhead of a decoder layer (a tiny layer stack whose time is
+all overhead: time / the engine's kernel count), reported apart.
+
+Efficiency curves (`fit`), with t' = t - kernels * kernel_overhead_s the time net of overhead:
+  compute_fraction: for GEMMs, c = F / (peak[precision] * t'): the achieved fraction of the matrix peak
+                    (the docstring of Efficiency.compute_fraction), small for memory-bound GEMVs;
+  memory_fraction:  for streaming kernels, m = B / (bandwidth * t').
+Each is a table over (log10 I, log10 B), I = F / B, smoothed from the points with a Gaussian kernel
+(Nadaraya-Watson on the log fraction, bandwidths H_LOG_I and H_LOG_B decades; far from data the nearest
+points dominate) and read by bilinear interpolation, vectorized over any array shape. The engine then
+predicts max(F / (peak * c), B / (bandwidth * m)) + kernels * kernel_overhead_s: a GEMM's time is its
+compute term (a GEMM never streams faster than a streaming kernel), an elementwise op's its memory term.
+Compute curves are per precision (a precision with fewer than MIN_OWN_POINTS GEMMs borrows the others').
+Attention and decoder-layer points are not fitted: they validate the curves.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..efficiency import Efficiency
+
+H_LOG_I, H_LOG_B = 0.2, 0.1  # smoothing bandwidths, decades
+MIN_INTENSITY = 1.0 / 64.0  # FLOP/byte; write/copy (0 FLOPs) are placed here
+GRID_LOG_I = np.round(np.arange(-2.0, 4.0001, 0.05), 4)
+GRID_LOG_B = np.round(np.arange(2.0, 12.0001, 0.05), 4)
+FRACTION_BOUNDS = (1e-4, 1.5)
+MIN_OWN_POINTS = 6
+
+
+# ------------------------------------------------------------------------------------------ ceilings
+
+
+def _rate(p: dict, what: str) -> float:
+    t = p["summary"]["median_s"]
+    return (p["flops"] if what == "flops" else p["bytes_read"] + p["bytes_written"]) / t
+
+
+def _best(points: Iterable[dict], what: str) -> tuple[float, str | None]:
+    best, pid = 0.0, None
+    for p in points:
+        r = _rate(p, what)
+        if r > best:
+            best, pid = r, p["id"]
+    return best, pid
+
+
+def ceilings(points: list[dict]) -> dict[str, Any]:
+    """Measured ceilings from the ok points (see the module docstring)."""
+    ok = [p for p in points if p.get("status") == "ok"]
+    fam = lambda f: [p for p in ok if p["family"] == f]  # noqa: E731
+    bw, bw_id = _best(fam("stream"), "bytes")
+    out: dict[str, Any] = {"memory_bandwidth_bytes_per_s": bw or None, "peak_flops_per_s": {}, "from_points": {}}
+    out["from_points"]["memory_bandwidth_bytes_per_s"] = bw_id
+    for prec in sorted({p["precision"] for p in fam("gemm")}):
+        peak, pid = _best([p for p in fam("gemm") if p["precision"] == prec], "flops")
+        out["peak_flops_per_s"][prec] = peak
+        out["from_points"][f"peak_flops_per_s.{prec}"] = pid
+    out["stream_bytes_per_s"] = {k: _best([p for p in fam("stream") if p["kind"] == k], "bytes")[0]
+                                 for k in sorted({p["kind"] for p in fam("stream")})}
+    for key, f in (("copy_engine_bytes_per_s", "copy_engine"), ("cache_bytes_per_s", "cache_sweep")):
+        val, pid = _best(fam(f), "bytes")
+        out[key] = val or None
+        out["from_points"][key] = pid
+    launch = [p for p in fam("launch") if p["kind"] == "launch"]
+    out["launch_overhead_s"] = (launch[0]["summary"]["median_s"] / launch[0]["kernels"]) if launch else None
+    layer = [p for p in fam("launch") if p["kind"] == "layer_overhead"]
+    out["layer_kernel_overhead_s"] = (layer[0]["summary"]["median_s"] / layer[0]["kernels"]) if layer else None
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the curve
+
+
+def roofline_s(flops, bytes_, peak: float, bandwidth: float) -> np.ndarray:
+    """Pure roofline time max(F / peak, B / bandwidth)."""
+    return np.maximum(np.asarray(flops, float) / peak, np.asarray(bytes_, float) / bandwidth)
+
+
+def coordinates(flops, bytes_) -> tuple[np.ndarray, np.ndarray]:
+    """(log10 intensity clamped at MIN_INTENSITY, log10 bytes clamped at 1 byte)."""
+    f, b = np.asarray(flops, float), np.maximum(np.asarray(bytes_, float), 1.0)
+    return np.log10(np.maximum(f / b, MIN_INTENSITY)), np.log10(b)
+
+
+def smooth_table(x: np.ndarray, y: np.ndarray, log_r: np.ndarray) -> np.ndarray:
+    """Kernel-smoothed log r on the (GRID_LOG_I, GRID_LOG_B) grid; log-sum-exp weights so that far from
+    all data the nearest point still dominates (no 0/0)."""
+    gx, gy = np.meshgrid(GRID_LOG_I, GRID_LOG_B, indexing="ij")
+    d2 = ((gx[..., None] - x) / H_LOG_I) ** 2 + ((gy[..., None] - y) / H_LOG_B) ** 2
+    logw = -0.5 * d2
+    w = np.exp(logw - logw.max(axis=-1, keepdims=True))
+    return (w * log_r).sum(-1) / w.sum(-1)
+
+
+def bilinear(table: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Interpolate `table` (on GRID_LOG_I x GRID_LOG_B) at (x, y), clamped to the grid."""
+    def index(grid, v):
+        v = np.clip(v, grid[0], grid[-1])
+        i = np.clip(np.searchsorted(grid, v, side="right") - 1, 0, len(grid) - 2)
+        return i, (v - grid[i]) / (grid[i + 1] - grid[i])
+    i, fx = index(GRID_LOG_I, x)
+    j, fy = index(GRID_LOG_B, y)
+    return ((1 - fx) * (1 - fy) * table[i, j] + fx * (1 - fy) * table[i + 1, j]
+            + (1 - fx) * fy * table[i, j + 1] + fx * fy * table[i + 1, j + 1])
+
+
+def _table(samples) -> np.ndarray:
+    s = np.asarray(samples, dtype=float).reshape(-1, 3)
+    return smooth_table(s[:, 0], s[:, 1], s[:, 2]) if len(s) else np.zeros((GRID_LOG_I.size, GRID_LOG_B.size))
+
+
+@dataclass(frozen=True)
+class CalibratedEfficiency(Efficiency):
+    """Efficiency whose compute and memory fractions are fitted tables (see the module docstring), for one
+    compute precision. Fractions are relative to the MEASURED ceilings: pair it with the measured spec.
+    The samples are (log10 I, log10 B, log fraction) triples; the tables are rebuilt from them."""
+
+    compute_samples: tuple = field(default=(), repr=False)
+    memory_samples: tuple = field(default=(), repr=False)
+    precision: str = ""
+    source: str = "calibrated from a measured profile (roofline.bench.calibrate)"
+
+    def __post_init__(self):
+        object.__setattr__(self, "_compute", _table(self.compute_samples))
+        object.__setattr__(self, "_memory", _table(self.memory_samples))
+
+    @staticmethod
+    def _read(table, flops, bytes_) -> np.ndarray:
+        x, y = coordinates(flops, bytes_)
+        return np.clip(np.exp(bilinear(table, x, y)), *FRACTION_BOUNDS)
+
+    def compute_fraction(self, flops, bytes_):
+        """Achieved fraction of the measured matrix peak of a GEMM-like operator of F FLOPs and B bytes."""
+        return self._read(self._compute, flops, bytes_) if self.compute_samples else self.compute
+
+    def memory_fraction(self, flops, bytes_):
+        """Achieved fraction of the measured bandwidth of a streaming operator."""
+        return self._read(self._memory, flops, bytes_) if self.memory_samples else self.memory
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "kind": "calibrated", "precision": self.precision,
+                "compute_points": len(self.compute_samples), "memory_points": len(self.memory_samples)}
+
+
+def _net_time(p: dict, overhead_s: float) -> float:
+    t = p["summary"]["median_s"]
+    return max(t - p["kernels"] * overhead_s, 0.5 * t)
+
+
+def fraction_samples(points: list[dict], ceil: dict[str, Any], overhead_s: float) -> dict[str, Any]:
+    """{"compute": {precision: [(x, y, log c)]}, "memory": [(x, y, log m)]} from the ok stream and GEMM points."""
+    bw, peaks = ceil["memory_bandwidth_bytes_per_s"], ceil["peak_flops_per_s"]
+    out: dict[str, Any] = {"compute": {}, "memory": []}
+    for p in points:
+        if p.get("status") != "ok":
+            continue
+        b = p["bytes_read"] + p["bytes_written"]
+        x, y = (float(v) for v in coordinates(p["flops"], b))
+        t = _net_time(p, overhead_s)
+        if p["family"] == "stream" and bw:
+            out["memory"].append((x, y, float(np.log(b / (bw * t)))))
+        elif p["family"] == "gemm" and peaks.get(p["precision"]):
+            c = p["flops"] / (peaks[p["precision"]] * t)
+            out["compute"].setdefault(p["precision"], []).append((x, y, float(np.log(c))))
+    return out
+
+
+def overhead_of(ceil: dict[str, Any]) -> float:
+    """Per-kernel overhead of the engine: the layer's, else the single-op launch overhead, else 0."""
+    return float(ceil.get("layer_kernel_overhead_s") or ceil.get("launch_overhead_s") or 0.0)
+
+
+def fit_record(points: list[dict], ceil: dict[str, Any]) -> dict[str, Any]:
+    """The calibration as stored in a profile: the fitted samples and the overhead."""
+    overhead = overhead_of(ceil)
+    s = fraction_samples(points, ceil, overhead)
+    rnd = lambda rows: [[round(v, 5) for v in r] for r in rows]  # noqa: E731
+    return {"method": "kernel-smoothed achieved fractions over (log10 intensity, log10 bytes)",
+            "h_log_intensity": H_LOG_I, "h_log_bytes": H_LOG_B, "kernel_overhead_s": overhead,
+            "compute_samples": {k: rnd(v) for k, v in s["compute"].items()}, "memory_samples": rnd(s["memory"]),
+            "sample_columns": ["log10_intensity", "log10_bytes", "ln_fraction"]}
+
+
+def efficiency_for(rec: dict[str, Any], precision: str) -> CalibratedEfficiency:
+    """The calibrated Efficiency for a compute precision (its own GEMM curve, or all precisions' when it
+    has fewer than MIN_OWN_POINTS points)."""
+    comp = rec["compute_samples"]
+    own = comp.get(precision, [])
+    rows = own if len(own) >= MIN_OWN_POINTS else [r for v in comp.values() for r in v]
+    as_tuple = lambda rows: tuple(tuple(float(v) for v in r) for r in rows)  # noqa: E731
+    return CalibratedEfficiency(compute=1.0, memory=1.0, vector=1.0, kernel_overhead_s=float(rec["kernel_overhead_s"]),
+                                compute_samples=as_tuple(rows), memory_samples=as_tuple(rec["memory_samples"]),
+                                precision=precision)

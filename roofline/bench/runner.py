@@ -1,0 +1,188 @@
+"""Run a plan of points: measure each with telemetry, save the profile after every point, survive signals.
+
+The profile on disk is rewritten (atomically) after each point, so even a hard kill leaves everything
+measured so far. SIGINT / SIGTERM stop the run between two Python bytecodes (a long torch op finishes
+first); the profile is then finalised with `complete: false`, `interrupted: <signal>` and `missing`, and
+`BenchInterrupted` is raised. Out-of-memory points are recorded as skipped and the run goes on.
+"""
+from __future__ import annotations
+
+import gc
+import signal
+from pathlib import Path
+from typing import Any, Callable
+
+from . import attention, compute, layer, stream, sweep
+from .calibrate import ceilings, fit_record
+from .compute import Unsupported
+from .points import BenchContext, PointSpec, set_cpu_threads
+from .profile import new_profile, write_profile
+from .telemetry import sampler_factory
+from .timing import time_fn
+
+Progress = Callable[[int, int, str], None]
+
+
+class BenchInterrupted(Exception):
+    def __init__(self, signame: str, path: Path, done: int, total: int):
+        super().__init__(signame)
+        self.signame, self.path, self.done, self.total = signame, path, done, total
+
+
+def plan(ctx: BenchContext) -> list[PointSpec]:
+    """Every point of a run, in order: launch + GEMM ceilings, streams, sweeps, attention, layer."""
+    return compute.points(ctx) + stream.points(ctx) + sweep.points(ctx) + attention.points(ctx) + layer.points(ctx)
+
+
+def _is_oom(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "out of memory" in text \
+        or "can't allocate memory" in text or "cannot allocate memory" in text
+
+
+def _release(ctx: BenchContext) -> None:
+    gc.collect()
+    if ctx.device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def _cuda_graph(fn):
+    """Capture fn in a CUDA graph (after warm-up on a side stream); returns graph.replay."""
+    import torch
+
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    return g.replay
+
+
+def measure(spec: PointSpec, ctx: BenchContext, sampler: Callable[[], Any]) -> dict[str, Any]:
+    """One point -> its JSON record (status ok / skipped / error)."""
+    rec = spec.record()
+    fn = teardown = None
+    try:
+        fn, teardown = spec.setup()
+        if spec.graph and ctx.device == "cuda":
+            try:
+                fn = _cuda_graph(fn)
+                rec["params"]["cuda_graph"] = True
+            except RuntimeError as e:
+                rec["params"]["cuda_graph"] = f"capture failed, eager: {str(e).splitlines()[0]}"
+        with sampler() as s:
+            samples = time_fn(fn, ctx.device, ctx.budget, flush=spec.flush, l2_bytes=ctx.cache_bytes)
+        rec.update(status="ok", samples_s=list(samples.times_s), summary=samples.summary(), telemetry=s.result())
+    except Unsupported as e:
+        rec.update(status="skipped", reason=str(e))
+    except (RuntimeError, MemoryError) as e:
+        if not _is_oom(e):
+            rec.update(status="error", reason=f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
+        else:
+            rec.update(status="skipped", reason=f"out of memory ({spec.working_set_bytes / 1e9:.2f} GB working set)")
+    finally:
+        if teardown is not None:
+            teardown()
+        del fn, teardown
+        _release(ctx)
+    return rec
+
+
+def finalize(profile: dict[str, Any]) -> dict[str, Any]:
+    """Derive the ceilings and the calibration (fitted on all points) from what was measured."""
+    profile["ceilings"] = ceilings(profile["points"])
+    c = profile["ceilings"]
+    if c["memory_bandwidth_bytes_per_s"] and c["peak_flops_per_s"]:
+        profile["calibration"] = fit_record(profile["points"], c)
+    return profile
+
+
+def merge_round(prev: dict[str, Any], rec: dict[str, Any]) -> None:
+    """Add a later round's samples and telemetry to the point's record."""
+    from .timing import Samples
+
+    if rec.get("status") != "ok":
+        prev.setdefault("round_errors", []).append(rec.get("reason"))
+        return
+    prev["samples_s"] += rec["samples_s"]
+    prev["round_medians_s"].append(rec["summary"]["median_s"])
+    prev["summary"] = Samples(tuple(prev["samples_s"])).summary()
+    prev["telemetry"]["rounds"].append(rec["telemetry"]["rounds"][0])
+    prev["telemetry"]["throttled"] = prev["telemetry"]["throttled"] or rec["telemetry"]["throttled"]
+    prev["rounds_done"] += 1
+
+
+def _first_round(rec: dict[str, Any]) -> dict[str, Any]:
+    if rec.get("status") == "ok":
+        tel = rec["telemetry"]
+        rec["telemetry"] = {"throttled": bool(tel.get("throttled")), "rounds": [tel]}
+        rec["round_medians_s"] = [rec["summary"]["median_s"]]
+        rec["rounds_done"] = 1
+    return rec
+
+
+def run_points(points: list[PointSpec], ctx: BenchContext, output: Path, device: dict, prov: dict,
+               progress: Progress | None = None) -> Path:
+    """Measure `points` (ctx.rounds passes) into the profile at `output`; BenchInterrupted on SIGINT/SIGTERM.
+
+    `missing` lists the points not measured at all; `incomplete_rounds` those measured in fewer rounds."""
+    if ctx.device == "cpu":
+        set_cpu_threads()
+    profile = new_profile(device, prov, [p.record() for p in points])
+    profile["rounds"] = ctx.rounds
+    write_profile(profile, output)
+    sampler = sampler_factory(ctx.device)
+    caught: list[str] = []
+    by_id: dict[str, dict] = {}
+
+    def on_signal(signum, frame):
+        caught.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    total = len(points) * ctx.rounds
+    try:
+        for r in range(ctx.rounds):
+            for i, spec in enumerate(points):
+                if progress:
+                    progress(r * len(points) + i, total, f"[{r + 1}/{ctx.rounds}] {spec.id}")
+                if r == 0:
+                    by_id[spec.id] = _first_round(measure(spec, ctx, sampler))
+                    profile["points"].append(by_id[spec.id])
+                    profile["missing"].remove(spec.id)
+                elif by_id[spec.id].get("status") == "ok":
+                    merge_round(by_id[spec.id], _first_round(measure(spec, ctx, sampler)))
+                else:
+                    continue
+                write_profile(profile, output)
+        if progress:
+            progress(total, total, "done")
+    except KeyboardInterrupt:
+        if not caught:
+            caught.append("SIGINT")
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        profile["interrupted"] = caught[0] if caught else None
+        profile["incomplete_rounds"] = [p["id"] for p in profile["points"]
+                                        if p.get("status") == "ok" and p["rounds_done"] < ctx.rounds]
+        profile["complete"] = not caught and not profile["missing"] and not profile["incomplete_rounds"]
+        _finalize_safely(profile)
+        write_profile(profile, output)
+    if caught:
+        raise BenchInterrupted(caught[0], output, len(profile["points"]), len(points))
+    return output
+
+
+def _finalize_safely(profile: dict[str, Any]) -> None:
+    """finalize(), but a partial profile without enough points for ceilings is still written."""
+    try:
+        finalize(profile)
+    except Exception as e:  # noqa: BLE001 - never lose measured points over a derived field
+        profile["finalize_error"] = f"{type(e).__name__}: {e}"

@@ -1,0 +1,67 @@
+"""Device descriptions built from measurements: a measured GPU (datasheet spec with measured ceilings) and a
+CPU as a GPUSpec (the engine only needs peaks, bandwidth and memory; the rest is recorded as unknown)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from ..hardware import GPUSpec
+
+_NUMBER_DEFAULT = 0.0
+
+
+def build_spec(**values: Any) -> GPUSpec:
+    """A GPUSpec from keyword values; numeric fields not given are 0 (unknown), text fields ''."""
+    kw: dict[str, Any] = {}
+    for f in dataclasses.fields(GPUSpec):
+        if f.name in values:
+            kw[f.name] = values[f.name]
+        elif f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:  # type: ignore
+            continue
+        elif f.type in ("int", int):
+            kw[f.name] = 0
+        elif f.type in ("str", str):
+            kw[f.name] = ""
+        else:
+            kw[f.name] = _NUMBER_DEFAULT
+    return GPUSpec(**kw)
+
+
+def unit_spec(precision: str) -> GPUSpec:
+    """1 FLOP/s and 1 byte/s: engine times equal the FLOP and byte counts (used to count a layer's work)."""
+    return build_spec(name="unit", display_name="unit device", vendor="", architecture="", memory_bytes=1.0,
+                      memory_bandwidth_bytes_per_s=1.0, peak_flops_per_s={precision: 1.0, "fp32": 1.0},
+                      pcie_bandwidth_bytes_per_s=1.0, sources={}, path="")
+
+
+def cpu_spec(device: Mapping[str, Any], ceilings: Mapping[str, Any], profile_path: str) -> GPUSpec:
+    """The measured CPU as a GPUSpec: measured DRAM bandwidth and GEMM peaks, RAM as memory.
+
+    The CPU has no interconnect: pcie_bandwidth is set to the memory bandwidth only so TP > 1 arithmetic
+    stays finite (a CPU is a single device; analyze it with --tp 1)."""
+    bw = float(ceilings["memory_bandwidth_bytes_per_s"])
+    peaks = {k: float(v) for k, v in ceilings["peak_flops_per_s"].items()}
+    src = f"measured by `roofline bench --device cpu` (profile {profile_path})"
+    return build_spec(
+        name="cpu", display_name=str(device.get("name") or "CPU"), vendor=str(device.get("vendor") or ""),
+        architecture=str(device.get("architecture") or "cpu"), memory_bytes=float(device.get("memory_bytes") or 0),
+        memory_bandwidth_bytes_per_s=bw, l2_cache_bytes=float(device.get("cache_bytes") or 0),
+        sm_count=int(device.get("cores") or 0), clock_hz=float(device.get("clock_hz") or 0), tdp_w=0.0,
+        scaleup_bandwidth_bytes_per_s=0.0, pcie_bandwidth_bytes_per_s=bw, scaleup_domain_gpus=1,
+        peak_flops_per_s=peaks,
+        sources={"memory_bandwidth_bytes_per_s": src, **{f"peak_flops_per_s.{k}": src for k in peaks},
+                 "memory_bytes": "/proc/meminfo MemTotal", "pcie_bandwidth_bytes_per_s": "placeholder (no link)"},
+        path=profile_path)
+
+
+def measured_gpu_spec(datasheet: GPUSpec, ceilings: Mapping[str, Any], profile_path: str) -> GPUSpec:
+    """The datasheet spec with the measured HBM bandwidth and the measured peaks (precisions not measured
+    keep the datasheet value)."""
+    src = f"measured by `roofline bench --device cuda` (profile {profile_path})"
+    peaks = dict(datasheet.peak_flops_per_s)
+    peaks.update({k: float(v) for k, v in ceilings["peak_flops_per_s"].items()})
+    sources = dict(datasheet.sources)
+    sources.update({f"peak_flops_per_s.{k}": src for k in ceilings["peak_flops_per_s"]})
+    sources["memory_bandwidth_bytes_per_s"] = src
+    return dataclasses.replace(datasheet, memory_bandwidth_bytes_per_s=float(ceilings["memory_bandwidth_bytes_per_s"]),
+                               peak_flops_per_s=peaks, sources=sources)
