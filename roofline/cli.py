@@ -68,7 +68,7 @@ def gpus(name: Annotated[Optional[str], typer.Argument(help="Show one GPU's spec
     specs = [load_gpu(name)] if name else [load_gpu(n) for n in list_gpus()]
     if name:
         g = specs[0]
-        emit(g.to_dict() if hasattr(g, "to_dict") else views.gpu_row(g), fmt, out,
+        emit(views.gpu_detail(g), fmt, out,
              lambda: views.gpu_detail_table(g), lambda: [views.gpu_row(g)])
     else:
         emit([views.gpu_row(g) for g in specs], fmt, out, lambda: views.gpus_table(specs),

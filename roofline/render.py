@@ -42,8 +42,9 @@ def rows_to_csv(rows: Iterable[dict]) -> str:
     rows = [to_jsonable(r) for r in rows]
     if not rows:
         return ""
+    fields = list(dict.fromkeys(k for r in rows for k in r))  # union of keys, first-seen order
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n", extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue()

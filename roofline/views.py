@@ -21,6 +21,19 @@ def gpu_row(g: GPUSpec) -> dict:
     return row
 
 
+_SPEC_FIELDS = ("memory_bytes", "memory_bandwidth_bytes_per_s", "l2_cache_bytes", "sm_count", "clock_hz", "tdp_w",
+                "scaleup_bandwidth_bytes_per_s", "scaleup_domain_gpus", "pcie_bandwidth_bytes_per_s")
+
+
+def gpu_detail(g: GPUSpec) -> dict:
+    """Everything a spec file says, with ridge points and the source of each figure."""
+    return {"name": g.name, "display_name": g.display_name, "vendor": g.vendor, "architecture": g.architecture,
+            **{f: getattr(g, f) for f in _SPEC_FIELDS}, "peak_flops_per_s": dict(g.peak_flops_per_s),
+            "flops_are": "dense",
+            "ridge_point_flops_per_byte": {p: g.ridge_point_flops_per_byte(p) for p in g.peak_flops_per_s},
+            "sources": dict(g.sources), "path": g.path, "aliases": list(g.aliases)}
+
+
 def gpus_table(gpus: list[GPUSpec]):
     rows = [(g.name, g.display_name, format_bytes(g.memory_bytes, binary=True),
              format_rate(g.memory_bandwidth_bytes_per_s, "B/s"),
@@ -35,9 +48,7 @@ def gpus_table(gpus: list[GPUSpec]):
 
 
 def gpu_detail_table(g: GPUSpec):
-    fields = ["memory_bytes", "memory_bandwidth_bytes_per_s", "l2_cache_bytes", "sm_count", "clock_hz", "tdp_w",
-              "scaleup_bandwidth_bytes_per_s", "scaleup_domain_gpus", "pcie_bandwidth_bytes_per_s"]
-    rows = [(f, f"{getattr(g, f):,.6g}", g.sources.get(f, "")) for f in fields]
+    rows = [(f, f"{getattr(g, f):,.6g}", g.sources.get(f, "")) for f in _SPEC_FIELDS]
     rows += [(f"peak_flops_per_s.{p} (dense)", f"{v:,.6g}", g.sources.get(f"peak_flops_per_s.{p}", ""))
              for p, v in g.peak_flops_per_s.items()]
     rows += [(f"ridge_point_flops_per_byte.{p}", f"{g.ridge_point_flops_per_byte(p):,.1f}", "peak / bandwidth")

@@ -100,3 +100,18 @@ def test_malformed_spec_file(run_cli, tmp_path):
 def test_context_beyond_max_positions_warns(run_cli):
     rc, _, err = run_cli("analyze", "--model", "llama-2-7b", "--context", "10000", "--format", "json")
     assert rc == 0 and "Warning: context 10000 exceeds" in err
+
+
+def test_gpus_csv_has_every_precision_column(run_cli):
+    # the first file (a100) has no fp8; B200 has fp4: the header is the union of all rows' keys
+    code, out, _ = run_cli("gpus", "--format", "csv")
+    header = out.splitlines()[0].split(",")
+    assert code == 0 and "peak_fp8_dense_flops_per_s" in header and "peak_fp4_dense_flops_per_s" in header
+
+
+def test_gpu_detail_json_carries_sources(run_cli):
+    code, out, _ = run_cli("gpus", "h100-sxm", "--format", "json")
+    d = json.loads(out)
+    assert code == 0 and d["flops_are"] == "dense"
+    assert round(d["ridge_point_flops_per_byte"]["fp8"]) == 591
+    assert "S4" in d["sources"]["peak_flops_per_s.fp8"]

@@ -5,16 +5,17 @@ each precision's peak is the best GEMM of that precision; plus the copy-engine a
 per-op launch overhead and the per-kernel overhead of a decoder layer (a tiny layer stack whose time is
 all overhead: time / the engine's kernel count), reported apart.
 
-Efficiency curves (`fit`), with t' = t - kernels * kernel_overhead_s the time net of overhead:
-  compute_fraction: for GEMMs, c = F / (peak[precision] * t'): the achieved fraction of the matrix peak
-                    (the docstring of Efficiency.compute_fraction), small for memory-bound GEMVs;
-  memory_fraction:  for streaming kernels, m = B / (bandwidth * t').
-Each is a table over (log10 I, log10 B), I = F / B, smoothed from the points with a Gaussian kernel
+Efficiency curves (`fit_record`), with t' = t - kernels * kernel_overhead_s the time net of overhead:
+  memory_fraction:  m = B / (bandwidth * t') of the streaming kernels and of the GEMMs below the ridge
+                    (GEMVs, small-K GEMMs), i.e. the achieved fraction of the measured bandwidth;
+  compute_fraction: c = F / (peak[precision] * t') of the GEMMs above the ridge, per precision.
+Each is a table over (log10 I, log10 B), I = F / B, smoothed from its samples with a Gaussian kernel
 (Nadaraya-Watson on the log fraction, bandwidths H_LOG_I and H_LOG_B decades; far from data the nearest
-points dominate) and read by bilinear interpolation, vectorized over any array shape. The engine then
-predicts max(F / (peak * c), B / (bandwidth * m)) + kernels * kernel_overhead_s: a GEMM's time is its
-compute term (a GEMM never streams faster than a streaming kernel), an elementwise op's its memory term.
-Compute curves are per precision (a precision with fewer than MIN_OWN_POINTS GEMMs borrows the others').
+samples dominate) and read by bilinear interpolation, vectorized over any array shape. The engine then
+predicts max(F / (peak * c), B / (bandwidth * m)) + kernels * kernel_overhead_s, and an operator stays
+memory- or compute-bound as the roofline says. A precision with fewer than MIN_OWN_POINTS compute samples
+borrows the other precisions' too. The hooks see only (F, B): an elementwise op at a GEMV's intensity and
+size gets the GEMV's memory fraction (on a GPU in bf16 a norm, 1 FLOP/B, sits next to a GEMV, 1 FLOP/B).
 Attention and decoder-layer points are not fitted: they validate the curves.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 
 from ..efficiency import Efficiency
 
-H_LOG_I, H_LOG_B = 0.2, 0.1  # smoothing bandwidths, decades
+H_LOG_I, H_LOG_B = 0.15, 0.1  # smoothing bandwidths, decades
 MIN_INTENSITY = 1.0 / 64.0  # FLOP/byte; write/copy (0 FLOPs) are placed here
 GRID_LOG_I = np.round(np.arange(-2.0, 4.0001, 0.05), 4)
 GRID_LOG_B = np.round(np.arange(2.0, 12.0001, 0.05), 4)
@@ -155,20 +156,23 @@ def _net_time(p: dict, overhead_s: float) -> float:
 
 
 def fraction_samples(points: list[dict], ceil: dict[str, Any], overhead_s: float) -> dict[str, Any]:
-    """{"compute": {precision: [(x, y, log c)]}, "memory": [(x, y, log m)]} from the ok stream and GEMM points."""
+    """{"compute": {precision: [(x, y, log c)]}, "memory": [(x, y, log m)]} from the ok stream and GEMM points.
+
+    A GEMM below the ridge (bare roofline memory-bound) gives a memory sample, one above it a compute
+    sample of its precision, so an operator's `bound` stays what the roofline says it is."""
     bw, peaks = ceil["memory_bandwidth_bytes_per_s"], ceil["peak_flops_per_s"]
     out: dict[str, Any] = {"compute": {}, "memory": []}
     for p in points:
-        if p.get("status") != "ok":
+        if p.get("status") != "ok" or not bw:
             continue
         b = p["bytes_read"] + p["bytes_written"]
         x, y = (float(v) for v in coordinates(p["flops"], b))
         t = _net_time(p, overhead_s)
-        if p["family"] == "stream" and bw:
+        peak = peaks.get(p["precision"])
+        if p["family"] == "stream" or (p["family"] == "gemm" and peak and b / bw >= p["flops"] / peak):
             out["memory"].append((x, y, float(np.log(b / (bw * t)))))
-        elif p["family"] == "gemm" and peaks.get(p["precision"]):
-            c = p["flops"] / (peaks[p["precision"]] * t)
-            out["compute"].setdefault(p["precision"], []).append((x, y, float(np.log(c))))
+        elif p["family"] == "gemm" and peak:
+            out["compute"].setdefault(p["precision"], []).append((x, y, float(np.log(p["flops"] / (peak * t)))))
     return out
 
 

@@ -62,6 +62,9 @@ def run_bench(device: str | None = None, quick: bool = False, output: Path | Non
     from .telemetry import cpu_info, gpu_info
 
     dev = resolve_device(device)
+    if dev == "cpu" and gpu_spec:
+        raise RooflineError("--gpu names a GPU spec to compare against; a CPU run has no datasheet",
+                            hint="drop --gpu, or run with --device cuda", exit_code=2)
     info = gpu_info(0) if dev == "cuda" else cpu_info()
     spec = load_gpu(gpu_spec) if gpu_spec else (detect_gpu_spec(info["name"]) if dev == "cuda" else None)
     ctx = BenchContext(dev, quick, float(info["cache_bytes"] or 32 * 2**20), float(info["memory_bytes"]), model)
@@ -138,8 +141,11 @@ def measured_spec(profile: dict[str, Any]) -> GPUSpec:
                       architecture=str(dev.get("compute_capability", "")), memory_bytes=dev.get("memory_bytes", 0.0),
                       memory_bandwidth_bytes_per_s=c["memory_bandwidth_bytes_per_s"],
                       l2_cache_bytes=dev.get("cache_bytes", 0.0), sm_count=int(dev.get("sm_count", 0)),
-                      peak_flops_per_s=dict(c["peak_flops_per_s"]), pcie_bandwidth_bytes_per_s=6.4e10,
-                      scaleup_domain_gpus=1, sources={"*": f"measured (profile {where})"}, path=where)
+                      peak_flops_per_s=dict(c["peak_flops_per_s"]),
+                      pcie_bandwidth_bytes_per_s=c["memory_bandwidth_bytes_per_s"], scaleup_domain_gpus=1,
+                      sources={"*": f"measured (profile {where})",
+                               "pcie_bandwidth_bytes_per_s": "placeholder (no spec file: link unknown; use --tp 1)"},
+                      path=where)
 
 
 def load_profile_device(path: str | Path, gpu: str | None = None,

@@ -22,6 +22,7 @@ from ..errors import RooflineError
 from ..models import ModelConfig, load_model
 from ..ops import REGISTRY
 from ..phases import decode_step, prefill
+from .attention import sdpa
 from .points import BenchContext, PointSpec, randn
 
 
@@ -165,7 +166,7 @@ class DecoderStack:
         w["k_cache"][:, :, pos:pos + t] = k
         w["v_cache"][:, :, pos:pos + t] = v.view(b, t, K, dv).transpose(1, 2)
         keys, vals = w["k_cache"][:, :, :pos + t], w["v_cache"][:, :, :pos + t]
-        o = F.scaled_dot_product_attention(q, keys, vals, is_causal=t > 1, enable_gqa=K != H)
+        o = sdpa(q, keys, vals)
         return F.linear(o.transpose(1, 2).reshape(b, t, H * dv), w["o"], w["o_b"])
 
     def forward(self, x, pos: int):

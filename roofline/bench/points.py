@@ -33,11 +33,14 @@ class BenchContext:
     memory_bytes: float  # RAM (CPU) or device memory (GPU)
     model: str = "llama-3.1-8b"  # catalog model the attention and layer points are shaped after
     seed: int = 0
+    n_rounds: int = 0  # 0: the device's default (see `rounds`)
 
     @property
     def rounds(self) -> int:
-        """Times every point is measured, in separate passes over the plan (CPU: 3; GPU: 1)."""
-        return 1 if self.device == "cuda" else 3
+        """Passes over the plan (CPU: 6: streaming points in each, the others in every second; GPU: 1)."""
+        if self.n_rounds:
+            return self.n_rounds
+        return 1 if self.device == "cuda" else 6
 
     @property
     def budget(self) -> TimingBudget:
@@ -71,6 +74,14 @@ class PointSpec:
     params: dict[str, Any] = field(default_factory=dict)
     flush: bool = False  # flush L2 before each timed run (CUDA)
     graph: bool = False  # capture in a CUDA graph (launch-bound work on CUDA)
+    every_round: bool = False  # measured in every round (streams: most exposed to a noisy neighbour)
+
+    def planned_rounds(self, rounds: int) -> int:
+        """Rounds this point is measured in: all for `every_round` points, else rounds 0, 2, 4, ..."""
+        return rounds if self.every_round else (rounds + 1) // 2
+
+    def in_round(self, r: int) -> bool:
+        return self.every_round or r % 2 == 0
 
     def record(self) -> dict[str, Any]:
         """The JSON fields of the point (no timing yet)."""

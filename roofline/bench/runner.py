@@ -21,6 +21,7 @@ from .telemetry import sampler_factory
 from .timing import time_fn
 
 Progress = Callable[[int, int, str], None]
+STREAM_FAMILIES = ("stream", "cache_sweep", "copy_engine")  # share their arrays between points
 
 
 class BenchInterrupted(Exception):
@@ -81,7 +82,7 @@ def measure(spec: PointSpec, ctx: BenchContext, sampler: Callable[[], Any]) -> d
         rec.update(status="ok", samples_s=list(samples.times_s), summary=samples.summary(), telemetry=s.result())
     except Unsupported as e:
         rec.update(status="skipped", reason=str(e))
-    except (RuntimeError, MemoryError) as e:
+    except Exception as e:  # noqa: BLE001 - one broken point must not end the run; it is recorded
         if not _is_oom(e):
             rec.update(status="error", reason=f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
         else:
@@ -90,6 +91,8 @@ def measure(spec: PointSpec, ctx: BenchContext, sampler: Callable[[], Any]) -> d
         if teardown is not None:
             teardown()
         del fn, teardown
+        if spec.family not in STREAM_FAMILIES:
+            stream.release()
         _release(ctx)
     return rec
 
@@ -146,12 +149,15 @@ def run_points(points: list[PointSpec], ctx: BenchContext, output: Path, device:
         raise KeyboardInterrupt
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    total = len(points) * ctx.rounds
+    total, done = sum(p.planned_rounds(ctx.rounds) for p in points), 0
     try:
         for r in range(ctx.rounds):
-            for i, spec in enumerate(points):
+            for spec in points:
+                if not spec.in_round(r):
+                    continue
                 if progress:
-                    progress(r * len(points) + i, total, f"[{r + 1}/{ctx.rounds}] {spec.id}")
+                    progress(done, total, f"[{r + 1}/{ctx.rounds}] {spec.id}")
+                done += 1
                 if r == 0:
                     by_id[spec.id] = _first_round(measure(spec, ctx, sampler))
                     profile["points"].append(by_id[spec.id])
@@ -170,9 +176,11 @@ def run_points(points: list[PointSpec], ctx: BenchContext, output: Path, device:
         for s, h in old.items():
             signal.signal(s, h)
         profile["interrupted"] = caught[0] if caught else None
+        planned = {p.id: p.planned_rounds(ctx.rounds) for p in points}
         profile["incomplete_rounds"] = [p["id"] for p in profile["points"]
-                                        if p.get("status") == "ok" and p["rounds_done"] < ctx.rounds]
+                                        if p.get("status") == "ok" and p["rounds_done"] < planned[p["id"]]]
         profile["complete"] = not caught and not profile["missing"] and not profile["incomplete_rounds"]
+        stream.release()
         _finalize_safely(profile)
         write_profile(profile, output)
     if caught:

@@ -37,6 +37,14 @@ def m_sweep(ctx: BenchContext) -> tuple[list[tuple[int, int]], list[int], list[s
     return [(1024, 1024), (4096, 2048), (8192, 4096)], ms, ["fp32", "bf16"]
 
 
+def gemv_shapes(ctx: BenchContext) -> list[tuple[int, int]]:
+    """Extra GEMV (M = 1) weights between the M-sweep's, every doubling of size: a decode step is mostly
+    GEMVs, so their efficiency is sampled densely (CPU fp32: 2, 8, 16 and 64 MiB; GPU bf16: 8 to 1024 MiB)."""
+    if ctx.device == "cuda":
+        return [(1024, 4096), (2048, 4096), (8192, 4096), (8192, 8192), (16384, 8192), (28672, 16384)]
+    return [(512, 1024), (2048, 1024), (2048, 2048), (4096, 4096)]
+
+
 def cold_copies(ctx: BenchContext, weight_bytes: float) -> int:
     """Weight copies to cycle through so each call reads it from DRAM: sum >= 8x the LLC (CPU; a GPU
     flushes its L2 instead)."""
@@ -82,4 +90,5 @@ def points(ctx: BenchContext) -> list[PointSpec]:
     shapes, ms, precs = m_sweep(ctx)
     for p in precs:
         out += [linear_point(ctx, p, m, n, k) for (n, k) in shapes for m in ms]
+        out += [linear_point(ctx, p, 1, n, k) for (n, k) in gemv_shapes(ctx)]
     return out

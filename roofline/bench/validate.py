@@ -16,7 +16,6 @@ working set fits in cache.
 from __future__ import annotations
 
 import io
-import json
 from collections import defaultdict
 from typing import Any
 
@@ -62,16 +61,25 @@ def _bare_roofline_s(p: dict, spec) -> float | None:
     return float(roofline_s(p["flops"], p["bytes_read"] + p["bytes_written"], peak, spec.memory_bandwidth_bytes_per_s))
 
 
+def _memory_bound(p: dict, spec) -> bool:
+    """Below the ridge point of its precision (stream kernels: always)."""
+    if p["family"] not in ("gemm", "attention", "layer"):
+        return True
+    peak = spec.peak_flops_per_s.get(p["precision"]) or spec.peak_flops_per_s.get("fp32")
+    return p["flops"] / max(p["bytes_read"] + p["bytes_written"], 1.0) < peak / spec.memory_bandwidth_bytes_per_s
+
+
 def _err(pred: float | None, meas: float) -> float | None:
     return None if pred is None else (pred - meas) / meas
 
 
 def _cause(row: dict, p: dict, cache_bytes: float, launch_s: float) -> str | None:
-    above = row["roofline_fraction"] is not None and row["roofline_fraction"] > ABOVE_CEILING
+    above = row["roofline_fraction"] is not None and row["roofline_fraction"] > ABOVE_CEILING \
+        and not (row["cache_resident"] and row["memory_bound"])
     err = row["error"]
     if not above and (err is None or abs(err) <= OUTLIER_ERROR):
         return None
-    if row["cache_resident"]:
+    if row["cache_resident"] and row["memory_bound"]:
         return "cache-resident (working set fits in the last-level cache / L2: faster than DRAM/HBM)"
     if above:
         return "above 105% of a measured ceiling: likely a byte/FLOP count or timing bug"
@@ -128,6 +136,7 @@ def validate(profile: dict[str, Any]) -> dict[str, Any]:
                "roofline_fraction": None if roof is None else roof / t,
                "roofline_fraction_datasheet": (_bare_roofline_s(p, sheet) or 0.0) / t if sheet else None,
                "cache_resident": p["working_set_bytes"] < CACHE_RESIDENT_FACTOR * cache_bytes,
+               "memory_bound": _memory_bound(p, spec_all),
                "throttled": bool((p.get("telemetry") or {}).get("throttled"))}
         row["error"] = _err(row["predicted_s"], t)
         row["error_ceilings"] = _err(row["predicted_s_ceilings"], t)
@@ -148,6 +157,8 @@ def _report(profile, rows, rec, ceil, sheet, n_train, n_test) -> dict[str, Any]:
         families[fam] = {"points": len(fr), "held_out": len(ho), "median_abs_error": med, "p90_abs_error": p90,
                          "median_abs_error_ceilings": _stats(ho, "error_ceilings")[0],
                          "median_abs_error_datasheet": _stats(ho, "error_datasheet")[0] if sheet else None,
+                         "median_abs_error_by_kind": {k: _stats([r for r in ho if r["kind"] == k], "error")[0]
+                                                      for k in sorted({r["kind"] for r in ho})},
                          "target": targets.get(fam),
                          "meets_target": None if fam not in targets or med is None else bool(med <= targets[fam])}
     return {
@@ -164,7 +175,7 @@ def _report(profile, rows, rec, ceil, sheet, n_train, n_test) -> dict[str, Any]:
         "outliers": [{"id": r["id"], "family": r["family"], "error": r["error"], "cause": r["cause"]}
                      for r in rows if r["cause"]],
         "above_ceiling": [r["id"] for r in rows if (r["roofline_fraction"] or 0) > ABOVE_CEILING
-                          and not r["cache_resident"]],
+                          and not (r["cache_resident"] and r["memory_bound"])],
         "points": rows,
     }
 
@@ -241,7 +252,3 @@ def _tables(result: dict[str, Any]) -> str:
         con.print("Above 105% of a ceiling (counting bug?): " + ", ".join(result["above_ceiling"]))
     return buf.getvalue()
 
-
-def summary_json(result: dict[str, Any]) -> str:
-    """The report without per-point rows (for notes)."""
-    return json.dumps({k: v for k, v in result.items() if k != "points"}, indent=1, default=str)

@@ -1,0 +1,236 @@
+"""roofline.bench pieces that need no measurement: timing arithmetic, telemetry parsing, profile IO,
+calibration curves, the CUDA error, point counting."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from roofline.bench import calibrate, profile, telemetry, timing
+from roofline.bench.points import BenchContext, PointSpec
+from roofline.bench.runner import measure
+from roofline.errors import RooflineError
+
+torch = pytest.importorskip("torch")
+
+
+# ----------------------------------------------------------------------------------------------- timing
+
+
+def test_reps_for_derives_counts_from_the_budget():
+    b = timing.TimingBudget(warmup_s=0.05, measure_s=0.25, min_reps=5, max_reps=200)
+    # 10 ms kernel: 0.05 / 0.01 = 5 warm-up runs, 0.25 / 0.01 = 25 timed runs
+    assert timing.reps_for(0.01, b) == (5, 25)
+    # 1 s kernel: at least 1 warm-up and min_reps timed runs
+    assert timing.reps_for(1.0, b) == (1, 5)
+    # 1 us kernel: capped at max_reps
+    assert timing.reps_for(1e-6, b) == (200, 200)
+
+
+def test_samples_summary_is_median_not_mean():
+    s = timing.Samples((1.0, 2.0, 3.0, 4.0, 100.0)).summary()
+    assert s["median_s"] == 3.0 and s["mean_s"] == 22.0 and s["min_s"] == 1.0 and s["n"] == 5
+    # numpy linear quantile: p10 = 1 + 0.4 * (2 - 1) = 1.4
+    assert s["p10_s"] == pytest.approx(1.4)
+
+
+def test_time_fn_cpu_counts_every_rep():
+    calls = []
+    s = timing.time_fn(lambda: calls.append(1), "cpu", timing.TimingBudget(0.0, 0.0, min_reps=7, max_reps=7))
+    assert len(s.times_s) == 7 and all(t >= 0 for t in s.times_s)
+    assert len(calls) >= 7 + 2  # two estimate runs, then the timed ones
+
+
+# -------------------------------------------------------------------------------------------- telemetry
+
+
+def test_parse_size_and_reason_names():
+    assert telemetry.parse_size("32768K") == 32 * 2**20  # 32768 * 1024 = 33554432
+    assert telemetry.parse_size("1M") == 2**20
+    assert telemetry.parse_size("garbage") == 0.0
+    assert telemetry.reason_names(0x4 | 0x40) == ["sw_power_cap", "hw_thermal_slowdown"]
+
+
+def test_cpu_info_has_cores_caches_memory():
+    info = telemetry.cpu_info()
+    assert info["kind"] == "cpu" and info["cores"] >= 1
+    assert info["memory_bytes"] > 0 and isinstance(info["caches"], list)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-NVML path")
+def test_gpu_sampler_without_nvml_records_unavailable():
+    with telemetry.sampler_factory("cuda")() as s:
+        pass
+    r = s.result()
+    assert r["available"] is False and r["reason"] and r["throttled"] is False
+
+
+# -------------------------------------------------------------------------------------------- profile
+
+
+def _tiny_profile():
+    pts = [{"id": "stream/read/8", "family": "stream", "kind": "read", "precision": "fp32", "params": {},
+            "flops": 2.0, "bytes_read": 8.0, "bytes_written": 0.0, "kernels": 1.0, "working_set_bytes": 8.0,
+            "status": "ok", "samples_s": [1e-9, 2e-9], "summary": {"median_s": 1.5e-9}}]
+    p = profile.new_profile({"kind": "cpu", "name": "x"}, profile.provenance(["roofline", "bench"]), pts)
+    p["points"] = pts
+    p["missing"] = []
+    return p
+
+
+def test_profile_round_trip(tmp_path):
+    p = _tiny_profile()
+    path = profile.write_profile(p, tmp_path / "sub" / "p.json")
+    back = profile.load_profile(path)
+    assert back.pop("_path") == str(path)
+    assert back == json.loads(json.dumps(p))
+    assert not list((tmp_path / "sub").glob(".*tmp"))  # no temp file left behind
+
+
+def test_profile_write_replaces_non_finite_and_is_strict_json(tmp_path):
+    p = _tiny_profile()
+    p["ceilings"] = {"memory_bandwidth_bytes_per_s": math.inf, "x": np.float64(2.5)}
+    text = profile.write_profile(p, tmp_path / "p.json").read_text()
+    assert json.loads(text)["ceilings"] == {"memory_bandwidth_bytes_per_s": None, "x": 2.5}
+
+
+def test_load_profile_errors_name_the_file(tmp_path):
+    with pytest.raises(RooflineError, match="profile not found"):
+        profile.load_profile(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "something else"}')
+    with pytest.raises(RooflineError, match="not a roofline profile"):
+        profile.load_profile(bad)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({**_tiny_profile(), "version": 99}))
+    with pytest.raises(RooflineError, match="version 99"):
+        profile.load_profile(old)
+
+
+def test_provenance_hashes_the_spec_file():
+    from roofline.hardware import load_gpu
+
+    spec = load_gpu("h100-sxm")
+    prov = profile.provenance(["x"], spec)
+    assert prov["spec"]["name"] == "h100-sxm" and len(prov["spec"]["sha256"]) == 64
+
+
+# -------------------------------------------------------------------------------------------- runner
+
+
+def _point(setup):
+    return PointSpec(id="t/x", family="gemm", kind="k", precision="fp32", flops=1.0, bytes_read=1.0,
+                     bytes_written=0.0, kernels=1.0, working_set_bytes=1e12, setup=setup)
+
+
+def test_out_of_memory_point_is_skipped_and_recorded():
+    def setup():
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1000000000000 bytes")
+    rec = measure(_point(setup), BenchContext("cpu", True, 1e6, 1e9), telemetry.CpuSampler)
+    assert rec["status"] == "skipped" and rec["reason"].startswith("out of memory")
+
+
+def test_unsupported_precision_is_skipped_with_reason():
+    from roofline.bench.compute import Unsupported
+
+    def setup():
+        raise Unsupported("fp8 GEMM needs torch._scaled_mm on CUDA")
+    rec = measure(_point(setup), BenchContext("cpu", True, 1e6, 1e9), telemetry.CpuSampler)
+    assert rec == {**rec, "status": "skipped", "reason": "fp8 GEMM needs torch._scaled_mm on CUDA"}
+
+
+# -------------------------------------------------------------------------------------------- counting
+
+
+def test_gemm_point_counts_with_the_model_formula():
+    from roofline.bench.compute import gemm_point
+
+    p = gemm_point(BenchContext("cpu", True, 1e6, 1e9), "fp32", 4, 8, 16, "ksweep")
+    assert p.flops == 2 * 4 * 8 * 16  # = 1024
+    assert p.bytes_read == 4 * (16 * 8 + 4 * 16)  # B (k x n) + A (m x k) fp32 = 768
+    assert p.bytes_written == 4 * 4 * 8  # C (m x n) = 128
+
+
+def test_stream_point_counts():
+    from roofline.bench.stream import stream_point
+
+    p = stream_point(BenchContext("cpu", True, 1e6, 1e9), "triad", 4096, "stream")
+    # 1024 fp32 elements: reads a and b (2 * 4096 B), writes c (4096 B), 2 FLOPs each
+    assert (p.flops, p.bytes_read, p.bytes_written) == (2048, 8192, 4096)
+
+
+def test_layer_point_counts_match_the_engine():
+    from roofline.bench.layer import layer_point, scaled_model
+
+    m = scaled_model("llama-3.1-8b", 4, 2)
+    assert (m.hidden_size, m.num_heads, m.num_kv_heads, m.head_dim, m.intermediate_size) == (1024, 8, 2, 128, 3584)
+    p = layer_point(BenchContext("cpu", True, 1e6, 1e9), "llama-3.1-8b", 4, 2, "fp32", 1, 1, 256)
+    # per layer: qkv 1024 x (1024 + 2 * 256) + o 1024 x 1024 + mlp 3 x 1024 x 3584 = 13,631,488 weights;
+    # a batch-1 decode reads each once, 2 layers, fp32: 13,631,488 * 2 * 4 B = 109,051,904 B
+    # + K and V of 257 tokens: 257 * 2 heads * (128 + 128) * 4 B * 2 layers = 1,052,672 B
+    # + activations (under 0.5 MB)
+    assert 110_104_576 < p.bytes_read < 110_104_576 + 0.5e6
+    assert p.kernels == 24  # 12 kernels per layer in the engine's count
+
+
+# -------------------------------------------------------------------------------------------- calibrate
+
+
+def test_constant_samples_give_a_constant_fraction():
+    rows = tuple((x, y, math.log(0.5)) for x in (-1.0, 0.0, 1.0) for y in (6.0, 8.0))
+    eff = calibrate.CalibratedEfficiency(compute_samples=rows, memory_samples=rows, kernel_overhead_s=1e-6)
+    flops = np.array([1e3, 1e9, 1e12])
+    assert np.allclose(eff.compute_fraction(flops, flops / 10), 0.5)
+    assert np.allclose(eff.memory_fraction(np.zeros((2, 3)), np.full((2, 3), 1e7)), 0.5)
+
+
+def test_fraction_follows_intensity_and_extrapolates_flat():
+    # fraction 0.1 at I = 1 and 0.9 at I = 100 (log10 I = 0 and 2), all at B = 1e8 bytes
+    rows = ((0.0, 8.0, math.log(0.1)), (2.0, 8.0, math.log(0.9)))
+    eff = calibrate.CalibratedEfficiency(compute_samples=rows)
+    b = 1e8
+    lo, hi, far_lo, far_hi = eff.compute_fraction(np.array([1.0, 100.0, 1e-3, 1e5]) * b, b)
+    assert lo == pytest.approx(0.1, rel=0.02) and hi == pytest.approx(0.9, rel=0.02)
+    assert far_lo == pytest.approx(0.1, rel=0.02) and far_hi == pytest.approx(0.9, rel=0.02)
+
+
+def test_efficiency_for_borrows_curves_when_a_precision_has_few_points():
+    rec = {"kernel_overhead_s": 2e-6, "memory_samples": [[0.0, 8.0, 0.0]],
+           "compute_samples": {"fp32": [[float(i), 8.0, -1.0] for i in range(6)], "bf16": [[3.0, 8.0, 0.0]]}}
+    assert len(calibrate.efficiency_for(rec, "fp32").compute_samples) == 6
+    assert len(calibrate.efficiency_for(rec, "bf16").compute_samples) == 7
+    assert calibrate.efficiency_for(rec, "fp32").kernel_overhead_s == 2e-6
+
+
+def test_ceilings_pick_the_best_points():
+    def pt(fam, kind, prec, flops, nbytes, t, kernels=1.0):
+        return {"id": f"{fam}/{kind}/{t}", "family": fam, "kind": kind, "precision": prec, "flops": flops,
+                "bytes_read": nbytes, "bytes_written": 0.0, "kernels": kernels, "status": "ok",
+                "summary": {"median_s": t}}
+    c = calibrate.ceilings([pt("stream", "read", "fp32", 0, 1e9, 0.05), pt("stream", "copy", "fp32", 0, 2e9, 0.05),
+                            pt("gemm", "gemm_peak", "fp32", 2e9, 1e6, 0.01), pt("launch", "launch", "fp32", 0, 0, 1e-4, 100)])
+    assert c["memory_bandwidth_bytes_per_s"] == pytest.approx(40e9)  # 2e9 B / 0.05 s
+    assert c["peak_flops_per_s"] == {"fp32": pytest.approx(200e9)}  # 2e9 / 0.01 s
+    assert c["launch_overhead_s"] == pytest.approx(1e-6)  # 1e-4 s / 100 ops
+
+
+# -------------------------------------------------------------------------------------------- CLI
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_bench_cuda_without_cuda_is_a_clear_error(run_cli):
+    code, out, err = run_cli("bench", "--device", "cuda", "--quick")
+    assert code == 1 and out == ""
+    assert err.startswith("Error: CUDA is not available")
+    assert "Hint: use --device cpu" in err
+
+
+def test_validate_missing_profile(run_cli, tmp_path):
+    code, _, err = run_cli("validate", str(tmp_path / "none.json"))
+    assert code == 1 and "Error: profile not found" in err
+
+
+def test_bench_cpu_with_gpu_spec_is_a_usage_error(run_cli):
+    code, out, err = run_cli("bench", "--device", "cpu", "--gpu", "h100-sxm")
+    assert code == 2 and out == ""
+    assert "Error: --gpu names a GPU spec to compare against; a CPU run has no datasheet" in err

@@ -1,0 +1,160 @@
+"""A real (tiny) CPU bench run: self-consistency of what it measured, validate on it, the profile as a device,
+and a bench killed with SIGTERM mid-run leaving a valid partial profile."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from roofline.bench import attention, compute, layer, stream, sweep  # noqa: E402
+from roofline.bench.commands import load_profile_device, render_validation, validate_profile  # noqa: E402
+from roofline.bench.points import BenchContext  # noqa: E402
+from roofline.bench.profile import load_profile, provenance  # noqa: E402
+from roofline.bench.runner import run_points  # noqa: E402
+from roofline.bench.telemetry import cpu_info  # noqa: E402
+
+MiB = 2**20
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny_plan(ctx):
+    """~40 small points: one of each kind, sizes that run in milliseconds."""
+    pts = [compute.launch_point(ctx)]
+    pts += [compute.gemm_point(ctx, "fp32", s, s, s, "gemm_peak") for s in (256, 512)]
+    pts += [stream.stream_point(ctx, k, 64 * MiB, "stream") for k in ("read", "write", "copy", "triad")]
+    pts += [stream.stream_point(ctx, "triad", s, "cache_sweep") for s in (64 * 1024, 1 * MiB)]
+    pts += [compute.gemm_point(ctx, "fp32", 512, 512, k, "ksweep") for k in (1, 4, 16, 64, 256, 1024)]
+    pts += [sweep.linear_point(ctx, "fp32", m, 1024, 1024) for m in (1, 4, 16, 64)]
+    model = attention.attention_model("llama-3.1-8b")
+    pts += [attention.sdpa_point(ctx, model, 1, 1, 256, "fp32"), attention.sdpa_point(ctx, model, 1, 64, 0, "fp32")]
+    pts += [layer.overhead_point(ctx)]
+    pts += [layer.layer_point(ctx, "llama-3.1-8b", 16, 2, "fp32", b, n, c) for b, n, c in ((1, 1, 32), (1, 16, 0))]
+    return pts
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    ctx = BenchContext("cpu", True, 32 * MiB, 8e9, n_rounds=1)
+    out = tmp_path_factory.mktemp("bench") / "tiny.json"
+    run_points(tiny_plan(ctx), ctx, out, cpu_info(), provenance(["test"], None, {"quick": True}))
+    return load_profile(out)
+
+
+def rate(p, what):
+    return (p["flops"] if what == "flops" else p["bytes_read"] + p["bytes_written"]) / p["summary"]["median_s"]
+
+
+def test_profile_is_complete_with_samples(run):
+    assert run["complete"] is True and run["missing"] == [] and run["interrupted"] is None
+    assert all(p["status"] == "ok" for p in run["points"]), [p.get("reason") for p in run["points"]]
+    assert all(len(p["samples_s"]) >= 4 and p["telemetry"]["rounds"] for p in run["points"])
+
+
+def test_ceilings_positive(run):
+    c = run["ceilings"]
+    assert c["memory_bandwidth_bytes_per_s"] > 1e9  # any machine streams more than 1 GB/s
+    assert c["peak_flops_per_s"]["fp32"] > 1e9
+    assert 0 < c["launch_overhead_s"] < 1e-3 and 0 < c["layer_kernel_overhead_s"] < 1e-2
+
+
+def test_triad_within_half_and_one_and_a_half_of_copy(run):
+    bw = {p["kind"]: rate(p, "bytes") for p in run["points"] if p["family"] == "stream"}
+    assert 0.5 <= bw["triad"] / bw["copy"] <= 1.5, bw
+
+
+def test_intensity_sweep_rises_to_a_plateau(run):
+    ks = sorted((p for p in run["points"] if p["kind"] == "ksweep"), key=lambda p: p["params"]["k"])
+    flops = np.array([rate(p, "flops") for p in ks])
+    # K = 1 (0.5 FLOP/byte) is far below the ridge; K = 1024 is far above it
+    assert flops[-1] > 5 * flops[0]
+    assert flops[-2:].min() > 0.6 * flops.max()  # the last two points sit on the plateau
+
+
+def test_no_point_above_105_percent_of_a_ceiling(run):
+    peak = run["ceilings"]["peak_flops_per_s"]["fp32"]
+    for p in run["points"]:
+        if p["family"] == "gemm":
+            assert rate(p, "flops") <= 1.05 * peak, p["id"]
+    assert validate_profile(run["_path"])["above_ceiling"] == []
+
+
+def test_validate_output(run):
+    r = validate_profile(run["_path"])
+    assert {"families", "outliers", "points", "ceilings", "calibration", "above_ceiling"} <= set(r)
+    for fam in ("stream", "gemm", "attention", "layer"):
+        s = r["families"][fam]
+        assert {"points", "median_abs_error", "p90_abs_error", "median_abs_error_datasheet"} <= set(s)
+        assert s["median_abs_error_datasheet"] is None  # a CPU has no datasheet
+    assert r["families"]["layer"]["median_abs_error"] is not None
+    row = r["points"][0]
+    assert {"measured_s", "predicted_s", "predicted_s_datasheet", "error", "split", "cause"} <= set(row)
+    assert {p["split"] for p in r["points"]} == {"calibration", "held_out", "not_fitted"}
+    for o in r["outliers"]:
+        assert o["cause"]
+
+
+def test_render_formats(run):
+    r = validate_profile(run["_path"])
+    doc = json.loads(render_validation(r, "json"))
+    assert doc["kind"] == "cpu"
+    csv_text = render_validation(r, "csv")
+    assert csv_text.splitlines()[0].startswith("id,family,kind,precision,split,measured_s,predicted_s,error")
+    assert len(csv_text.splitlines()) == len(r["points"]) + 1
+    assert "stream" in render_validation(r, "table")
+
+
+def test_profile_is_a_device_for_the_engine(run):
+    from roofline.bench.calibrate import CalibratedEfficiency
+    from roofline.engine import make_setup, total_time_s
+    from roofline.models import load_model
+    from roofline.phases import decode_step
+
+    spec, eff = load_profile_device(run["_path"], "cpu")
+    assert spec.name == "cpu" and spec.memory_bandwidth_bytes_per_s == run["ceilings"]["memory_bandwidth_bytes_per_s"]
+    assert isinstance(eff, CalibratedEfficiency) and eff.kernel_overhead_s > 0
+    s = make_setup(spec, load_model("llama-3.2-1b"), 1, "fp32", "fp32", "fp32", eff)
+    t = total_time_s(decode_step(s, np.array([1, 8, 64]), np.array([128, 1024, 4096])))
+    assert np.all(np.isfinite(t)) and np.all(t > 0)
+
+
+def test_cli_validate_on_the_run(run, run_cli):
+    code, out, err = run_cli("validate", run["_path"], "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["profile"] == run["_path"]
+
+
+def test_sigterm_leaves_a_valid_partial_profile(tmp_path):
+    out = tmp_path / "partial.json"
+    code = ("import sys; from roofline.cli import main; "
+            f"sys.exit(main(['bench', '--device', 'cpu', '--quick', '--no-progress', '-o', {str(out)!r}]))")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.time() + 90
+    try:
+        while time.time() < deadline:  # wait until some points are measured
+            time.sleep(0.2)
+            try:
+                if len(json.loads(out.read_text())["points"]) >= 3:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Error: interrupted by SIGTERM after" in err and "missing" in err
+    p = load_profile(out)
+    assert p["complete"] is False and p["interrupted"] == "SIGTERM"
+    assert len(p["points"]) >= 3 and len(p["missing"]) > 0
+    assert not ({q["id"] for q in p["points"]} & set(p["missing"]))
+    assert all(q["status"] in ("ok", "skipped", "error") for q in p["points"])
