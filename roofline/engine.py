@@ -17,7 +17,7 @@ from .efficiency import Efficiency
 from .errors import RooflineError
 from .hardware import GPUSpec
 from .models import ModelConfig
-from .ops import Pass, operators_for
+from .ops import OpCost, Pass, operators_for
 from .precision import bytes_per_element
 
 
@@ -89,21 +89,32 @@ def compute_peak(gpu: GPUSpec, activations: str, weights: str) -> float:
 
 @dataclass(frozen=True)
 class OpTime:
-    """One operator's totals over its repetitions in a pass (per GPU)."""
+    """One operator's totals over its `count` repetitions in a pass (per GPU). `cost` is one repetition;
+    the FLOP and byte totals are derived on demand (a sweep needs only the times)."""
 
     name: str
     unit: str
     count: int
-    flops: np.ndarray
-    bytes_read: np.ndarray
-    bytes_written: np.ndarray
+    cost: OpCost
     compute_s: np.ndarray
     memory_s: np.ndarray
     overhead_s: np.ndarray
 
     @cached_property
+    def flops(self) -> np.ndarray:
+        return self.count * np.asarray(self.cost.flops)
+
+    @cached_property
+    def bytes_read(self) -> np.ndarray:
+        return self.count * np.asarray(self.cost.bytes_read)
+
+    @cached_property
+    def bytes_written(self) -> np.ndarray:
+        return self.count * np.asarray(self.cost.bytes_written)
+
+    @cached_property
     def bytes(self) -> np.ndarray:
-        return self.bytes_read + self.bytes_written
+        return self.count * (np.asarray(self.cost.bytes_read) + self.cost.bytes_written)
 
     @cached_property
     def time_s(self) -> np.ndarray:
@@ -134,8 +145,7 @@ def time_pass(s: Setup, p: Pass) -> list[OpTime]:
         c = op.formula(p)
         if op.unit == "link":
             comm = n * _allreduce_s(s, c.comm_bytes)
-            z = 0.0 * comm
-            out.append(OpTime(op.name, op.unit, n, z, z, z, z, comm, z))
+            out.append(OpTime(op.name, op.unit, n, c, 0.0 * comm, 0.0 * comm, comm))
             continue
         b = c.bytes_read + c.bytes_written
         if op.unit == "tensor":
@@ -147,8 +157,8 @@ def time_pass(s: Setup, p: Pass) -> list[OpTime]:
         else:
             rate = vector_rate
         mem_rate = bw * eff.memory_fraction(c.flops, b)
-        out.append(OpTime(op.name, op.unit, n, n * c.flops, n * c.bytes_read, n * c.bytes_written,
-                          c.flops * n / rate, b * (n / mem_rate), np.asarray(n * c.kernels * eff.kernel_overhead_s)))
+        out.append(OpTime(op.name, op.unit, n, c, c.flops * (n / rate), b * (n / mem_rate),
+                          np.asarray(n * c.kernels * eff.kernel_overhead_s)))
     return out
 
 
