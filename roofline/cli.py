@@ -45,15 +45,16 @@ ProfileOpt = Annotated[Optional[Path], typer.Option("--profile", help="Measured 
                                                     "use its ceilings and fitted efficiencies.")]
 
 
-def load_device(gpu: str, profile: Optional[Path]):
-    """(GPUSpec, Efficiency or None): the datasheet, or a measured profile's ceilings and efficiency curves."""
+def load_device(gpu: str, profile: Optional[Path], precision: Optional[str] = None):
+    """(GPUSpec, Efficiency or None): the datasheet, or a measured profile's ceilings and the efficiency
+    curves fitted for the compute `precision` (the profile's device wins over --gpu)."""
     if profile is None:
         if gpu.lower() == "cpu":
             raise RooflineError("--gpu cpu needs a measured profile", hint="run `roofline bench --device cpu --quick` "
                                 "and pass --profile PATH", exit_code=2)
         return load_gpu(gpu), None
     from .bench.commands import load_profile_device
-    return load_profile_device(profile, gpu)
+    return load_profile_device(profile, gpu, precision)
 
 
 def _warn(msgs: list[str]) -> None:
@@ -108,7 +109,7 @@ def analyze(
 ) -> None:
     """Per-operator FLOPs, bytes, intensity, bound and time for prefill and a decode step; TTFT, TPOT,
     end-to-end latency, throughput, memory and KV-cache capacity."""
-    g, eff = load_device(gpu, profile)
+    g, eff = load_device(gpu, profile, activations.strip().lower())
     m = load_model(model)
     sc = Scenario(batch, prompt, output, context, tp, weights, activations, kv,
                   MemorySettings(memory_utilization=memory_utilization))

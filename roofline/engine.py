@@ -135,30 +135,36 @@ def _allreduce_s(s: Setup, comm_bytes) -> np.ndarray:
                     / (s.link_bytes_per_s * eff.link), 0.0)
 
 
+def op_seconds(unit: str, flops, bytes_, kernels, peak_flops_per_s, bandwidth_bytes_per_s, eff: Efficiency,
+               a_bytes=2.0):
+    """(compute_s, memory_s, overhead_s) of ONE operator instance: the roofline formula every prediction uses.
+    `peak_flops_per_s` is the ceiling of the operator's unit (tensor: compute precision; attention: 16-bit when
+    the activations are 8-bit; vector: fp32)."""
+    if unit == "tensor":
+        rate = peak_flops_per_s * eff.tensor_fraction(flops, bytes_, a_bytes)
+    elif unit == "attention":
+        rate = peak_flops_per_s * eff.compute_fraction(flops, bytes_)
+    else:
+        rate = peak_flops_per_s * eff.vector
+    mem_rate = bandwidth_bytes_per_s * eff.memory_fraction(flops, bytes_)
+    return flops / rate, bytes_ / mem_rate, kernels * eff.kernel_overhead_s
+
+
 def time_pass(s: Setup, p: Pass) -> list[OpTime]:
     """Per-operator times of one forward pass."""
     eff, out = s.efficiency, []
-    vector_rate = s.vector_flops_per_s * eff.vector
+    peaks = {"tensor": s.tensor_flops_per_s, "attention": s.attention_rate_flops_per_s,
+             "vector": s.vector_flops_per_s}
     bw = s.gpu.memory_bandwidth_bytes_per_s
-    rates: dict[float, np.ndarray] = {}  # constant efficiency -> rate, computed once per pass
     for op, n in operators_for(s.model):
         c = op.formula(p)
         if op.unit == "link":
             comm = n * _allreduce_s(s, c.comm_bytes)
             out.append(OpTime(op.name, op.unit, n, c, 0.0 * comm, 0.0 * comm, comm))
             continue
-        b = c.bytes_read + c.bytes_written
-        if op.unit == "tensor":
-            frac = eff.tensor_fraction(c.flops, b, s.a_bytes)
-            rate = rates.setdefault(frac, s.tensor_flops_per_s * frac) if isinstance(frac, float) \
-                else s.tensor_flops_per_s * frac
-        elif op.unit == "attention":
-            rate = s.attention_rate_flops_per_s * eff.compute_fraction(c.flops, b)
-        else:
-            rate = vector_rate
-        mem_rate = bw * eff.memory_fraction(c.flops, b)
-        out.append(OpTime(op.name, op.unit, n, c, c.flops * (n / rate), b * (n / mem_rate),
-                          np.asarray(n * c.kernels * eff.kernel_overhead_s)))
+        comp, mem, over = op_seconds(op.unit, c.flops, c.bytes_read + c.bytes_written, c.kernels, peaks[op.unit],
+                                     bw, eff, s.a_bytes)
+        out.append(OpTime(op.name, op.unit, n, c, n * comp, n * mem, np.asarray(n * over)))
     return out
 
 

@@ -13,7 +13,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from . import memory as mem  # noqa: E402
 from .analysis import Scenario, analyze  # noqa: E402
@@ -106,16 +108,23 @@ def _roof(ax, bw: float, peaks: dict[str, float], x: np.ndarray, style: str, tag
                         fontsize=13, color=colors[p])
 
 
-def _label_clusters(ax, pts: list[dict], color: str) -> None:
-    """One label per group of operators that land on (nearly) the same spot, names stacked."""
-    groups: dict[tuple, list[dict]] = {}
-    for p in pts:
-        key = (round(np.log10(p["intensity"]) / 0.12), round(np.log10(p["flops_per_s"]) / 0.12))
-        groups.setdefault(key, []).append(p)
-    for g in groups.values():
+def _label_clusters(ax, pts: list[dict], color: str, left: bool) -> None:
+    """One label per group of operators within 0.25 decade of each other, names stacked; prefill labels go
+    left of the markers and decode labels right, so the two phases do not write over each other."""
+    groups: list[list[dict]] = []
+    for p in sorted(pts, key=lambda p: (p["intensity"], p["flops_per_s"])):
+        for g in groups:
+            if abs(np.log10(p["intensity"] / g[0]["intensity"])) < 0.25 and \
+                    abs(np.log10(p["flops_per_s"] / g[0]["flops_per_s"])) < 0.25:
+                g.append(p)
+                break
+        else:
+            groups.append([p])
+    for g in groups:
         names = "\n".join(sorted({p["name"] for p in g}))
-        ax.annotate(names, (g[0]["intensity"], g[0]["flops_per_s"]), xytext=(9, 0), textcoords="offset points",
-                    fontsize=11, color=color, va="center", linespacing=0.95)
+        ax.annotate(names, (g[0]["intensity"], g[0]["flops_per_s"]), xytext=(-10 if left else 10, 0),
+                    textcoords="offset points", fontsize=11, color=color, va="center",
+                    ha="right" if left else "left", linespacing=0.95)
 
 
 @styled
@@ -147,7 +156,7 @@ def roofline_chart(gpu: GPUSpec, model: ModelConfig, scenario: Scenario | None =
         ph = [p for p in pts if p["phase"] == phase]
         ax.scatter([p["intensity"] for p in ph], [p["flops_per_s"] for p in ph], marker=PHASE_MARKERS[phase],
                    s=110, color=PHASE_COLORS[phase], edgecolor="black", zorder=6, label=f"{phase} operators")
-        _label_clusters(ax, ph, PHASE_COLORS[phase])
+        _label_clusters(ax, ph, PHASE_COLORS[phase], left=phase == "prefill")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
@@ -238,10 +247,10 @@ def regime_map(gpu: GPUSpec, model: ModelConfig, scenario: Scenario | None = Non
     B, C = g["batches"], g["contexts"]
     for ax, phase in zip(axes[0], phases):
         z = g[phase]["intensity"] if metric == "intensity" else g[phase]["time_s"] * 1e3
-        mesh = ax.pcolormesh(B, C, np.log10(z), shading="nearest", cmap="viridis")
+        mesh = ax.pcolormesh(B, C, z, shading="nearest", cmap="viridis", norm=LogNorm())
         mesh.set_gid(f"{phase} {metric}")
         cb = fig.colorbar(mesh, ax=ax)
-        cb.set_label("log10 FLOP/B" if metric == "intensity" else "log10 time per pass (ms)")
+        cb.set_label("FLOP / byte" if metric == "intensity" else "time per pass (ms)")
         ridge = g["ridge_point_flops_per_byte"]
         cs = ax.contour(B, C, g[phase]["intensity"], levels=[ridge], colors="white", linewidths=3)
         cs.set_gid(f"{phase} ridge contour")
@@ -249,9 +258,10 @@ def regime_map(gpu: GPUSpec, model: ModelConfig, scenario: Scenario | None = Non
         ax.plot(np.maximum(g["max_batch"][fits], 1), C[fits], "-", color="orange", lw=3.5,
                 label="max batch that fits")
         ax.fill_betweenx(C, np.clip(g["max_batch"], B.min(), B.max()), B.max(), color="black", alpha=0.35)
-        crit = g["critical_batch"]
-        ok = (crit > 0) & (crit <= B.max())
-        ax.plot(crit[ok], C[ok], "o--", color="white", ms=6, label="critical batch (compute = memory time)")
+        if phase == "decode":
+            crit = g["critical_batch"]
+            ok = (crit > 0) & (crit <= B.max())
+            ax.plot(crit[ok], C[ok], "o--", color="white", ms=6, label="critical batch (compute = memory time)")
         ax.plot([], [], "-", color="white", lw=3, label=f"ridge {ridge:,.0f} FLOP/B")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
@@ -260,9 +270,9 @@ def regime_map(gpu: GPUSpec, model: ModelConfig, scenario: Scenario | None = Non
         ax.set_xlabel("batch (sequences)")
         ax.set_ylabel("context (tokens)" if phase == "decode" else "prompt (tokens)")
         ax.set_title(f"{phase}: {'arithmetic intensity' if metric == 'intensity' else 'time'}")
-        ax.legend(loc="lower left", facecolor="0.3", labelcolor="white", framealpha=0.8, fontsize=12)
-    fig.suptitle(f"{model.name} on {gpu.display_name}: compute-bound above/right of the ridge; "
-                 "shaded = does not fit", fontsize=18)
+        ax.legend(loc="upper right", facecolor="0.3", labelcolor="white", framealpha=0.8, fontsize=12)
+    fig.suptitle(f"{model.name} on {gpu.display_name}: compute-bound past the white ridge line; "
+                 "shaded = KV cache does not fit", fontsize=18)
     return fig
 
 
@@ -304,6 +314,8 @@ def latency_throughput(series: list[tuple[str, GPUSpec, str]], model: ModelConfi
         ax.axhline(slo_tpot_s * 1e3, color="red", ls="--", label=f"TPOT SLO {slo_tpot_s * 1e3:g} ms")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "25" else ""))
     ax.set_xlabel("output tokens/s per GPU (decode)")
     ax.set_ylabel("TPOT (ms per output token)")
     ax.set_title(f"{model.name}: latency vs throughput, decode at context {sc.decode_context}, TP {sc.tp}")
@@ -374,7 +386,8 @@ def memory_breakdown(gpu: GPUSpec, model: ModelConfig, scenario: Scenario | None
 # --------------------------------------------------------------------------------------------------- compare
 
 COMPARE_METRICS = (("ttft_s", "TTFT (ms)", 1e3), ("tpot_s", "TPOT (ms)", 1e3),
-                   ("output_tokens_per_s", "output tokens/s", 1.0), ("max_batch", "max batch (KV cache)", 1.0))
+                   ("max_batch", "max batch (KV cache)", 1.0),
+                   ("peak_decode_tokens_per_s_per_gpu", "decode tokens/s per GPU at max batch", 1.0))
 
 
 def compare_rows(gpus: list[GPUSpec], model: ModelConfig, scenario: Scenario | None = None,
@@ -383,11 +396,17 @@ def compare_rows(gpus: list[GPUSpec], model: ModelConfig, scenario: Scenario | N
     rows = []
     for g in gpus:
         r = analyze(g, model, scenario, efficiency)
-        fits = r["memory"]["batch_fits"]
+        fits, mb = r["memory"]["batch_fits"], r["memory"]["max_batch"]
+        sc = (scenario or Scenario()).checked(model)
+        peak = None
+        if mb >= 1:
+            cols = sweep(g, model, [mb], [sc.decode_context], [sc.tp], [f"{sc.weights}/{sc.activations}/{sc.kv}"],
+                         efficiency, sc.memory)
+            peak = float(cols["output_tokens_per_s"][0]) / sc.tp
         rows.append({"gpu": g.name, "display_name": g.display_name, "fits": fits,
                      "ttft_s": r["ttft_s"] if fits else None, "tpot_s": r["tpot_s"] if fits else None,
                      "output_tokens_per_s": r["output_tokens_per_s"] if fits else None,
-                     "max_batch": r["memory"]["max_batch"], "decode_bound": r["decode"]["bound"],
+                     "max_batch": mb, "peak_decode_tokens_per_s_per_gpu": peak, "decode_bound": r["decode"]["bound"],
                      "memory_bandwidth_bytes_per_s": g.memory_bandwidth_bytes_per_s})
     return rows
 
@@ -405,7 +424,7 @@ def gpu_comparison(gpus: list[GPUSpec], model: ModelConfig, scenario: Scenario |
         vals = [(r[key] or 0) * scale for r in rows]
         bars = ax.bar(names, vals, color=colors, edgecolor="black", label=label)
         for b, v, r in zip(bars, vals, rows):
-            txt = f"{v:,.3g}" if r["fits"] or key == "max_batch" else "does not fit"
+            txt = f"{v:,.3g}" if r[key] is not None else "does not fit"
             ax.annotate(txt, (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=13)
         ax.set_title(label)
         ax.set_ylim(0, max(vals + [1e-9]) * 1.2)

@@ -26,6 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..efficiency import Efficiency
+from .timing import reference_s
 
 H_LOG_I, H_LOG_B = 0.15, 0.1  # smoothing bandwidths, decades
 MIN_INTENSITY = 1.0 / 64.0  # FLOP/byte; write/copy (0 FLOPs) are placed here
@@ -39,7 +40,7 @@ MIN_OWN_POINTS = 6
 
 
 def _rate(p: dict, what: str) -> float:
-    t = p["summary"]["median_s"]
+    t = reference_s(p)
     return (p["flops"] if what == "flops" else p["bytes_read"] + p["bytes_written"]) / t
 
 
@@ -70,9 +71,9 @@ def ceilings(points: list[dict]) -> dict[str, Any]:
         out[key] = val or None
         out["from_points"][key] = pid
     launch = [p for p in fam("launch") if p["kind"] == "launch"]
-    out["launch_overhead_s"] = (launch[0]["summary"]["median_s"] / launch[0]["kernels"]) if launch else None
+    out["launch_overhead_s"] = (reference_s(launch[0]) / launch[0]["kernels"]) if launch else None
     layer = [p for p in fam("launch") if p["kind"] == "layer_overhead"]
-    out["layer_kernel_overhead_s"] = (layer[0]["summary"]["median_s"] / layer[0]["kernels"]) if layer else None
+    out["layer_kernel_overhead_s"] = (reference_s(layer[0]) / layer[0]["kernels"]) if layer else None
     return out
 
 
@@ -141,6 +142,11 @@ class CalibratedEfficiency(Efficiency):
         """Achieved fraction of the measured matrix peak of a GEMM-like operator of F FLOPs and B bytes."""
         return self._read(self._compute, flops, bytes_) if self.compute_samples else self.compute
 
+    def tensor_fraction(self, flops, bytes_, a_bytes):
+        """The fitted curve as it is: it is relative to the measured peak of its own precision, so no
+        8-bit scaling applies."""
+        return self.compute_fraction(flops, bytes_)
+
     def memory_fraction(self, flops, bytes_):
         """Achieved fraction of the measured bandwidth of a streaming operator."""
         return self._read(self._memory, flops, bytes_) if self.memory_samples else self.memory
@@ -151,7 +157,7 @@ class CalibratedEfficiency(Efficiency):
 
 
 def _net_time(p: dict, overhead_s: float) -> float:
-    t = p["summary"]["median_s"]
+    t = reference_s(p)
     return max(t - p["kernels"] * overhead_s, 0.5 * t)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..efficiency import Efficiency
-from ..engine import make_setup, time_pass
+from ..engine import make_setup, op_seconds, time_pass
 from ..hardware import GPUSpec
 
 VECTOR_FAMILIES = ("stream", "cache_sweep", "copy_engine", "launch")
@@ -20,10 +20,9 @@ VECTOR_FAMILIES = ("stream", "cache_sweep", "copy_engine", "launch")
 
 def op_time_s(flops: float, bytes_: float, kernels: float, peak: float, bandwidth: float,
               eff: Efficiency, tensor: bool) -> float:
-    """One operator, as engine.time_pass times it."""
-    rate = peak * (eff.compute_fraction(flops, bytes_) if tensor else eff.vector)
-    mem_rate = bandwidth * eff.memory_fraction(flops, bytes_)
-    return float(np.maximum(flops / rate, bytes_ / mem_rate) + kernels * eff.kernel_overhead_s)
+    """One operator, timed by engine.op_seconds (the formula engine.time_pass uses)."""
+    comp, mem, over = op_seconds("tensor" if tensor else "vector", flops, bytes_, kernels, peak, bandwidth, eff)
+    return float(np.maximum(comp, mem) + over)
 
 
 def _peak(spec: GPUSpec, precision: str) -> float | None:

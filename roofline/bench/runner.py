@@ -12,13 +12,15 @@ import signal
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from . import attention, compute, layer, stream, sweep
 from .calibrate import ceilings, fit_record
 from .compute import Unsupported
 from .points import BenchContext, PointSpec, set_cpu_threads
 from .profile import new_profile, write_profile
 from .telemetry import sampler_factory
-from .timing import time_fn
+from .timing import REFERENCE, time_fn
 
 Progress = Callable[[int, int, str], None]
 STREAM_FAMILIES = ("stream", "cache_sweep", "copy_engine")  # share their arrays between points
@@ -79,7 +81,8 @@ def measure(spec: PointSpec, ctx: BenchContext, sampler: Callable[[], Any]) -> d
                 rec["params"]["cuda_graph"] = f"capture failed, eager: {str(e).splitlines()[0]}"
         with sampler() as s:
             samples = time_fn(fn, ctx.device, ctx.budget, flush=spec.flush, l2_bytes=ctx.cache_bytes)
-        rec.update(status="ok", samples_s=list(samples.times_s), summary=samples.summary(), telemetry=s.result())
+        rec.update(status="ok", samples_s=list(samples.times_s), summary=samples.summary(REFERENCE[ctx.device]),
+                   telemetry=s.result())
     except Unsupported as e:
         rec.update(status="skipped", reason=str(e))
     except Exception as e:  # noqa: BLE001 - one broken point must not end the run; it is recorded
@@ -115,7 +118,9 @@ def merge_round(prev: dict[str, Any], rec: dict[str, Any]) -> None:
         return
     prev["samples_s"] += rec["samples_s"]
     prev["round_medians_s"].append(rec["summary"]["median_s"])
-    prev["summary"] = Samples(tuple(prev["samples_s"])).summary()
+    prev["round_p25_s"].append(rec["summary"]["p25_s"])
+    prev["summary"] = Samples(tuple(prev["samples_s"])).summary(prev["summary"]["ref"])
+    prev["summary"]["robust_s"] = float(np.median(prev["round_p25_s"]))
     prev["telemetry"]["rounds"].append(rec["telemetry"]["rounds"][0])
     prev["telemetry"]["throttled"] = prev["telemetry"]["throttled"] or rec["telemetry"]["throttled"]
     prev["rounds_done"] += 1
@@ -126,6 +131,8 @@ def _first_round(rec: dict[str, Any]) -> dict[str, Any]:
         tel = rec["telemetry"]
         rec["telemetry"] = {"throttled": bool(tel.get("throttled")), "rounds": [tel]}
         rec["round_medians_s"] = [rec["summary"]["median_s"]]
+        rec["round_p25_s"] = [rec["summary"]["p25_s"]]
+        rec["summary"]["robust_s"] = rec["summary"]["p25_s"]
         rec["rounds_done"] = 1
     return rec
 

@@ -45,10 +45,25 @@ class Samples:
 
     times_s: tuple[float, ...]
 
-    def summary(self) -> dict[str, float]:
+    def summary(self, ref: str = "median_s") -> dict[str, float | str]:
+        """Quantiles of the samples; `ref` names the one the model is compared with (see REFERENCE)."""
         t = np.asarray(self.times_s, dtype=float)
         return {"median_s": float(np.median(t)), "min_s": float(t.min()), "mean_s": float(t.mean()),
-                "p10_s": float(np.quantile(t, 0.1)), "p90_s": float(np.quantile(t, 0.9)), "n": int(t.size)}
+                "p10_s": float(np.quantile(t, 0.1)), "p25_s": float(np.quantile(t, 0.25)),
+                "p90_s": float(np.quantile(t, 0.9)), "n": int(t.size), "ref": ref}
+
+
+#: the statistic compared with the model: the median on a GPU; on a CPU `robust_s`, the median over the
+#: rounds of each round's 25th percentile: other processes on a shared 2-core machine only slow a run down
+#: (the low quantile), while the host's memory bandwidth switches between states for seconds at a time
+#: (the median across rounds spread over the run)
+REFERENCE = {"cuda": "median_s", "cpu": "robust_s"}
+
+
+def reference_s(point: dict) -> float:
+    """The point's reference time (its summary's `ref` statistic; the median for older profiles)."""
+    s = point["summary"]
+    return float(s[s.get("ref", "median_s")])
 
 
 def reps_for(estimate_s: float, budget: TimingBudget) -> tuple[int, int]:

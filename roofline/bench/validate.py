@@ -9,7 +9,8 @@ Each point gets three predictions:
   datasheet    the spec file's peaks/bandwidth with the default Efficiency (GPU runs with a known spec)
   ceilings     the measured ceilings, fraction 1, measured per-kernel overhead: the bare roofline
   calibrated   the measured ceilings (from the calibration half) and the fitted curves
-error = (predicted - measured) / measured. A point whose bare roofline time exceeds its measured time by
+error = (predicted - measured) / measured, measured = the point's reference statistic (GPU: the median of
+its samples; CPU: the 25th percentile, as other processes only slow a shared machine down). A point whose bare roofline time exceeds its measured time by
 more than 5% (measured above 105% of a ceiling) is flagged: a byte/FLOP count or timing bug, unless the
 working set fits in cache.
 """
@@ -25,6 +26,7 @@ from ..efficiency import Efficiency
 from .calibrate import ceilings, efficiency_for, fit_record, overhead_of, roofline_s
 from .predict import predict_point
 from .profile import ok_points
+from .timing import REFERENCE, reference_s
 
 FAMILY_ORDER = ("stream", "gemm", "attention", "layer", "cache_sweep", "copy_engine")
 FITTED_FAMILIES = ("stream", "gemm")  # the curves are fitted on these; the rest only validate
@@ -122,7 +124,7 @@ def validate(profile: dict[str, Any]) -> dict[str, Any]:
     cache_bytes = float(profile["device"].get("cache_bytes") or 0.0)
     rows = []
     for p in pts:
-        t = p["summary"]["median_s"]
+        t = reference_s(p)
         roof = _bare_roofline_s(p, spec_all)
         split_of = "held_out" if p["id"] in held else ("calibration" if p["id"] in train_ids else "not_fitted")
         row = {"id": p["id"], "family": p["family"], "kind": p["kind"], "precision": p["precision"],
@@ -165,6 +167,7 @@ def _report(profile, rows, rec, ceil, sheet, n_train, n_test) -> dict[str, Any]:
         "profile": profile.get("_path"), "device": profile["device"].get("name"), "kind": kind,
         "complete": profile["complete"], "missing": len(profile["missing"]),
         "datasheet": sheet.name if sheet else None,
+        "reference_statistic": REFERENCE.get(kind, "median_s"),
         "ceilings": {k: ceil.get(k) for k in ("memory_bandwidth_bytes_per_s", "peak_flops_per_s",
                                               "launch_overhead_s", "cache_bytes_per_s", "copy_engine_bytes_per_s")},
         "ceilings_vs_datasheet": _vs_datasheet(ceil, sheet),
