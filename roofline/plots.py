@@ -100,7 +100,7 @@ def _roof(ax, bw: float, peaks: dict[str, float], x: np.ndarray, style: str, tag
         xr = x[x >= ridge]
         ax.plot(np.r_[ridge, xr], np.full(len(xr) + 1, peak), style, color=colors[p],
                 label=f"{tag} {p} {_si(peak, 'FLOP/s')}")
-        ax.plot([ridge], [peak], "D", color=colors[p], ms=9, label=f"{tag} {p} ridge")
+        ax.plot([ridge], [peak], "D", color=colors[p], ms=9, label=f"_{tag} {p} ridge")
         if tag == "datasheet":
             ax.axvline(ridge, color=colors[p], ls=":", lw=1.5)
             ax.annotate(f"{p} ridge {ridge:,.0f} FLOP/B", (ridge, 0.02), xycoords=("data", "axes fraction"),
@@ -134,7 +134,7 @@ def roofline_chart(gpu: GPUSpec, model: ModelConfig, scenario: Scenario | None =
     """Log-log roofline: HBM slope and dense compute ceilings per precision (ridges labelled), every prefill
     and decode operator at (intensity, achieved FLOP/s), and a measured profile's roofs and points if given."""
     r = result or analyze(gpu, model, scenario, efficiency)
-    fig, axes = _figure(14, 8.5)
+    fig, axes = _figure(17, 8.5)
     ax = axes[0, 0]
     pts = operator_points(r)
     lo = min([0.1] + [p["intensity"] / 3 for p in pts])
@@ -149,9 +149,10 @@ def roofline_chart(gpu: GPUSpec, model: ModelConfig, scenario: Scenario | None =
             mpeaks = {p: v for p, v in ceil["peak_flops_per_s"].items() if p in colors}
             _roof(ax, ceil["memory_bandwidth_bytes_per_s"], mpeaks, x, "--", "measured", colors)
         mp = measured_points(profile)
-        if mp:
-            ax.scatter([p["intensity"] for p in mp], [p["flops_per_s"] for p in mp], marker="x", s=70,
-                       color="black", zorder=5, label="measured kernels")
+        for fam in sorted({p["family"] for p in mp}):
+            fp = [p for p in mp if p["family"] == fam]
+            ax.scatter([p["intensity"] for p in fp], [p["flops_per_s"] for p in fp], marker="x", s=60, zorder=5,
+                       label=f"measured {fam}")
     for phase in ("prefill", "decode"):
         ph = [p for p in pts if p["phase"] == phase]
         ax.scatter([p["intensity"] for p in ph], [p["flops_per_s"] for p in ph], marker=PHASE_MARKERS[phase],
@@ -167,7 +168,7 @@ def roofline_chart(gpu: GPUSpec, model: ModelConfig, scenario: Scenario | None =
     c = r["config"]
     ax.set_title(f"{model.name} on {gpu.display_name}\nbatch {c['batch']}, prompt {c['prompt']}, decode at context "
                  f"{c['context']}, weights/activations/KV {c['weights']}/{c['activations']}/{c['kv']}, TP {c['tp']}")
-    ax.legend(loc="upper left", ncols=2, framealpha=0.85)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.85, fontsize=12)
     return fig
 
 
@@ -181,36 +182,31 @@ def measured_ceilings(profile: dict) -> dict:
             "peak_flops_per_s": {str(k): float(v) for k, v in peaks.items() if isinstance(v, (int, float)) and v > 0}}
 
 
-_POINT_LISTS = ("points", "measurements", "samples", "results")
-
-
 def measured_points(profile: dict) -> list[dict]:
-    """Measured kernels as (intensity, achieved FLOP/s, name): each entry gives either
-    arithmetic_intensity_flops_per_byte + achieved_flops_per_s, or flops, bytes and a time (time_s,
-    median_s or seconds). Entries without FLOPs (pure bandwidth tests) are skipped."""
+    """Measured kernels of a profile (issue-3 schema: profile['points'], each with flops, bytes_read,
+    bytes_written, status and summary{ref, median_s, ...}) as intensity, achieved FLOP/s, family and id.
+    Points that failed, were skipped, or move no FLOPs (bandwidth tests) are left out."""
     out = []
-    for key in _POINT_LISTS:
-        for e in profile.get(key) or []:
-            p = _point(e) if isinstance(e, dict) else None
-            if p:
-                out.append(p)
+    for e in profile.get("points") or []:
+        p = _point(e) if isinstance(e, dict) and e.get("status", "ok") == "ok" else None
+        if p:
+            out.append(p)
     return out
 
 
+def _num(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and np.isfinite(v) and v > 0 else None
+
+
 def _point(e: dict) -> dict | None:
-    def num(*keys):
-        for k in keys:
-            v = e.get(k)
-            if isinstance(v, (int, float)) and np.isfinite(v) and v > 0:
-                return float(v)
+    flops = _num(e.get("flops"))
+    nbytes = _num((e.get("bytes_read") or 0) + (e.get("bytes_written") or 0)) or _num(e.get("bytes"))
+    summ = e.get("summary") if isinstance(e.get("summary"), dict) else {}
+    t = _num(summ.get(summ.get("ref", ""))) or _num(summ.get("median_s")) or _num(e.get("time_s"))
+    if not (flops and nbytes and t):
         return None
-    flops, nbytes = num("flops"), num("bytes", "bytes_moved")
-    t = num("time_s", "median_s", "seconds", "mean_s")
-    ai = num("arithmetic_intensity_flops_per_byte", "intensity") or (flops / nbytes if flops and nbytes else None)
-    rate = num("achieved_flops_per_s", "flops_per_s") or (flops / t if flops and t else None)
-    if not ai or not rate:
-        return None
-    return {"intensity": ai, "flops_per_s": rate, "name": str(e.get("name") or e.get("kernel") or "")}
+    return {"intensity": flops / nbytes, "flops_per_s": flops / t, "family": str(e.get("family") or "kernel"),
+            "name": str(e.get("id") or "")}
 
 
 # --------------------------------------------------------------------------------------------------- regime map

@@ -23,7 +23,7 @@ from openpyxl.workbook.defined_name import DefinedName
 
 from .analysis import Scenario
 from .efficiency import Efficiency
-from .engine import compute_peak
+from .engine import attention_peak, compute_peak
 from .errors import RooflineError
 from .hardware import GPUSpec
 from .models import ModelConfig
@@ -59,11 +59,14 @@ def _inputs(gpu: GPUSpec, model: ModelConfig, sc: Scenario, eff: Efficiency, tra
         ("bw", "HBM bandwidth", gpu.memory_bandwidth_bytes_per_s, "bytes/s"),
         ("peak", f"tensor peak at the compute precision ({sc.activations})",
          compute_peak(gpu, sc.activations, sc.weights), "FLOP/s"),
+        ("attn_peak", "attention peak (16-bit when the activations are 8-bit)", attention_peak(gpu, sc.activations),
+         "FLOP/s"),
         ("fp32", "fp32 (vector) peak", gpu.peak_flops("fp32"), "FLOP/s"),
-        ("link", "interconnect per direction (NVLink/IF, else PCIe)", gpu.interconnect_bandwidth_bytes_per_s(),
-         "bytes/s"),
+        ("link", f"interconnect per direction at TP {sc.tp} (NVLink/IF inside the scale-up domain, else PCIe)",
+         gpu.interconnect_bandwidth_bytes_per_s(sc.tp), "bytes/s"),
         ("#", f"Efficiency ({eff.source})"),
-        ("eff_c", "tensor compute efficiency", float(eff.compute), "fraction"),
+        ("eff_c", "tensor compute efficiency (16-bit and wider; attention)", float(eff.compute), "fraction"),
+        ("eff_c8", "tensor compute efficiency, 8-bit activations", float(eff.compute_8bit), "fraction"),
         ("eff_v", "vector compute efficiency", float(eff.vector), "fraction"),
         ("eff_m", "memory bandwidth efficiency", float(eff.memory), "fraction"),
         ("eff_l", "all-reduce link efficiency", float(eff.link), "fraction"),
@@ -237,7 +240,8 @@ def _op_row(ws, r: int, op, count: int, f, cells: dict, prefix: str) -> None:
         ws.cell(r, 12, f"=IF(in_tp>1,C{r}*(in_ar_lat+2*(in_tp-1)/in_tp*({comm})/(in_link*in_eff_l)),0)")
         ws.cell(r, 13, "interconnect")
     else:
-        peak = "in_peak*in_eff_c" if op.unit == "tensor" else "in_fp32*in_eff_v"
+        peak = {"tensor": "in_peak*IF(in_a<=1,in_eff_c8,in_eff_c)", "attention": "in_attn_peak*in_eff_c",
+                "vector": "in_fp32*in_eff_v"}[op.unit]
         ws.cell(r, 9, f"=E{r}/({peak})")
         ws.cell(r, 10, f"=(F{r}+G{r})/(in_bw*in_eff_m)")
         ws.cell(r, 11, f"=C{r}*D{r}*in_overhead")

@@ -73,7 +73,7 @@ def test_intensity_sweep_rises_to_a_plateau(run):
     ks = sorted((p for p in run["points"] if p["kind"] == "ksweep"), key=lambda p: p["params"]["k"])
     flops = np.array([rate(p, "flops") for p in ks])
     # K = 1 (0.5 FLOP/byte) is far below the ridge; K = 1024 is far above it
-    assert flops[-1] > 5 * flops[0]
+    assert flops[-1] > 3 * flops[0]  # ~8x on a quiet 2-core machine; 3x leaves room for a noisy neighbour
     assert flops[-2:].min() > 0.6 * flops.max()  # the last two points sit on the plateau
 
 

@@ -1,0 +1,189 @@
+"""`roofline plot`, `roofline report`, `roofline spreadsheet`: parse, call roofline.plots / report / spreadsheet,
+print the paths written (stdout is data: one path per line)."""
+from __future__ import annotations
+
+import shlex
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from .analysis import Scenario
+from .errors import RooflineError
+from .hardware import load_gpu
+from .memory import MemorySettings
+from .models import load_model
+
+out = Console(soft_wrap=True, width=200)
+
+GpuOpt = Annotated[str, typer.Option("--gpu", help="GPU short name (see `roofline gpus`) or a spec file path.")]
+ModelOpt = Annotated[str, typer.Option("--model", help="Model name (see `roofline models`) or a config.json path.")]
+BatchOpt = Annotated[int, typer.Option("--batch", help="Concurrent sequences.")]
+PromptOpt = Annotated[int, typer.Option("--prompt", help="Prompt length in tokens (prefill).")]
+OutputOpt = Annotated[int, typer.Option("--output", help="Output length in tokens (decode steps + 1).")]
+ContextOpt = Annotated[Optional[int], typer.Option("--context", help="Decode position: tokens already cached "
+                                                   "[default: prompt + output].")]
+TpOpt = Annotated[int, typer.Option("--tp", help="Tensor-parallel degree.")]
+WeightsOpt = Annotated[str, typer.Option("--weights", help="Weights precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")]
+ActOpt = Annotated[str, typer.Option("--activations", help="Activations = compute precision (fp32 tf32 bf16 fp16 "
+                                     "fp8 int8 fp4).")]
+KvOpt = Annotated[str, typer.Option("--kv", help="KV-cache precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")]
+MemOpt = Annotated[float, typer.Option("--memory-utilization", help="Fraction of GPU memory the engine may use "
+                                       "(vLLM's gpu_memory_utilization).")]
+ProfileOpt = Annotated[Optional[Path], typer.Option("--profile", help="Measured profile (from `roofline bench`): "
+                                                    "its ceilings, fitted efficiencies and measured points.")]
+GpusOpt = Annotated[str, typer.Option("--gpus", help="GPUs to compare / draw, comma-separated (the --gpu is "
+                                      "always included).")]
+SloTpotOpt = Annotated[float, typer.Option("--slo-tpot-ms", help="TPOT service-level objective (ms).")]
+
+DEFAULT_COMPARE = "h100-sxm,a100-sxm-80gb,h200-sxm"
+
+
+class PlotKind(str, Enum):
+    roofline = "roofline"
+    regime = "regime"
+    latency = "latency"
+    memory = "memory"
+    compare = "compare"
+
+
+def _setup(gpu, model, batch, prompt, output, context, tp, weights, activations, kv, mem_util, profile):
+    """(GPUSpec, ModelConfig, Scenario, Efficiency|None, profile dict|None)."""
+    from .cli import load_device
+
+    g, eff = load_device(gpu, profile, activations)
+    m = load_model(model)
+    sc = Scenario(batch, prompt, output, context, tp, weights, activations, kv,
+                  MemorySettings(memory_utilization=mem_util)).checked(m)
+    prof = None
+    if profile is not None:
+        from .bench.profile import load_profile
+        prof = load_profile(profile)
+    return g, m, sc, eff, prof
+
+
+def _gpus(text: str, first) -> list:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    return [first] + [load_gpu(n) for n in names if n.lower() != first.name.lower()]
+
+
+def _command(name: str, **opts) -> str:
+    """The exact command line, every option spelled out (defaults included) so the result does not drift."""
+    parts = ["roofline", name]
+    for k, v in opts.items():
+        if v is None:
+            continue
+        parts += [f"--{k.replace('_', '-')}", str(v.value if isinstance(v, Enum) else v)]
+    return shlex.join(parts)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plot")(plot)
+    app.command("report")(report)
+    app.command("spreadsheet")(spreadsheet)
+
+
+def plot(
+    kind: Annotated[PlotKind, typer.Argument(help="roofline, regime, latency, memory or compare.")],
+    gpu: GpuOpt = "h100-sxm", model: ModelOpt = "llama-3.1-8b", batch: BatchOpt = 1, prompt: PromptOpt = 1024,
+    output: OutputOpt = 256, context: ContextOpt = None, tp: TpOpt = 1, weights: WeightsOpt = "bf16",
+    activations: ActOpt = "bf16", kv: KvOpt = "bf16", memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None,
+    gpus: GpusOpt = DEFAULT_COMPARE,
+    precisions: Annotated[str, typer.Option("--precisions", help="latency: precision sets to draw on the --gpu, "
+                                            "comma-separated ('bf16', 'fp8', 'int4/bf16/fp8').")] = "bf16,fp8",
+    metric: Annotated[str, typer.Option("--metric", help="regime: intensity or time.")] = "intensity",
+    axis: Annotated[str, typer.Option("--axis", help="memory: batch or context.")] = "batch",
+    slo_tpot_ms: SloTpotOpt = 50.0,
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write (.png or .svg) "
+                                                     "[default: plots/<kind>-<model>-<gpu>.png].")] = None,
+) -> None:
+    """Write one plot (PNG or SVG, slide-sized) and print its path."""
+    from . import plots
+
+    g, m, sc, eff, prof = _setup(gpu, model, batch, prompt, output, context, tp, weights, activations, kv,
+                                 memory_utilization, profile)
+    if kind == PlotKind.roofline:
+        fig = plots.roofline_chart(g, m, sc, eff, prof)
+    elif kind == PlotKind.regime:
+        fig = plots.regime_map(g, m, sc, eff, metric)
+    elif kind == PlotKind.latency:
+        series = [(f"{g.name} {p}", g, p) for p in precisions.split(",") if p.strip()]
+        prec = f"{weights}/{activations}/{kv}"
+        series += [(f"{o.name} {prec}", o, prec) for o in _gpus(gpus, g)[1:]]
+        fig = plots.latency_throughput(series, m, sc, eff, slo_tpot_ms / 1e3)
+    elif kind == PlotKind.memory:
+        fig = plots.memory_breakdown(g, m, sc, axis, None, eff)
+    else:
+        fig = plots.gpu_comparison(_gpus(gpus, g), m, sc, eff)
+    from .report import default_name
+    path = plots.save(fig, out_path or Path("plots") / f"{kind.value}-{default_name(m, g)}.png")
+    out.print(str(path), highlight=False)
+
+
+def report(
+    gpu: GpuOpt = "h100-sxm", model: ModelOpt = "llama-3.1-8b", batch: BatchOpt = 1, prompt: PromptOpt = 1024,
+    output: OutputOpt = 256, context: ContextOpt = None, tp: TpOpt = 1, weights: WeightsOpt = "bf16",
+    activations: ActOpt = "bf16", kv: KvOpt = "bf16", memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None,
+    gpus: GpusOpt = DEFAULT_COMPARE, slo_tpot_ms: SloTpotOpt = 50.0,
+    name: Annotated[Optional[str], typer.Option("--name", help="Report folder name [default: <model>-<gpu>].")] = None,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Parent folder of the reports.")] = Path("reports"),
+) -> None:
+    """Write reports/<name>/: index.html (self-contained: plots, tables, inputs, the command that reproduces
+    it), report.md, plots as PNG and SVG, analysis.json and sweep.csv. Prints the index.html path."""
+    from .report import ReportSpec, default_name, write_report
+
+    g, m, sc, eff, prof = _setup(gpu, model, batch, prompt, output, context, tp, weights, activations, kv,
+                                 memory_utilization, profile)
+    cmd = _command("report", gpu=gpu, model=model, batch=batch, prompt=prompt, output=output, context=context,
+                   tp=tp, weights=weights, activations=activations, kv=kv, memory_utilization=memory_utilization,
+                   profile=profile, gpus=gpus, slo_tpot_ms=slo_tpot_ms)
+    spec = ReportSpec(g, m, sc, cmd, eff, prof, str(profile) if profile else None, _gpus(gpus, g)[1:],
+                      slo_tpot_ms / 1e3)
+    path = write_report(out_dir / _safe(name or default_name(m, g)), spec)
+    out.print(str(path), highlight=False)
+
+
+def _safe(name: str) -> str:
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise RooflineError(f"bad report name {name!r}", hint="a plain folder name such as llama-h100", exit_code=2)
+    return name
+
+
+def spreadsheet(
+    gpu: GpuOpt = "h100-sxm", model: ModelOpt = "llama-3.1-8b", batch: BatchOpt = 32, prompt: PromptOpt = 1024,
+    output: OutputOpt = 256, context: ContextOpt = None, tp: TpOpt = 1, weights: WeightsOpt = "bf16",
+    activations: ActOpt = "bf16", kv: KvOpt = "bf16", memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None,
+    requests_per_s: Annotated[float, typer.Option("--requests-per-s", help="Traffic: requests per second.")] = 10.0,
+    slo_ttft_ms: Annotated[float, typer.Option("--slo-ttft-ms", help="TTFT service-level objective (ms).")] = 500.0,
+    slo_tpot_ms: SloTpotOpt = 50.0,
+    gpu_hour_usd: Annotated[float, typer.Option("--gpu-hour-usd", help="Price of one GPU-hour (USD; an "
+                                                "illustrative default, set your own).")] = 2.5,
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Workbook to write (.xlsx) "
+                                                     "[default: reports/<model>-<gpu>/capacity.xlsx].")] = None,
+) -> None:
+    """Write a capacity-sizing workbook whose figures are live Excel formulas of its Inputs sheet (KV bytes/token,
+    KV capacity, max batch, per-operator decode step, TPOT, throughput per GPU, GPUs needed, $/1M tokens), and
+    the batch x context sweep beside it as CSV. Prints both paths."""
+    from .render import rows_to_csv
+    from .report import SWEEP_BATCHES, SWEEP_CONTEXTS, default_name
+    from .render import columns_to_rows
+    from .spreadsheet import Traffic, write_workbook
+    from .sweep import sweep
+
+    g, m, sc, eff, _ = _setup(gpu, model, batch, prompt, output, context, tp, weights, activations, kv,
+                              memory_utilization, profile)
+    for flag, v in (("--requests-per-s", requests_per_s), ("--slo-ttft-ms", slo_ttft_ms),
+                    ("--slo-tpot-ms", slo_tpot_ms), ("--gpu-hour-usd", gpu_hour_usd)):
+        if v <= 0:
+            raise RooflineError(f"{flag} must be > 0, got {v}", exit_code=2)
+    rows = columns_to_rows(sweep(g, m, SWEEP_BATCHES, SWEEP_CONTEXTS, [sc.tp],
+                                 [f"{sc.weights}/{sc.activations}/{sc.kv}"], eff, sc.memory))
+    traffic = Traffic(requests_per_s, slo_ttft_ms / 1e3, slo_tpot_ms / 1e3, gpu_hour_usd)
+    path = out_path or Path("reports") / default_name(m, g) / "capacity.xlsx"
+    path, _ = write_workbook(path, g, m, sc, eff, traffic, rows)
+    csv_path = path.with_name(path.stem + "-sweep.csv")
+    csv_path.write_text(rows_to_csv(rows))
+    out.print(str(path), highlight=False)
+    out.print(str(csv_path), highlight=False)
