@@ -57,6 +57,14 @@ class Efficiency:
             return frac * (self.compute_8bit / self.compute) if float(a_bytes) <= 1.0 else frac
         return frac * np.where(np.asarray(a_bytes) <= 1.0, self.compute_8bit / self.compute, 1.0)
 
+    def attention_compute_fraction(self, flops: np.ndarray, bytes_: np.ndarray) -> np.ndarray | float:
+        """Fraction of the (16-bit) matrix peak the fused attention kernel reaches; default: as a GEMM."""
+        return self.compute_fraction(flops, bytes_)
+
+    def attention_memory_fraction(self, flops: np.ndarray, bytes_: np.ndarray) -> np.ndarray | float:
+        """Fraction of the bandwidth the attention kernel reaches streaming the KV cache; default: as a GEMM."""
+        return self.memory_fraction(flops, bytes_)
+
     def memory_fraction(self, flops: np.ndarray, bytes_: np.ndarray) -> np.ndarray | float:
         """Fraction of the memory bandwidth an operator reaches."""
         return self.memory

@@ -140,10 +140,12 @@ def op_seconds(unit: str, flops, bytes_, kernels, peak_flops_per_s, bandwidth_by
     """(compute_s, memory_s, overhead_s) of ONE operator instance: the roofline formula every prediction uses.
     `peak_flops_per_s` is the ceiling of the operator's unit (tensor: compute precision; attention: 16-bit when
     the activations are 8-bit; vector: fp32)."""
+    if unit == "attention":
+        rate = peak_flops_per_s * eff.attention_compute_fraction(flops, bytes_)
+        mem_rate = bandwidth_bytes_per_s * eff.attention_memory_fraction(flops, bytes_)
+        return flops / rate, bytes_ / mem_rate, kernels * eff.kernel_overhead_s
     if unit == "tensor":
         rate = peak_flops_per_s * eff.tensor_fraction(flops, bytes_, a_bytes)
-    elif unit == "attention":
-        rate = peak_flops_per_s * eff.compute_fraction(flops, bytes_)
     else:
         rate = peak_flops_per_s * eff.vector
     mem_rate = bandwidth_bytes_per_s * eff.memory_fraction(flops, bytes_)

@@ -105,9 +105,10 @@ def test_regime_map_matches_the_sweep(h100, llama):
             assert g["decode"]["intensity"][i, j] == pytest.approx(cols["arithmetic_intensity_flops_per_byte"][k])
             assert g["decode"]["time_s"][i, j] == pytest.approx(cols["tpot_s"][k])
         assert g["max_batch"][i] == cols["max_batch"][np.flatnonzero(cols["context"] == c)[0]]
-    # decode intensity grows with batch (weights amortised) and falls with context (KV reads)
+    # decode intensity grows with batch (weights amortised); at batch >= 16 it falls with context (KV reads,
+    # ~4 FLOP/B with 4 query heads per KV head, dilute the amortised weights)
     assert np.all(np.diff(g["decode"]["intensity"], axis=1) > 0)
-    assert np.all(np.diff(g["decode"]["intensity"], axis=0) < 0)
+    assert np.all(np.diff(g["decode"]["intensity"][:, 1:], axis=0) < 0)
     fig = plots.regime_map(h100, llama, Scenario(), grid=g)
     ax = fig.axes[0]
     np.testing.assert_array_equal(_lines(ax)["max batch that fits"].get_xdata(), g["max_batch"])
