@@ -148,28 +148,19 @@ def sweep(
     emit(rows, fmt, out, lambda: views.sweep_table(rows), lambda: rows)
 
 
-def _register_optional() -> None:
-    """Commands from the other packages (bench, capacity, reports) when they are present."""
-    try:
-        from .bench.cli import register as register_bench
-        register_bench(app)
-    except ImportError:
-        pass
-    try:
-        from .capacity_cli import register as register_capacity
-        register_capacity(app)
-    except ImportError:
-        pass
-    try:
-        from .report_cli import register as register_reports
-        register_reports(app)
-    except ImportError:
-        pass
+def _register_commands() -> None:
+    """Commands that live beside their libraries: bench/validate, capacity/simulate, plot/report/spreadsheet,
+    published."""
+    from .bench.cli import register as register_bench
+    from .capacity_cli import register as register_capacity
     from .published_cli import register as register_published
-    register_published(app)
+    from .report_cli import register as register_reports
+
+    for register in (register_reports, register_bench, register_capacity, register_published):
+        register(app)
 
 
-_register_optional()
+_register_commands()
 
 
 def main(argv: list[str] | None = None) -> int:

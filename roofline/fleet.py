@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from .errors import RooflineError
 
@@ -99,6 +98,8 @@ def plan_fleet(rows: list[dict], fleet: Fleet, demand_rate_per_s: float, output_
     if not cols:
         raise RooflineError("no feasible candidate runs on the fleet's GPUs",
                             hint="check that the fleet's GPU names match --gpu names and that the model fits")
+    from scipy.optimize import Bounds, LinearConstraint, milp  # imported here: scipy costs 0.3 s at CLI start
+
     n = len(cols)
     rate = np.array([c[2]["max_request_rate_per_replica"] for c in cols])
     tp = np.array([c[2]["tp"] for c in cols], dtype=float)

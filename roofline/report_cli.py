@@ -97,7 +97,7 @@ def plot(
     axis: Annotated[str, typer.Option("--axis", help="memory: batch or context.")] = "batch",
     slo_tpot_ms: SloTpotOpt = 50.0,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write (.png or .svg) "
-                                                     "[default: plots/<kind>-<model>-<gpu>.png].")] = None,
+                                                     "[default: reports/plots/<kind>-<model>-<gpu>.png].")] = None,
 ) -> None:
     """Write one plot (PNG or SVG, slide-sized) and print its path."""
     from . import plots
@@ -109,7 +109,13 @@ def plot(
     elif kind == PlotKind.regime:
         fig = plots.regime_map(g, m, sc, eff, metric)
     elif kind == PlotKind.latency:
-        series = [(f"{g.name} {p}", g, p) for p in precisions.split(",") if p.strip()]
+        from .sweep import PrecisionSet
+        sets = [PrecisionSet.parse(p) for p in precisions.split(",") if p.strip()]
+        usable = [p for p in sets if p.activations in g.peak_flops_per_s]  # e.g. no fp8 on an A100
+        if not usable:
+            raise RooflineError(f"{g.display_name} computes in none of --precisions {precisions}",
+                                hint="it computes in: " + ", ".join(sorted(g.peak_flops_per_s)), exit_code=2)
+        series = [(f"{g.name} {p.label}", g, p.label) for p in usable]
         prec = f"{weights}/{activations}/{kv}"
         series += [(f"{o.name} {prec}", o, prec) for o in _gpus(gpus, g)[1:]]
         fig = plots.latency_throughput(series, m, sc, eff, slo_tpot_ms / 1e3)
@@ -118,7 +124,7 @@ def plot(
     else:
         fig = plots.gpu_comparison(_gpus(gpus, g), m, sc, eff)
     from .report import default_name
-    path = plots.save(fig, out_path or Path("plots") / f"{kind.value}-{default_name(m, g)}.png")
+    path = plots.save(fig, out_path or Path("reports") / "plots" / f"{kind.value}-{default_name(m, g)}.png")
     out.print(str(path), highlight=False)
 
 

@@ -109,7 +109,7 @@ def test_spreadsheet_cli_rejects_bad_input(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice (soffice) not installed")
 def test_libreoffice_recalculates_the_same(tmp_path):
-    """LibreOffice headless recalculates on load and converts the Sizing sheet... via xlsx round trip."""
+    """LibreOffice headless opens the workbook (no cached values: it must compute them) and saves the results."""
     g, m, sc = load_gpu("h100-sxm"), load_model("llama-3.1-8b"), Scenario(batch=32)
     path, cells = write_workbook(tmp_path / "c.xlsx", g, m, sc)
     out = tmp_path / "lo"

@@ -16,7 +16,19 @@ predicts max(F / (peak * c), B / (bandwidth * m)) + kernels * kernel_overhead_s,
 memory- or compute-bound as the roofline says. A precision with fewer than MIN_OWN_POINTS compute samples
 borrows the other precisions' too. The hooks see only (F, B): an elementwise op at a GEMV's intensity and
 size gets the GEMV's memory fraction (on a GPU in bf16 a norm, 1 FLOP/B, sits next to a GEMV, 1 FLOP/B).
-Attention and decoder-layer points are not fitted: they validate the curves.
+
+Attention (`attention_samples`): the fused SDPA kernel is neither a GEMM nor a stream, so the attention
+operators (unit "attention": attn_scores, attn_context) get their own table, read by the engine's
+`attention_compute_fraction` / `attention_memory_fraction` hooks. Each attention point is split into the
+operators the engine times (`attention.attention_pass`); with R the summed bare roofline time
+max(F_i / peak, B_i / bandwidth) of its attention operators and t' its time net of the kernel overhead
+and of the (vector) softmax, r = R / t' is the fraction both sides reach; each operator gives a sample
+(log10 I_i, log10 B_i, ln r) and both hooks read the one table, so the binding side stays what the
+roofline says (decode: memory, r the achieved fraction of bandwidth; prefill: compute, r of the peak).
+A memory-bound attention point whose working set stays in a cache that is not flushed between
+repetitions (a CPU's last-level cache: `hot_cache_bytes`) is left out: it measures the cache, while in a
+decoder step the weights stream through the cache between two reads of a layer's KV cache. A profile without attention samples (older ones) falls back to the GEMM
+curves. Decoder-layer points are never fitted: they are the end-to-end check of all the curves.
 """
 from __future__ import annotations
 
@@ -34,6 +46,8 @@ GRID_LOG_I = np.round(np.arange(-2.0, 4.0001, 0.05), 4)
 GRID_LOG_B = np.round(np.arange(2.0, 12.0001, 0.05), 4)
 FRACTION_BOUNDS = (1e-4, 1.5)
 MIN_OWN_POINTS = 6
+H_ATTN_LOG_I, H_ATTN_LOG_B = 0.15, 0.1  # attention table smoothing bandwidths, decades
+CACHE_RESIDENT_FACTOR = 2.0  # working set < 2x the last-level cache (CPU) / L2 (GPU): cache-resident
 
 
 # ------------------------------------------------------------------------------------------ ceilings
@@ -91,11 +105,12 @@ def coordinates(flops, bytes_) -> tuple[np.ndarray, np.ndarray]:
     return np.log10(np.maximum(f / b, MIN_INTENSITY)), np.log10(b)
 
 
-def smooth_table(x: np.ndarray, y: np.ndarray, log_r: np.ndarray) -> np.ndarray:
+def smooth_table(x: np.ndarray, y: np.ndarray, log_r: np.ndarray, h_log_i: float = H_LOG_I,
+                 h_log_b: float = H_LOG_B) -> np.ndarray:
     """Kernel-smoothed log r on the (GRID_LOG_I, GRID_LOG_B) grid; log-sum-exp weights so that far from
     all data the nearest point still dominates (no 0/0)."""
     gx, gy = np.meshgrid(GRID_LOG_I, GRID_LOG_B, indexing="ij")
-    d2 = ((gx[..., None] - x) / H_LOG_I) ** 2 + ((gy[..., None] - y) / H_LOG_B) ** 2
+    d2 = ((gx[..., None] - x) / h_log_i) ** 2 + ((gy[..., None] - y) / h_log_b) ** 2
     logw = -0.5 * d2
     w = np.exp(logw - logw.max(axis=-1, keepdims=True))
     return (w * log_r).sum(-1) / w.sum(-1)
@@ -113,9 +128,11 @@ def bilinear(table: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
             + (1 - fx) * fy * table[i, j + 1] + fx * fy * table[i + 1, j + 1])
 
 
-def _table(samples) -> np.ndarray:
+def _table(samples, h_log_i: float = H_LOG_I, h_log_b: float = H_LOG_B) -> np.ndarray:
     s = np.asarray(samples, dtype=float).reshape(-1, 3)
-    return smooth_table(s[:, 0], s[:, 1], s[:, 2]) if len(s) else np.zeros((GRID_LOG_I.size, GRID_LOG_B.size))
+    if not len(s):
+        return np.zeros((GRID_LOG_I.size, GRID_LOG_B.size))
+    return smooth_table(s[:, 0], s[:, 1], s[:, 2], h_log_i, h_log_b)
 
 
 @dataclass(frozen=True)
@@ -126,12 +143,14 @@ class CalibratedEfficiency(Efficiency):
 
     compute_samples: tuple = field(default=(), repr=False)
     memory_samples: tuple = field(default=(), repr=False)
+    attention_samples: tuple = field(default=(), repr=False)
     precision: str = ""
     source: str = "calibrated from a measured profile (roofline.bench.calibrate)"
 
     def __post_init__(self):
         object.__setattr__(self, "_compute", _table(self.compute_samples))
         object.__setattr__(self, "_memory", _table(self.memory_samples))
+        object.__setattr__(self, "_attention", _table(self.attention_samples, H_ATTN_LOG_I, H_ATTN_LOG_B))
 
     @staticmethod
     def _read(table, flops, bytes_) -> np.ndarray:
@@ -151,9 +170,23 @@ class CalibratedEfficiency(Efficiency):
         """Achieved fraction of the measured bandwidth of a streaming operator."""
         return self._read(self._memory, flops, bytes_) if self.memory_samples else self.memory
 
+    def attention_compute_fraction(self, flops, bytes_):
+        """Fraction of the measured peak an attention operator reaches: the fitted attention ratio r
+        (the same table as the memory side); the GEMM curve when the profile has no attention samples."""
+        if not self.attention_samples:
+            return super().attention_compute_fraction(flops, bytes_)
+        return self._read(self._attention, flops, bytes_)
+
+    def attention_memory_fraction(self, flops, bytes_):
+        """Fraction of the measured bandwidth an attention operator reaches (see attention_compute_fraction)."""
+        if not self.attention_samples:
+            return super().attention_memory_fraction(flops, bytes_)
+        return self._read(self._attention, flops, bytes_)
+
     def to_dict(self) -> dict:
         return {**super().to_dict(), "kind": "calibrated", "precision": self.precision,
-                "compute_points": len(self.compute_samples), "memory_points": len(self.memory_samples)}
+                "compute_points": len(self.compute_samples), "memory_points": len(self.memory_samples),
+                "attention_points": len(self.attention_samples)}
 
 
 def _net_time(p: dict, overhead_s: float) -> float:
@@ -182,29 +215,84 @@ def fraction_samples(points: list[dict], ceil: dict[str, Any], overhead_s: float
     return out
 
 
+def attention_op_costs(p: dict) -> list[tuple[str, float, float, float]]:
+    """(unit, FLOPs, bytes, kernels) of each operator the engine times for attention point `p`."""
+    from ..ops import REGISTRY
+    from .attention import ATTENTION_OPS, attention_model, attention_pass
+
+    pr = p["params"]
+    ps = attention_pass(attention_model(pr["model"]), pr["batch"], pr["new"], pr["cached"], p["precision"])
+    out = []
+    for name in ATTENTION_OPS:
+        c = REGISTRY[name].formula(ps)
+        out.append((REGISTRY[name].unit, float(np.sum(c.flops)),
+                    float(np.sum(c.bytes_read) + np.sum(c.bytes_written)), float(c.kernels)))
+    return out
+
+
+def hot_cache_bytes(device: dict[str, Any]) -> float:
+    """The cache that stays warm between timed repetitions: a CPU's last-level cache (no flush on a CPU);
+    0 on a GPU (its L2 is flushed before each repetition)."""
+    return float(device.get("cache_bytes") or 0.0) if device.get("kind") == "cpu" else 0.0
+
+
+def attention_samples(points: list[dict], ceil: dict[str, Any], overhead_s: float,
+                      hot_cache: float = 0.0) -> dict[str, list]:
+    """{precision: [(x, y, ln r)]}, one sample per attention operator of each ok attention point (see the
+    module docstring): r = summed bare roofline time of its attention operators / its net time. Memory-bound
+    points with a working set under CACHE_RESIDENT_FACTOR x `hot_cache` bytes are left out."""
+    bw, peaks = ceil["memory_bandwidth_bytes_per_s"], ceil["peak_flops_per_s"]
+    out: dict[str, list] = {}
+    for p in points:
+        peak = peaks.get(p["precision"])
+        if p.get("status") != "ok" or p["family"] != "attention" or not bw or not peak:
+            continue
+        ops = attention_op_costs(p)
+        vector_peak = peaks.get("fp32") or peak
+        t = reference_s(p)
+        rest = sum(k * overhead_s + (f / vector_peak if unit == "vector" else 0.0) for unit, f, _, k in ops)
+        roof = [(f, b, max(f / peak, b / bw)) for unit, f, b, _ in ops if unit == "attention" and f + b > 0]
+        memory_bound = sum(b / bw for _, b, _ in roof) >= sum(f / peak for f, _, _ in roof)
+        if not roof or (memory_bound and p["working_set_bytes"] < CACHE_RESIDENT_FACTOR * hot_cache):
+            continue
+        net = max(t - rest, 0.5 * t)
+        log_r = float(np.log(sum(r for _, _, r in roof) / net))
+        for f, b, _ in roof:
+            x, y = (float(v) for v in coordinates(f, b))
+            out.setdefault(p["precision"], []).append((x, y, log_r))
+    return out
+
+
 def overhead_of(ceil: dict[str, Any]) -> float:
     """Per-kernel overhead of the engine: the layer's, else the single-op launch overhead, else 0."""
     return float(ceil.get("layer_kernel_overhead_s") or ceil.get("launch_overhead_s") or 0.0)
 
 
-def fit_record(points: list[dict], ceil: dict[str, Any]) -> dict[str, Any]:
-    """The calibration as stored in a profile: the fitted samples and the overhead."""
+def fit_record(points: list[dict], ceil: dict[str, Any], hot_cache: float = 0.0) -> dict[str, Any]:
+    """The calibration as stored in a profile: the fitted samples and the overhead. `hot_cache`: see
+    hot_cache_bytes."""
     overhead = overhead_of(ceil)
     s = fraction_samples(points, ceil, overhead)
+    att = attention_samples(points, ceil, overhead, hot_cache)
     rnd = lambda rows: [[round(v, 5) for v in r] for r in rows]  # noqa: E731
     return {"method": "kernel-smoothed achieved fractions over (log10 intensity, log10 bytes)",
             "h_log_intensity": H_LOG_I, "h_log_bytes": H_LOG_B, "kernel_overhead_s": overhead,
             "compute_samples": {k: rnd(v) for k, v in s["compute"].items()}, "memory_samples": rnd(s["memory"]),
+            "attention_samples": {k: rnd(v) for k, v in att.items()},
+            "attention_h_log_intensity": H_ATTN_LOG_I, "attention_h_log_bytes": H_ATTN_LOG_B,
             "sample_columns": ["log10_intensity", "log10_bytes", "ln_fraction"]}
 
 
 def efficiency_for(rec: dict[str, Any], precision: str) -> CalibratedEfficiency:
     """The calibrated Efficiency for a compute precision (its own GEMM curve, or all precisions' when it
-    has fewer than MIN_OWN_POINTS points)."""
+    has fewer than MIN_OWN_POINTS points; its own attention table, else all precisions'; none in a profile
+    written before attention was fitted: the GEMM curves then time attention)."""
     comp = rec["compute_samples"]
     own = comp.get(precision, [])
     rows = own if len(own) >= MIN_OWN_POINTS else [r for v in comp.values() for r in v]
+    att = rec.get("attention_samples") or {}
+    att_rows = att.get(precision) or [r for v in att.values() for r in v]
     as_tuple = lambda rows: tuple(tuple(float(v) for v in r) for r in rows)  # noqa: E731
     return CalibratedEfficiency(compute=1.0, memory=1.0, vector=1.0, kernel_overhead_s=float(rec["kernel_overhead_s"]),
                                 compute_samples=as_tuple(rows), memory_samples=as_tuple(rec["memory_samples"]),
-                                precision=precision)
+                                attention_samples=as_tuple(att_rows), precision=precision)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import attention, compute, layer, stream, sweep
-from .calibrate import ceilings, fit_record
+from .calibrate import ceilings, fit_record, hot_cache_bytes
 from .compute import Unsupported
 from .points import BenchContext, PointSpec, set_cpu_threads
 from .profile import new_profile, write_profile
@@ -105,7 +105,7 @@ def finalize(profile: dict[str, Any]) -> dict[str, Any]:
     profile["ceilings"] = ceilings(profile["points"])
     c = profile["ceilings"]
     if c["memory_bandwidth_bytes_per_s"] and c["peak_flops_per_s"]:
-        profile["calibration"] = fit_record(profile["points"], c)
+        profile["calibration"] = fit_record(profile["points"], c, hot_cache_bytes(profile["device"]))
     return profile
 
 

@@ -1,0 +1,97 @@
+"""`roofline report` writes a self-contained folder; re-renders from a saved profile; renders in Chromium."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from roofline import cli
+
+REPO = Path(__file__).resolve().parent.parent
+CPU_PROFILE = REPO / "profiles" / "cpu-quick-vm.json"
+
+
+@pytest.fixture(scope="module")
+def default_report(tmp_path_factory):
+    """`roofline report` with no arguments, run in an empty folder."""
+    cwd = tmp_path_factory.mktemp("rep")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(cwd)
+    try:
+        import io
+        from contextlib import redirect_stdout
+        buf = io.StringIO()
+        with redirect_stdout(buf):
+            rc = cli.main(["report"])
+    finally:
+        mp.undo()
+    return rc, buf.getvalue(), cwd
+
+
+def test_report_with_no_arguments(default_report):
+    rc, stdout, cwd = default_report
+    assert rc == 0
+    assert stdout.strip() == "reports/llama-3.1-8b-h100-sxm/index.html"
+    folder = cwd / "reports" / "llama-3.1-8b-h100-sxm"
+    for name in ("index.html", "report.md", "analysis.json", "sweep.csv", "roofline.png", "roofline.svg",
+                 "regime.png", "latency.png", "memory.png", "compare.png"):
+        assert (folder / name).stat().st_size > 0, name
+
+
+def test_index_html_is_self_contained(default_report):
+    _, _, cwd = default_report
+    page = (cwd / "reports" / "llama-3.1-8b-h100-sxm" / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 5
+    assert "src='http" not in page and 'src="http' not in page  # nothing fetched from elsewhere
+    assert "roofline report --gpu h100-sxm --model llama-3.1-8b --batch 1 --prompt 1024 --output 256" in page
+    for text in ("TPOT", "qkv_proj", "Inputs", "HBM bandwidth", "a100-sxm-80gb"):
+        assert text in page
+
+
+def test_report_md_links_the_plots(default_report):
+    _, _, cwd = default_report
+    md = (cwd / "reports" / "llama-3.1-8b-h100-sxm" / "report.md").read_text()
+    assert "![roofline](roofline.png)" in md and "| qkv_proj |" in md and "```\nroofline report" in md
+
+
+@pytest.mark.skipif(not CPU_PROFILE.exists(), reason="no saved CPU profile in profiles/")
+def test_report_rerenders_from_a_saved_profile(tmp_path, capsys):
+    rc = cli.main(["report", "--gpu", "cpu", "--model", "llama-3.2-1b", "--profile", str(CPU_PROFILE),
+                   "--weights", "fp32", "--activations", "fp32", "--kv", "fp32", "--gpus", "",
+                   "--out-dir", str(tmp_path), "--name", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    page = (tmp_path / "cpu" / "index.html").read_text()
+    assert "Measured profile" in page and "measured kernels plotted" in page
+    assert f"--profile {CPU_PROFILE}" in page
+
+
+def test_report_errors_are_one_line(tmp_path, capsys):
+    assert cli.main(["report", "--out-dir", str(tmp_path), "--name", "../up"]) == 2
+    assert "Error: bad report name" in capsys.readouterr().err
+    assert cli.main(["report", "--gpu", "nope-gpu", "--out-dir", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("Error:") and "Traceback" not in err
+
+
+def test_plot_command_writes_png_and_svg(tmp_path, capsys):
+    for kind, name in (("memory", "m.svg"), ("compare", "c.png")):
+        assert cli.main(["plot", kind, "--out", str(tmp_path / name), "--gpus", "h100-sxm,a100-sxm-80gb"]) == 0
+        assert capsys.readouterr().out.strip() == str(tmp_path / name)
+        assert (tmp_path / name).stat().st_size > 5000
+    assert cli.main(["plot", "pie"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_index_html_renders_in_headless_chromium(default_report, tmp_path):
+    _, _, cwd = default_report
+    page = cwd / "reports" / "llama-3.1-8b-h100-sxm" / "index.html"
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1400,2000",
+                    page.as_uri()], check=True, timeout=90, capture_output=True)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000  # a blank page is ~10 kB
