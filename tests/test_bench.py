@@ -202,6 +202,61 @@ def test_efficiency_for_borrows_curves_when_a_precision_has_few_points():
     assert calibrate.efficiency_for(rec, "fp32").kernel_overhead_s == 2e-6
 
 
+def _attention_point(batch, new, cached, t, working_set=1e12):
+    """An ok fp32 attention point of llama-3.1-8b measured at t seconds (counts from the model's formulas)."""
+    from roofline.bench.attention import attention_cost
+
+    c = attention_cost(calibrate_model(), batch, new, cached, "fp32")
+    return {"id": f"attention/{batch}/{new}/{cached}", "family": "attention", "kind": "decode" if new == 1 else "prefill",
+            "precision": "fp32", "status": "ok", "summary": {"median_s": t}, "working_set_bytes": working_set,
+            "params": {"model": "llama-3.1-8b", "batch": batch, "new": new, "cached": cached}, **c}
+
+
+def calibrate_model():
+    from roofline.bench.attention import attention_model
+
+    return attention_model("llama-3.1-8b")
+
+
+CEIL = {"memory_bandwidth_bytes_per_s": 30e9, "peak_flops_per_s": {"fp32": 200e9}, "layer_kernel_overhead_s": 1e-5}
+
+
+def test_attention_table_reproduces_its_calibration_points():
+    from roofline.bench.predict import predict_point
+    from roofline.bench.specs import cpu_spec
+
+    pts = [_attention_point(8, 1, 4096, 0.03), _attention_point(1, 1024, 0, 0.08)]
+    rec = calibrate.fit_record(pts, CEIL)
+    assert len(rec["attention_samples"]["fp32"]) == 4  # attn_scores + attn_context of each point
+    eff = calibrate.efficiency_for(rec, "fp32")
+    spec = cpu_spec({"name": "cpu"}, CEIL, "test")
+    for p in pts:  # both fitted exactly: decode on the memory side, prefill on the compute side
+        assert predict_point(p, spec, eff) == pytest.approx(p["summary"]["median_s"], rel=0.02), p["id"]
+    # decode reaches r = bare roofline / net time of the bandwidth: its KV bytes / 0.03 s / 30 GB/s
+    dec = pts[0]
+    b = dec["bytes_read"] + dec["bytes_written"]
+    assert eff.attention_memory_fraction(dec["flops"] / 2, b / 2) == pytest.approx(b / 30e9 / (0.03 - 1e-5), rel=0.05)
+
+
+def test_attention_falls_back_to_the_gemm_curves_in_an_old_profile():
+    rows = [[0.3, 7.5, math.log(0.4)], [2.0, 8.0, math.log(0.7)]]
+    old = {"kernel_overhead_s": 1e-6, "memory_samples": rows, "compute_samples": {"fp32": rows}}
+    eff = calibrate.efficiency_for(old, "fp32")
+    f, b = np.array([2e7, 1e10]), np.array([1e7, 1e8])
+    assert np.allclose(eff.attention_memory_fraction(f, b), eff.memory_fraction(f, b))
+    assert np.allclose(eff.attention_compute_fraction(f, b), eff.compute_fraction(f, b))
+    assert eff.to_dict()["attention_points"] == 0
+
+
+def test_cache_resident_decode_attention_is_not_fitted_on_a_cpu():
+    hot = _attention_point(1, 1, 1024, 3e-4, working_set=8.4e6)  # 8.4 MB in a 32 MB last-level cache
+    cold = _attention_point(8, 1, 4096, 0.03)
+    cpu = calibrate.hot_cache_bytes({"kind": "cpu", "cache_bytes": 32 * 2**20})
+    assert cpu == 32 * 2**20 and calibrate.hot_cache_bytes({"kind": "cuda", "cache_bytes": 50e6}) == 0.0
+    assert len(calibrate.fit_record([hot, cold], CEIL, cpu)["attention_samples"]["fp32"]) == 2
+    assert len(calibrate.fit_record([hot, cold], CEIL, 0.0)["attention_samples"]["fp32"]) == 4
+
+
 def test_ceilings_pick_the_best_points():
     def pt(fam, kind, prec, flops, nbytes, t, kernels=1.0):
         return {"id": f"{fam}/{kind}/{t}", "family": fam, "kind": kind, "precision": prec, "flops": flops,

@@ -72,9 +72,10 @@ def test_critical_batch_is_the_first_compute_bound_batch():
     c, m = compute_and_memory_s(decode_step(s, float(b), 0.0))
     c1, m1 = compute_and_memory_s(decode_step(s, float(b - 1), 0.0))
     assert c >= m and c1 < m1
-    # near the datasheet ridge (591 FLOP/B, ~1 FLOP/B per sequence with fp8 weights: 2 FLOPs per weight byte x
-    # batch / 2) scaled by the memory/compute efficiency ratio 0.80/0.75
-    assert 250 < b < 700
+    # fp8 weights: 2 FLOPs per weight byte per sequence, so compute-bound near batch = ridge / 2, with the ridge
+    # scaled by the efficiencies: 591 FLOP/B x 0.55 (fp8 compute) / 0.80 (memory) = 406 -> batch ~203, a little
+    # more because norms, the LM head and the KV write add bytes that do not amortise
+    assert 200 < b < 350
 
 
 def test_critical_batch_never_when_kv_reads_dominate():

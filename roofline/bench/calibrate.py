@@ -46,7 +46,7 @@ GRID_LOG_I = np.round(np.arange(-2.0, 4.0001, 0.05), 4)
 GRID_LOG_B = np.round(np.arange(2.0, 12.0001, 0.05), 4)
 FRACTION_BOUNDS = (1e-4, 1.5)
 MIN_OWN_POINTS = 6
-H_ATTN_LOG_I, H_ATTN_LOG_B = 0.15, 0.1  # attention table smoothing bandwidths, decades
+H_ATTN_LOG_I, H_ATTN_LOG_B = 0.3, 0.3  # attention table (sparser samples): wider, still apart from decode to prefill
 CACHE_RESIDENT_FACTOR = 2.0  # working set < 2x the last-level cache (CPU) / L2 (GPU): cache-resident
 
 
