@@ -15,10 +15,10 @@ torch = pytest.importorskip("torch")
 
 from roofline.bench import attention, compute, layer, stream, sweep  # noqa: E402
 from roofline.bench.commands import load_profile_device, render_validation, validate_profile  # noqa: E402
-from roofline.bench.points import BenchContext  # noqa: E402
+from roofline.bench.points import BenchContext, set_cpu_threads  # noqa: E402
 from roofline.bench.profile import load_profile, provenance  # noqa: E402
-from roofline.bench.runner import run_points  # noqa: E402
-from roofline.bench.telemetry import cpu_info  # noqa: E402
+from roofline.bench.runner import _first_round, measure, run_points  # noqa: E402
+from roofline.bench.telemetry import cpu_info, sampler_factory  # noqa: E402
 
 MiB = 2**20
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,9 +39,13 @@ def tiny_plan(ctx):
     return pts
 
 
+def run_ctx():
+    return BenchContext("cpu", True, 32 * MiB, 8e9, n_rounds=1)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    ctx = BenchContext("cpu", True, 32 * MiB, 8e9, n_rounds=1)
+    ctx = run_ctx()
     out = tmp_path_factory.mktemp("bench") / "tiny.json"
     run_points(tiny_plan(ctx), ctx, out, cpu_info(), provenance(["test"], None, {"quick": True}))
     return load_profile(out)
@@ -64,25 +68,95 @@ def test_ceilings_positive(run):
     assert 0 < c["launch_overhead_s"] < 1e-3 and 0 < c["layer_kernel_overhead_s"] < 1e-2
 
 
-def test_triad_within_half_and_one_and_a_half_of_copy(run):
-    bw = {p["kind"]: rate(p, "bytes") for p in run["points"] if p["family"] == "stream"}
+def test_triad_within_half_and_one_and_a_half_of_copy():
+    # copy and triad measured interleaved, each at its fastest round: a neighbour slowing one of them
+    # for a moment cannot skew the ratio, a byte count off by a factor 2 (triad reads 2 arrays) still fails
+    specs = [stream.stream_point(run_ctx(), k, 64 * MiB, "stream") for k in ("copy", "triad")]
+    recs = interleaved(specs, run_ctx())
+    bw = {s.kind: best_rate(recs[s.id], "bytes") for s in specs}
     assert 0.5 <= bw["triad"] / bw["copy"] <= 1.5, bw
 
 
-def test_intensity_sweep_rises_to_a_plateau(run):
-    ks = sorted((p for p in run["points"] if p["kind"] == "ksweep"), key=lambda p: p["params"]["k"])
-    flops = np.array([rate(p, "flops") for p in ks])
-    # K = 1 (0.5 FLOP/byte) is far below the ridge; K = 1024 is far above it
-    assert flops[-1] > 3 * flops[0]  # ~8x on a quiet 2-core machine; 3x leaves room for a noisy neighbour
-    assert flops[-2:].min() > 0.6 * flops.max()  # the last two points sit on the plateau
+def interleaved(specs, ctx, rounds=3):
+    """{id: [record per round]}: every spec measured once per round, in the same order each round. A busy
+    neighbour on a shared machine slows whatever runs while it runs: points measured back to back, round
+    after round, see the same conditions, and a point compared with its best round is compared with the
+    others' best rounds."""
+    sampler = sampler_factory("cpu")
+    out = {s.id: [] for s in specs}
+    for _ in range(rounds):
+        for s in specs:
+            rec = _first_round(measure(s, ctx, sampler))
+            assert rec["status"] == "ok", rec.get("reason")
+            out[s.id].append(rec)
+    return out
+
+
+def best_rate(recs, what):
+    """The point's rate in its best round (the fastest sample: least disturbed by other processes)."""
+    return max((r["flops"] if what == "flops" else r["bytes_read"] + r["bytes_written"]) / r["summary"]["min_s"]
+               for r in recs)
+
+
+def dram_sweep(ctx, cache_bytes):
+    """The K sweep at M = N = n, n the smallest power of two from 2048 whose fp32 C (written at K = 1) is
+    at least 2x the last-level cache, so the K = 1 end streams from DRAM; K up to ~8.6 GFLOP a call."""
+    n = 2048
+    while 4.0 * n * n < 2.0 * cache_bytes and n < 8192:
+        n *= 2
+    kmax = max(16, 256 * (4096 // n) ** 2)
+    return [compute.gemm_point(ctx, "fp32", n, n, k, "ksweep") for k in (1, kmax // 16, kmax // 4, kmax)]
+
+
+def test_intensity_sweep_rises_to_a_plateau():
+    set_cpu_threads()
+    info = cpu_info()
+    cache = float(info.get("cache_bytes") or 32 * MiB)
+    ctx = BenchContext("cpu", True, cache, 8e9, n_rounds=1)
+    specs = dram_sweep(ctx, cache)
+    recs = interleaved(specs, ctx)
+    rate = np.array([best_rate(recs[s.id], "flops") for s in specs])
+    intensity = np.array([s.flops / (s.bytes_read + s.bytes_written) for s in specs])
+    assert intensity[0] < 1.0 and specs[0].working_set_bytes >= 2 * cache  # K = 1: far below the ridge, DRAM
+    assert intensity[-1] > 50.0  # K = kmax: far above any CPU's ridge (~5-20 FLOP/byte)
+    # a FLOP count not growing with K fails the rise; one growing too fast rises faster than the intensity
+    assert 3 * rate[0] < rate[-1] < rate[0] * intensity[-1] / intensity[0], rate  # ~10x here, quiet or not
+    assert rate[-2:].min() > 0.6 * rate.max(), rate  # the last two points sit on the plateau
 
 
 def test_no_point_above_105_percent_of_a_ceiling(run):
+    from roofline.bench.calibrate import ceilings
+    from roofline.bench.commands import measured_spec
+    from roofline.bench.validate import ABOVE_CEILING, ceiling_fraction
+
     peak = run["ceilings"]["peak_flops_per_s"]["fp32"]
     for p in run["points"]:
         if p["family"] == "gemm":
             assert rate(p, "flops") <= 1.05 * peak, p["id"]
-    assert validate_profile(run["_path"])["above_ceiling"] == []
+    # A point measured above a ceiling in the run (the ceilings were measured seconds apart; a neighbour
+    # may have slowed those) is re-measured interleaved with the points its ceilings come from, plus a
+    # GEMM as short as a small attention call (a short call slips between a neighbour's time slices more
+    # easily than a long one): each point's fastest sample over the rounds against the ceilings' fastest,
+    # so that both had the same chances. The compute-bound attention prefill is always re-checked.
+    flagged = set(validate_profile(run["_path"])["above_ceiling"])
+    specs = {s.id: s for s in tiny_plan(run_ctx())}
+    from_points = run["ceilings"]["from_points"]
+    ceiling_ids = sorted({from_points["peak_flops_per_s.fp32"], from_points["memory_bandwidth_bytes_per_s"],
+                          "gemm/gemm_peak/fp32/256x256x256"})
+    check = sorted(flagged | {i for i in specs if i.startswith("attention/prefill/")})
+    recs = interleaved([specs[i] for i in ceiling_ids + [i for i in check if i not in ceiling_ids]], run_ctx())
+    best = {i: fastest(r) for i, r in recs.items()}
+    launch = [p for p in run["points"] if p["family"] == "launch"]
+    spec = measured_spec({**run, "ceilings": ceilings([best[i] for i in ceiling_ids] + launch)})
+    cache = float(run["device"].get("cache_bytes") or 0.0)
+    fractions = {i: ceiling_fraction(best[i], spec, cache) for i in check}
+    assert not {i: f for i, f in fractions.items() if f is not None and f > ABOVE_CEILING}, fractions
+
+
+def fastest(recs):
+    """The record of the round with the fastest sample, its reference statistic that sample."""
+    r = min(recs, key=lambda r: r["summary"]["min_s"])
+    return {**r, "summary": {**r["summary"], "ref": "min_s"}}
 
 
 def test_validate_output(run):

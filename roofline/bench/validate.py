@@ -71,6 +71,17 @@ def _memory_bound(p: dict, spec) -> bool:
     return p["flops"] / max(p["bytes_read"] + p["bytes_written"], 1.0) < peak / spec.memory_bandwidth_bytes_per_s
 
 
+def ceiling_fraction(p: dict, spec, cache_bytes: float) -> float | None:
+    """Bare roofline time / measured time of point `p` on the measured `spec` (above ABOVE_CEILING: faster
+    than the ceilings allow, a counting or timing bug); None where the spec lacks the point's precision or
+    the point is memory-bound with a cache-resident working set (faster than DRAM/HBM by right). The
+    rule behind the report's `above_ceiling`."""
+    roof = _bare_roofline_s(p, spec)
+    if roof is None or (p["working_set_bytes"] < CACHE_RESIDENT_FACTOR * cache_bytes and _memory_bound(p, spec)):
+        return None
+    return roof / reference_s(p)
+
+
 def _err(pred: float | None, meas: float) -> float | None:
     return None if pred is None else (pred - meas) / meas
 
