@@ -43,7 +43,7 @@ def main() -> None:
         t0 = time.perf_counter()
         out = evaluate_chunked(gpu, model, batch, context, tp, w, a, kv, peak, attn_peak=attn)
         times.append(time.perf_counter() - t0)
-        assert len(out["tpot_s"]) == n and np.all(np.isfinite(out["tpot_s"]))
+        assert len(out["decode_time_s"]) == n and np.all(np.isfinite(out["decode_time_s"]))
     best, median = min(times), float(np.median(times))
     print(f"{n / best:,.0f} configurations/s (best of {args.repeat}; median {n / median:,.0f}/s; "
           f"{n:,} configurations of {model.name} on {gpu.name})")

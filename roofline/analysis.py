@@ -75,18 +75,26 @@ def op_summary(o: OpTime) -> dict:
             "memory_s": _f(o.memory_s), "overhead_s": _f(o.overhead_s)}
 
 
+def collective_summary(o: OpTime) -> dict:
+    """A TP all-reduce: bytes each GPU contributes (all repetitions) and its time on the link."""
+    return {"name": o.name, "unit": o.unit, "count": o.count,
+            "bytes": float(o.count * np.asarray(o.cost.comm_bytes)), "time_s": _f(o.time_s),
+            "limiter": "interconnect"}
+
+
 def phase_summary(ops: list[OpTime]) -> dict:
     """Totals of a phase. bound: 'compute' when the compute times (efficiency-adjusted) summed over the
-    operators exceed the memory times, else 'memory'; communication is reported apart."""
-    rows = [op_summary(o) for o in ops]
-    work = [r for r in rows if r["unit"] != "link"]
-    flops, nbytes = sum(r["flops"] for r in work), sum(r["bytes"] for r in work)
-    compute_s, memory_s = sum(r["compute_s"] for r in work), sum(r["memory_s"] for r in work)
+    operators exceed the memory times, else 'memory'. TP all-reduces are listed apart under `collectives`
+    (their time, `communication_s`, is part of `time_s`; their bytes cross the link, not HBM)."""
+    rows = [op_summary(o) for o in ops if o.unit != "link"]
+    comms = [collective_summary(o) for o in ops if o.unit == "link" and _f(o.time_s) > 0]  # none at TP 1
+    flops, nbytes = sum(r["flops"] for r in rows), sum(r["bytes"] for r in rows)
+    compute_s, memory_s = sum(r["compute_s"] for r in rows), sum(r["memory_s"] for r in rows)
     return {"flops": flops, "bytes": nbytes,
             "arithmetic_intensity_flops_per_byte": flops / nbytes if nbytes else None,
             "bound": "compute" if compute_s >= memory_s else "memory", "time_s": _f(total_time_s(ops)),
-            "compute_s": compute_s, "memory_s": memory_s, "overhead_s": sum(r["overhead_s"] for r in work),
-            "communication_s": sum(r["time_s"] for r in rows if r["unit"] == "link"), "operators": rows}
+            "compute_s": compute_s, "memory_s": memory_s, "overhead_s": sum(r["overhead_s"] for r in rows),
+            "communication_s": sum(c["time_s"] for c in comms), "operators": rows, "collectives": comms}
 
 
 def ridge_points(gpu: GPUSpec) -> dict:
@@ -105,7 +113,8 @@ def memory_summary(s: Setup, sc: Scenario, gpu: GPUSpec, model: ModelConfig) -> 
             "kv_cache_bytes_per_sequence": _f(mem.kv_cache_bytes_per_sequence(s, ctx)),
             "kv_cache_capacity_bytes": max(cap, 0.0), "kv_cache_capacity_tokens": int(mem.kv_cache_capacity_tokens(s, ms)),
             "max_batch": mb, "kv_cache_utilization": _f(mem.kv_cache_utilization(s, ms, sc.batch, ctx)),
-            "fits": mb >= 1, "batch_fits": sc.batch <= mb, "min_tp_that_fits": min_tp_that_fits(gpu, model, sc)}
+            "fits": mb >= 1, "batch_fits": sc.batch <= mb,
+            "min_tp_that_fits": min_tp_that_fits(gpu, model, sc) if mb < 1 else sc.tp}
 
 
 def min_tp_that_fits(gpu: GPUSpec, model: ModelConfig, sc: Scenario) -> int | None:
@@ -130,6 +139,7 @@ def analyze(gpu: GPUSpec, model: ModelConfig, sc: Scenario | None = None,
     steps = _f(decode_time_sum(s, sc.batch, sc.prompt, sc.output)) if sc.output > 1 else 0.0
     e2e = ttft + steps
     crit = int(critical_batch(s, ctx))
+    memory = memory_summary(s, sc, gpu, model)
     return {
         "gpu": gpu.name, "gpu_display_name": gpu.display_name, "model": model.name,
         "parameters": model.parameters(),
@@ -137,18 +147,27 @@ def analyze(gpu: GPUSpec, model: ModelConfig, sc: Scenario | None = None,
                    "weights": sc.weights, "activations": sc.activations, "kv": sc.kv,
                    "memory_utilization": sc.memory.memory_utilization},
         "ridge_point_flops_per_byte": gpu.ridge_point_flops_per_byte(sc.activations),
-        "ridge_points": ridge_points(gpu), "memory": memory_summary(s, sc, gpu, model),
+        "ridge_points": ridge_points(gpu), "memory": memory,
         "prefill": pre, "decode": dec, "ttft_s": ttft, "tpot_s": dec["time_s"],
         "mean_tpot_s": steps / (sc.output - 1) if sc.output > 1 else dec["time_s"],
         "e2e_latency_s": e2e, "output_tokens_per_s": sc.batch * sc.output / e2e,
         "critical_batch": crit if crit > 0 else "never", "efficiency": s.efficiency.to_dict(),
-        "warnings": warnings_for(model, sc),
+        "warnings": warnings_for(model, sc, memory),
     }
 
 
-def warnings_for(model: ModelConfig, sc: Scenario) -> list[str]:
+def warnings_for(model: ModelConfig, sc: Scenario, memory: dict) -> list[str]:
+    """What the user should know before trusting the numbers: context beyond the model, batch that does not fit."""
     out = []
     longest = max(sc.decode_context, sc.prompt + sc.output)
     if longest > model.max_position_embeddings:
         out.append(f"context {longest} exceeds {model.name}'s maximum of {model.max_position_embeddings} positions")
+    if not memory["fits"]:
+        tp = memory["min_tp_that_fits"]
+        out.append(f"{model.name} does not fit at --tp {sc.tp}: not even one sequence of {sc.decode_context} tokens "
+                   "(times are for a GPU with enough memory); " + (f"the smallest TP that fits is {tp}" if tp else
+                                                                  "no TP degree up to 64 fits"))
+    elif not memory["batch_fits"]:
+        out.append(f"batch {sc.batch} does not fit: the KV cache holds {memory['max_batch']} sequences of "
+                   f"{sc.decode_context} tokens (KV utilisation {memory['kv_cache_utilization']:.0%})")
     return out

@@ -16,7 +16,7 @@ from .hardware import list_gpus, load_gpu
 from .memory import MemorySettings
 from .models import list_models, load_model
 from .render import Format, columns_to_rows, emit
-from .sweep import sweep as run_sweep
+from .sweep import nest_row, sweep as run_sweep
 
 def _click_classes(name: str) -> tuple[type, ...]:
     """The click exception class `name` from click and from typer's vendored copy (typer >= 0.29)."""
@@ -39,27 +39,32 @@ out = Console(soft_wrap=False, width=200)
 err = Console(stderr=True)
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format: table, json or csv.")]
-GpuOpt = Annotated[str, typer.Option("--gpu", help="GPU short name (see `roofline gpus`) or a spec file path.")]
+DEFAULT_GPU = "h100-sxm"
+GpuOpt = Annotated[Optional[str], typer.Option("--gpu", help="GPU short name (see `roofline gpus`) or a spec file "
+                                               f"path [default: {DEFAULT_GPU}; with --profile: the profile's device].")]
 ModelOpt = Annotated[str, typer.Option("--model", help="Model name (see `roofline models`) or a config.json path.")]
 ProfileOpt = Annotated[Optional[Path], typer.Option("--profile", help="Measured profile (from `roofline bench`): "
                                                     "use its ceilings and fitted efficiencies.")]
 
 
-def load_device(gpu: str, profile: Optional[Path], precision: Optional[str] = None):
+def load_device(gpu: Optional[str], profile: Optional[Path], precision: Optional[str] = None):
     """(GPUSpec, Efficiency or None): the datasheet, or a measured profile's ceilings and the efficiency
-    curves fitted for the compute `precision` (the profile's device wins over --gpu)."""
+    curves fitted for the compute `precision`. With a profile its device wins; a different --gpu is warned about."""
     if profile is None:
-        if gpu.lower() == "cpu":
+        if (gpu or "").lower() == "cpu":
             raise RooflineError("--gpu cpu needs a measured profile", hint="run `roofline bench --device cpu --quick` "
                                 "and pass --profile PATH", exit_code=2)
-        return load_gpu(gpu), None
+        return load_gpu(gpu or DEFAULT_GPU), None
     from .bench.commands import load_profile_device
-    return load_profile_device(profile, gpu, precision)
+    spec, eff = load_profile_device(profile, gpu, precision)
+    if gpu and gpu.lower() != "cpu" and load_gpu(gpu).name != spec.name:
+        _warn([f"--gpu {gpu} ignored: {profile} measured {spec.display_name}"])
+    return spec, eff
 
 
 def _warn(msgs: list[str]) -> None:
     for w in msgs:
-        err.print(f"Warning: {w}", highlight=False)
+        err.print(f"Warning: {w}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -93,7 +98,7 @@ def models(name: Annotated[Optional[str], typer.Argument(help="Show one model (n
 
 @app.command()
 def analyze(
-    gpu: GpuOpt = "h100-sxm", model: ModelOpt = "llama-3.1-8b",
+    gpu: GpuOpt = None, model: ModelOpt = "llama-3.1-8b",
     batch: Annotated[int, typer.Option(help="Concurrent sequences.")] = 1,
     prompt: Annotated[int, typer.Option(help="Prompt length in tokens (prefill).")] = 1024,
     output: Annotated[int, typer.Option(help="Output length in tokens (decode steps + 1).")] = 256,
@@ -120,15 +125,18 @@ def analyze(
 
 def _ints(text: str, flag: str) -> list[int]:
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
+        values = []
+    if not values:
         raise RooflineError(f"{flag} takes comma-separated integers, got {text!r}", hint=f"e.g. {flag} 1,8,64",
-                            exit_code=2) from None
+                            exit_code=2)
+    return values
 
 
 @app.command()
 def sweep(
-    gpu: GpuOpt = "h100-sxm", model: ModelOpt = "llama-3.1-8b",
+    gpu: GpuOpt = None, model: ModelOpt = "llama-3.1-8b",
     batch: Annotated[str, typer.Option(help="Batches, comma-separated.")] = "1,2,4,8,16,32,64,128,256",
     context: Annotated[str, typer.Option(help="Contexts (decode position = prompt length), comma-separated.")] = "512,2048,8192",
     tp: Annotated[str, typer.Option(help="Tensor-parallel degrees, comma-separated.")] = "1",
@@ -145,7 +153,7 @@ def sweep(
     cols = run_sweep(g, m, _ints(batch, "--batch"), _ints(context, "--context"), _ints(tp, "--tp"),
                      [p for p in precision.split(",") if p.strip()], eff, MemorySettings(memory_utilization))
     rows = columns_to_rows(cols)
-    emit(rows, fmt, out, lambda: views.sweep_table(rows), lambda: rows)
+    emit([nest_row(r) for r in rows], fmt, out, lambda: views.sweep_table(rows), lambda: rows)
 
 
 def _register_commands() -> None:
@@ -165,8 +173,9 @@ _register_commands()
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: user mistakes become one `Error:` line and a `Hint:` on stderr, never a traceback."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=argv, prog_name="roofline", standalone_mode=False)
+        app(args=args or ["--help"], prog_name="roofline", standalone_mode=False)
     except RooflineError as e:
         err.print(f"Error: {e.message}", highlight=False, markup=False, soft_wrap=True)
         if e.hint:
@@ -184,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("Error: interrupted", highlight=False)
         return 130
+    except OSError as e:  # a file we were asked to read or write: say which, no traceback
+        where = f" {e.filename}" if e.filename else ""
+        err.print(f"Error: cannot access{where}: {e.strerror or e}", highlight=False, markup=False, soft_wrap=True)
+        err.print("Hint: check the path exists and is writable", highlight=False, markup=False)
+        return 1
     return 0
 
 

@@ -70,8 +70,12 @@ def attention_peak(gpu: GPUSpec, activations: str) -> float:
 
 
 def check_tp(model: ModelConfig, tp: int) -> None:
-    if tp < 1 or model.num_heads % tp:
-        ok = [t for t in (1, 2, 4, 8, 16, 32, 64) if model.num_heads % t == 0]
+    """RooflineError (exit 2) unless tp >= 1 divides the attention heads."""
+    ok = [t for t in (1, 2, 4, 8, 16, 32, 64) if model.num_heads % t == 0]
+    if tp < 1:
+        raise RooflineError(f"--tp must be >= 1, got {tp}", hint="valid TP degrees: " + ", ".join(map(str, ok)),
+                            exit_code=2)
+    if model.num_heads % tp:
         raise RooflineError(f"--tp {tp} does not divide the {model.num_heads} attention heads of {model.name}",
                             hint="valid TP degrees: " + ", ".join(map(str, ok)), exit_code=2)
 

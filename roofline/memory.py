@@ -81,19 +81,24 @@ def kv_cache_capacity_bytes(s: Setup, ms: MemorySettings) -> np.ndarray:
     return budget - weights_bytes(s) - activation_bytes(s, ms) - ms.runtime_reserve_bytes
 
 
-def kv_cache_capacity_tokens(s: Setup, ms: MemorySettings) -> np.ndarray:
-    return np.floor(np.maximum(kv_cache_capacity_bytes(s, ms), 0.0) / kv_cache_bytes_per_token(s))
+def _capacity(s: Setup, ms: MemorySettings, cap) -> np.ndarray:
+    """The KV capacity in bytes (never negative): `cap` when the caller already has it."""
+    return np.maximum(kv_cache_capacity_bytes(s, ms) if cap is None else cap, 0.0)
 
 
-def max_batch(s: Setup, ms: MemorySettings, context) -> np.ndarray:
+def kv_cache_capacity_tokens(s: Setup, ms: MemorySettings, cap=None) -> np.ndarray:
+    return np.floor(_capacity(s, ms, cap) / kv_cache_bytes_per_token(s))
+
+
+def max_batch(s: Setup, ms: MemorySettings, context, cap=None) -> np.ndarray:
     """Most sequences of `context` tokens whose KV cache fits at once."""
     per_seq = kv_cache_bytes_per_sequence(s, np.maximum(context, 1))
-    return np.floor(np.maximum(kv_cache_capacity_bytes(s, ms), 0.0) / per_seq).astype(np.int64)
+    return np.floor(_capacity(s, ms, cap) / per_seq).astype(np.int64)
 
 
-def kv_cache_utilization(s: Setup, ms: MemorySettings, batch, context) -> np.ndarray:
+def kv_cache_utilization(s: Setup, ms: MemorySettings, batch, context, cap=None) -> np.ndarray:
     """Fraction of the KV cache that `batch` sequences of `context` tokens occupy (> 1: does not fit)."""
-    cap = np.maximum(kv_cache_capacity_bytes(s, ms), 0.0)
+    cap = _capacity(s, ms, cap)
     used = batch * kv_cache_bytes_per_sequence(s, context)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(cap > 0, used / np.where(cap > 0, cap, 1.0), np.inf)

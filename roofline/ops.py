@@ -173,6 +173,25 @@ def attn_norm(p: Pass) -> OpCost:
     return elementwise(p.tokens * p.model.hidden_size, 4.0, 1.0, 1.0, p.a_bytes)
 
 
+def _counted_norms(m: ModelConfig) -> int:
+    """Hidden-size norms per layer that attn_norm and mlp_norm already count (1 with GPT-J's shared norm)."""
+    return 2 if _separate_mlp_norm(m) else 1
+
+
+@register("extra_norms", "vector", "layer", lambda m: m.norms_per_layer > _counted_norms(m) or m.qk_norm)
+def extra_norms(p: Pass) -> OpCost:
+    """Norms beyond the pre-attention and pre-MLP ones: Gemma-2's post-attention and post-MLP norms over
+    T*h, and Qwen3's per-head RMSNorm on Q and K over T*(heads + kv_heads)*d; one kernel each."""
+    m = p.model
+    extra = m.norms_per_layer - _counted_norms(m)
+    elems = extra * p.tokens * m.hidden_size
+    kernels = float(extra)
+    if m.qk_norm:
+        elems = elems + p.tokens * (p.heads + p.kv_heads) * m.head_dim
+        kernels += 2.0
+    return elementwise(elems, 4.0, 1.0, 1.0, p.a_bytes, kernels=kernels)
+
+
 @register("qkv_proj", "tensor", "layer", _gqa)
 def qkv_proj(p: Pass) -> OpCost:
     """Fused Q, K, V projection: h -> heads*d + kv_heads*(d + v_d) columns per GPU."""

@@ -70,7 +70,7 @@ def _sum_max_affine(n, c0, c1, m0, m1):
     span = np.maximum(n - 1.0, 1.0)
     dc, dm = (c1 - c0) / span, (m1 - m0) / span
     d0, dd = c0 - m0, dc - dm
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         kstar = np.where(dd != 0, -d0 / np.where(dd != 0, dd, 1.0), 0.0)
     # dd > 0: compute wins from ceil(k*) on; dd < 0: compute wins up to floor(k*); dd == 0: sign of d0
     j_up = np.clip(np.ceil(kstar), 0, n)

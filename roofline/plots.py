@@ -26,6 +26,7 @@ from .hardware import GPUSpec  # noqa: E402
 from .models import ModelConfig  # noqa: E402
 from .phases import compute_and_memory_s, critical_batch, decode_step, prefill  # noqa: E402
 from .sweep import sweep  # noqa: E402
+from .units import format_rate  # noqa: E402
 
 #: rcParams for slides: 16 pt text, thick lines
 SLIDE_STYLE = {"font.size": 16, "axes.titlesize": 19, "axes.labelsize": 17, "xtick.labelsize": 14,
@@ -62,17 +63,15 @@ def save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in (".png", ".svg"):
         raise RooflineError(f"cannot write a plot to {path.name}", hint="use a .png or .svg file name", exit_code=2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with plt.rc_context(SLIDE_STYLE):
-        fig.savefig(path, format=path.suffix[1:].lower())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with plt.rc_context(SLIDE_STYLE):
+            fig.savefig(path, format=path.suffix[1:].lower())
+    except OSError as e:
+        why = f"{path.parent} is a file" if path.parent.is_file() else e.strerror or e
+        raise RooflineError(f"cannot write {path}: {why}",
+                            hint="choose a file in a folder you can write to") from e
     return path
-
-
-def _si(x: float, unit: str) -> str:
-    for scale, p in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g} {p}{unit}"
-    return f"{x:.3g} {unit}"
 
 
 # --------------------------------------------------------------------------------------------------- roofline
@@ -94,12 +93,12 @@ def operator_points(result: dict) -> list[dict]:
 def _roof(ax, bw: float, peaks: dict[str, float], x: np.ndarray, style: str, tag: str, colors: dict) -> None:
     top_ridge = max(peaks.values()) / bw if peaks else x[-1]
     xs = x[x <= top_ridge * 1.0001]
-    ax.plot(xs, bw * xs, style, color="0.25", label=f"{tag} memory {_si(bw, 'B/s')}")
+    ax.plot(xs, bw * xs, style, color="0.25", label=f"{tag} memory {format_rate(bw, 'B/s')}")
     for p, peak in peaks.items():
         ridge = peak / bw
         xr = x[x >= ridge]
         ax.plot(np.r_[ridge, xr], np.full(len(xr) + 1, peak), style, color=colors[p],
-                label=f"{tag} {p} {_si(peak, 'FLOP/s')}")
+                label=f"{tag} {p} {format_rate(peak, 'FLOP/s')}")
         ax.plot([ridge], [peak], "D", color=colors[p], ms=9, label=f"_{tag} {p} ridge")
         if tag == "datasheet":
             ax.axvline(ridge, color=colors[p], ls=":", lw=1.5)
@@ -286,7 +285,7 @@ def latency_series(gpu: GPUSpec, model: ModelConfig, scenario: Scenario, precisi
         return {"batch": np.array([], int), "tpot_s": np.array([]), "tokens_per_s_per_gpu": np.array([])}
     cols = sweep(gpu, model, b, [sc.decode_context], [sc.tp], [precision], efficiency, sc.memory)
     return {"batch": cols["batch"], "tpot_s": cols["tpot_s"],
-            "tokens_per_s_per_gpu": cols["output_tokens_per_s"] / sc.tp}
+            "tokens_per_s_per_gpu": cols["decode_tokens_per_s"] / sc.tp}
 
 
 @styled
@@ -294,7 +293,10 @@ def latency_throughput(series: list[tuple[str, GPUSpec, str]], model: ModelConfi
                        efficiency: Efficiency | None = None, slo_tpot_s: float | None = 0.05,
                        batches=LATENCY_BATCHES) -> Figure:
     """TPOT against output tokens/s per GPU across batch sizes; one line per (label, GPU, precision set);
-    a horizontal TPOT SLO line. Batches that do not fit the KV cache are left out."""
+    a horizontal TPOT SLO line (None: no line). Batches that do not fit the KV cache are left out."""
+    if slo_tpot_s is not None and not (np.isfinite(slo_tpot_s) and slo_tpot_s > 0):
+        raise RooflineError(f"the TPOT SLO must be a positive number of seconds, got {slo_tpot_s}",
+                            hint="e.g. 0.05 (50 ms); None draws no SLO line", exit_code=2)
     sc = scenario or Scenario()
     fig, axes = _figure(13, 8)
     ax = axes[0, 0]
@@ -306,7 +308,7 @@ def latency_throughput(series: list[tuple[str, GPUSpec, str]], model: ModelConfi
         for b, x, y in zip(d["batch"], d["tokens_per_s_per_gpu"], d["tpot_s"] * 1e3):
             if b in (1, 8, 64, 256) or b == d["batch"][-1]:
                 ax.annotate(f"b={b}", (x, y), xytext=(-10, 8), textcoords="offset points", fontsize=11)
-    if slo_tpot_s:
+    if slo_tpot_s is not None:
         ax.axhline(slo_tpot_s * 1e3, color="red", ls="--", label=f"TPOT SLO {slo_tpot_s * 1e3:g} ms")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -398,7 +400,7 @@ def compare_rows(gpus: list[GPUSpec], model: ModelConfig, scenario: Scenario | N
         if mb >= 1:
             cols = sweep(g, model, [mb], [sc.decode_context], [sc.tp], [f"{sc.weights}/{sc.activations}/{sc.kv}"],
                          efficiency, sc.memory)
-            peak = float(cols["output_tokens_per_s"][0]) / sc.tp
+            peak = float(cols["decode_tokens_per_s"][0]) / sc.tp
         rows.append({"gpu": g.name, "display_name": g.display_name, "fits": fits,
                      "ttft_s": r["ttft_s"] if fits else None, "tpot_s": r["tpot_s"] if fits else None,
                      "output_tokens_per_s": r["output_tokens_per_s"] if fits else None,

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import plots
 from .analysis import Scenario, analyze
 from .efficiency import Efficiency
+from .errors import RooflineError
 from .hardware import GPUSpec
 from .models import ModelConfig
 from .render import columns_to_rows, dumps_json, rows_to_csv
@@ -67,9 +68,19 @@ def figures(spec: ReportSpec, result: dict) -> dict[str, tuple[str, object]]:
     }
     gpus = [g] + [c for c in spec.compare if c.name != g.name]
     if len(gpus) > 1:
-        out["compare"] = ("GPU comparison (datasheet peaks, default efficiencies for the other GPUs)",
+        out["compare"] = ("GPU comparison. " + compare_note(spec),
                           plots.gpu_comparison(gpus, m, sc, None, rows=compare_table(spec)))
     return out
+
+
+def compare_note(spec: ReportSpec) -> str:
+    """One sentence on where the comparison's numbers come from (a profile measures only its own device)."""
+    others = ", ".join(c.name for c in spec.compare if c.name != spec.gpu.name)
+    if spec.profile is None:
+        return "Every GPU is modelled from its datasheet peaks with the default efficiencies."
+    return (f"Only {spec.gpu.name} uses the profile's measured ceilings and fitted efficiencies; {others} "
+            "use datasheet peaks with the default efficiencies (nothing was measured on them), so their bars "
+            "are datasheet estimates, not measurements.")
 
 
 def compare_table(spec: ReportSpec) -> list[dict]:
@@ -183,20 +194,24 @@ COMPARE_HEADERS = ["GPU", "TTFT", "TPOT", "max batch", "decode tokens/s/GPU at m
 def write_report(out_dir: str | Path, spec: ReportSpec) -> Path:
     """Write the report folder; returns the path of index.html."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    r = analyze(spec.gpu, spec.model, spec.scenario, spec.efficiency)
-    figs = figures(spec, r)
-    pngs = {}
-    for name, (_, fig) in figs.items():
-        pngs[name] = _png(fig)
-        (out / f"{name}.png").write_bytes(pngs[name])
-        plots.save(fig, out / f"{name}.svg")
-    (out / "analysis.json").write_text(dumps_json(r) + "\n")
-    (out / "sweep.csv").write_text(rows_to_csv(sweep_rows(spec)))
-    comp = _compare_display(compare_table(spec)) if "compare" in figs else []
-    title = f"{spec.model.name} on {spec.gpu.display_name}"
-    (out / "index.html").write_text(_html(spec, r, figs, pngs, comp, title))
-    (out / "report.md").write_text(_markdown(spec, r, figs, comp, title))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        r = analyze(spec.gpu, spec.model, spec.scenario, spec.efficiency)
+        figs = figures(spec, r)
+        pngs = {}
+        for name, (_, fig) in figs.items():
+            pngs[name] = _png(fig)
+            (out / f"{name}.png").write_bytes(pngs[name])
+            plots.save(fig, out / f"{name}.svg")
+        (out / "analysis.json").write_text(dumps_json(r) + "\n")
+        (out / "sweep.csv").write_text(rows_to_csv(sweep_rows(spec)))
+        comp = _compare_display(compare_table(spec)) if "compare" in figs else []
+        title = f"{spec.model.name} on {spec.gpu.display_name}"
+        (out / "index.html").write_text(_html(spec, r, figs, pngs, comp, title))
+        (out / "report.md").write_text(_markdown(spec, r, figs, comp, title))
+    except OSError as e:
+        raise RooflineError(f"cannot write {e.filename or out}: {e.strerror or e}",
+                            hint="choose an --out-dir you can write to") from e
     return out / "index.html"
 
 
@@ -214,7 +229,7 @@ def _html(spec, r, figs, pngs, comp, title) -> str:
         parts.append(f"<figure id='{name}'><img alt='{e(name)}' src='data:image/png;base64,{data}'>"
                      f"<figcaption>{e(caption)}</figcaption></figure>")
     if comp:
-        parts.append("<h2>GPU comparison</h2>" + _html_table(COMPARE_HEADERS, comp))
+        parts.append(f"<h2>GPU comparison</h2><p>{e(compare_note(spec))}</p>" + _html_table(COMPARE_HEADERS, comp))
     for phase in ("decode", "prefill"):
         parts.append(f"<h2>{phase.capitalize()} operators</h2>" + _html_table(OP_HEADERS, operator_rows(r, phase)))
     parts.append("<h2>Inputs</h2><div class=grid>")
@@ -232,7 +247,7 @@ def _markdown(spec, r, figs, comp, title) -> str:
     for name, (caption, _) in figs.items():
         md += [f"![{name}]({name}.png)", "", f"*{caption}*", ""]
     if comp:
-        md += ["## GPU comparison", "", _md_table(COMPARE_HEADERS, comp), ""]
+        md += ["## GPU comparison", "", compare_note(spec), "", _md_table(COMPARE_HEADERS, comp), ""]
     for phase in ("decode", "prefill"):
         md += [f"## {phase.capitalize()} operators", "", _md_table(OP_HEADERS, operator_rows(r, phase)), ""]
     md += ["## Inputs", ""]

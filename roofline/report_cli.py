@@ -2,6 +2,7 @@
 print the paths written (stdout is data: one path per line)."""
 from __future__ import annotations
 
+import math
 import shlex
 from enum import Enum
 from pathlib import Path
@@ -64,6 +65,15 @@ def _setup(gpu, model, batch, prompt, output, context, tp, weights, activations,
     return g, m, sc, eff, prof
 
 
+def _positive(flag: str, value: float, hint: str) -> None:
+    """Reject a value that is not a finite number > 0 (NaN and inf included) with exit code 2."""
+    if not (math.isfinite(value) and value > 0):
+        raise RooflineError(f"{flag} must be a positive number, got {value}", hint=hint, exit_code=2)
+
+
+SLO_HINT = "the TPOT target in milliseconds, e.g. 50"
+
+
 def _gpus(text: str, first) -> list:
     names = [n.strip() for n in text.split(",") if n.strip()]
     return [first] + [load_gpu(n) for n in names if n.lower() != first.name.lower()]
@@ -102,6 +112,10 @@ def plot(
     """Write one plot (PNG or SVG, slide-sized) and print its path."""
     from . import plots
 
+    _positive("--slo-tpot-ms", slo_tpot_ms, SLO_HINT)
+    if kind == PlotKind.latency and not any(p.strip() for p in precisions.split(",")):
+        raise RooflineError(f"--precisions {precisions!r} names no precision set", exit_code=2,
+                            hint="comma-separated sets such as bf16,fp8 or int4/bf16/fp8")
     g, m, sc, eff, prof = _setup(gpu, model, batch, prompt, output, context, tp, weights, activations, kv,
                                  memory_utilization, profile)
     if kind == PlotKind.roofline:
@@ -140,6 +154,7 @@ def report(
     it), report.md, plots as PNG and SVG, analysis.json and sweep.csv. Prints the index.html path."""
     from .report import ReportSpec, default_name, write_report
 
+    _positive("--slo-tpot-ms", slo_tpot_ms, SLO_HINT)
     g, m, sc, eff, prof = _setup(gpu, model, batch, prompt, output, context, tp, weights, activations, kv,
                                  memory_utilization, profile)
     cmd = _command("report", gpu=gpu, model=model, batch=batch, prompt=prompt, output=output, context=context,
@@ -178,18 +193,23 @@ def spreadsheet(
     from .spreadsheet import Traffic, write_workbook
     from .sweep import sweep
 
+    for flag, v, hint in (("--requests-per-s", requests_per_s, "the arrival rate of requests, e.g. 10"),
+                          ("--slo-ttft-ms", slo_ttft_ms, "the TTFT target in milliseconds, e.g. 500"),
+                          ("--slo-tpot-ms", slo_tpot_ms, SLO_HINT),
+                          ("--gpu-hour-usd", gpu_hour_usd, "the price of one GPU-hour in USD, e.g. 2.5")):
+        _positive(flag, v, hint)
     g, m, sc, eff, _ = _setup(gpu, model, batch, prompt, output, context, tp, weights, activations, kv,
                               memory_utilization, profile)
-    for flag, v in (("--requests-per-s", requests_per_s), ("--slo-ttft-ms", slo_ttft_ms),
-                    ("--slo-tpot-ms", slo_tpot_ms), ("--gpu-hour-usd", gpu_hour_usd)):
-        if v <= 0:
-            raise RooflineError(f"{flag} must be > 0, got {v}", exit_code=2)
     rows = columns_to_rows(sweep(g, m, SWEEP_BATCHES, SWEEP_CONTEXTS, [sc.tp],
                                  [f"{sc.weights}/{sc.activations}/{sc.kv}"], eff, sc.memory))
     traffic = Traffic(requests_per_s, slo_ttft_ms / 1e3, slo_tpot_ms / 1e3, gpu_hour_usd)
     path = out_path or Path("reports") / default_name(m, g) / "capacity.xlsx"
     path, _ = write_workbook(path, g, m, sc, eff, traffic, rows)
     csv_path = path.with_name(path.stem + "-sweep.csv")
-    csv_path.write_text(rows_to_csv(rows))
+    try:
+        csv_path.write_text(rows_to_csv(rows))
+    except OSError as e:
+        raise RooflineError(f"cannot write {csv_path}: {e.strerror or e}",
+                            hint="choose a file in a folder you can write to") from e
     out.print(str(path), highlight=False)
     out.print(str(csv_path), highlight=False)

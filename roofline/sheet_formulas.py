@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .models import ModelConfig
+from .ops import _counted_norms
 
 Exprs = tuple[str, str, str, float, str]
 
@@ -71,6 +72,16 @@ def _norm(m, r):
 
 for _name in ("attn_norm", "mlp_norm", "final_norm"):
     formula(_name)(_norm)
+
+
+@formula("extra_norms")
+def extra_norms(m, r):
+    """ops.extra_norms: (norms_per_layer - counted) hidden-size norms (Gemma-2), plus Qwen3's per-head q/k norm."""
+    extra = m.norms_per_layer - _counted_norms(m)
+    elems, kernels = f"{extra}*{r.T}*in_h", float(extra)
+    if m.qk_norm:
+        elems, kernels = f"{elems}+{r.T}*({r.heads}+{r.kvh})*in_d", kernels + 2.0
+    return elementwise(elems, 4, 1, 1, "in_a", kernels=kernels)
 
 
 @formula("qkv_proj")

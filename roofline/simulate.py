@@ -62,8 +62,14 @@ class ReplicaTrace:
     window_tokens: float
 
 
-def _window_fn(model):
-    """Per-sequence (pairs, kv) of a prefill chunk of c new tokens after x cached, averaged over layers."""
+def _window_terms(model):
+    """(terms, W, f): terms(c, x) = per-sequence (pairs, kv) of a prefill chunk of c new tokens after x cached,
+    averaged over layers; W the sliding window (None without), f the share of windowed layers.
+
+    This is `phases.attention_terms(model, c, x)` for scalars. The simulator calls it once per prefill chunk
+    (about a million times per million requests) in its Python loop, where numpy's per-call overhead on
+    scalars (~10 us) would dominate the step; so it is the same formula in plain floats, held to the phases
+    function by tests/test_simulate.py::test_window_terms_match_phases."""
     W = float(model.sliding_window) if model.sliding_window else None
     f = (model.sliding_window_layers / model.num_layers) if W else 0.0
 
@@ -79,59 +85,101 @@ def _window_fn(model):
     return terms, W, f
 
 
-def simulate_replica(sm: StepTimeModel, r: Requests, idx: np.ndarray, w: Workload, cfg: SimSettings,
-                     sample_dt: float, total_pages: int, window: tuple[float, float]) -> ReplicaTrace:
-    """Run one replica over the requests idx (ordered by conversation, then turn)."""
-    n = len(idx)
-    new = r.new_tokens[idx].tolist()
-    hist = r.history_tokens[idx].tolist()
-    out = r.output_tokens[idx].tolist()
-    think = r.think_s[idx].tolist()
-    turn = r.turn[idx].tolist()
-    conv = r.conv[idx].tolist()
-    last_turn = w.turns - 1
-    reuse = w.prefix_reuse
-    P = cfg.page_tokens
-    M, max_seqs = cfg.memory.max_batched_tokens, cfg.memory.max_seqs
-    chunked = cfg.chunked_prefill
-    terms, W, wf = _window_fn(sm.setup.model)
-    step_time, decode_time = sm.time, sm.decode_time
-    w0, w1 = window
+def _jump_length(k: int, t0: float, d: float, gap: float) -> int:
+    """Decode steps (1..k) whose summed time j t0 + d j (j - 1) / 2 first reaches gap (steps grow by d)."""
+    if d > 0:
+        a = d * 0.5
+        bq = t0 - a
+        j = math.ceil((-bq + math.sqrt(bq * bq + 4 * a * gap)) / (2 * a))
+    else:
+        j = math.ceil(gap / t0)
+    return max(1, min(k, j))
 
-    arrive = [0.0] * n
-    first = [0.0] * n
-    done = [0.0] * n
-    starts = [(float(r.start_s[idx[i]]), i) for i in range(n) if turn[i] == 0]
-    starts.reverse()  # pop() from the end = earliest first
-    later: list = []  # heap of (time, i) for follow-up turns
 
-    waiting: deque = deque()
-    prefilling: deque = deque()  # [i, remaining new tokens, cached tokens so far, pages]
-    fin: list = []  # heap (finish step counter, i, context at join, pages)
-    lru: OrderedDict = OrderedDict()  # conv -> pages held by an idle conversation
-    lru_pages = 0
-    free = total_pages
-    B = 0  # decoding sequences
-    C = 0  # sum of their cached contexts
-    G = 0  # decode steps so far
-    clock = 0.0
-    next_sample = 0.0
-    samples = []
-    steps = hits = misses = recompute = prefill_tok = evictions = rejected = 0
-    win_tokens = 0.0
-    remaining = n
+class _Replica:
+    """One replica's run (see the module docstring): per-request arrays, the scheduler's queues and the KV
+    cache's pages. `run` loops over steps; each stage of a step is a method. Hot state lives in slots."""
 
-    while remaining:
-        # 1. arrivals
-        if not (B or prefilling or waiting):
-            na = starts[-1][0] if starts else math.inf
-            nl = later[0][0] if later else math.inf
-            nxt = na if na < nl else nl
-            if nxt > clock:
-                while next_sample <= nxt:
-                    samples.append((0, total_pages - free - lru_pages, lru_pages, 0))
-                    next_sample += sample_dt
-                clock = nxt
+    __slots__ = ("n", "new", "hist", "out", "think", "turn", "conv", "has_next", "reuse", "P", "M", "max_seqs",
+                 "chunked", "terms", "W", "wf", "step_time", "decode_time", "w0", "w1", "sample_dt",
+                 "total_pages", "arrive", "first", "done", "starts", "later", "waiting", "prefilling", "fin", "lru",
+                 "lru_pages", "free", "B", "C", "G", "clock", "next_sample", "samples", "steps", "hits", "misses",
+                 "recompute", "prefill_tok", "evictions", "rejected", "win_tokens", "remaining", "idx")
+
+    def __init__(self, sm: StepTimeModel, r: Requests, idx: np.ndarray, w: Workload, cfg: SimSettings,
+                 sample_dt: float, total_pages: int, window: tuple[float, float]):
+        n = self.n = len(idx)
+        self.idx = idx
+        self.new, self.hist = r.new_tokens[idx].tolist(), r.history_tokens[idx].tolist()
+        self.out, self.think = r.output_tokens[idx].tolist(), r.think_s[idx].tolist()
+        self.turn, conv = r.turn[idx].tolist(), r.conv[idx]
+        self.conv = conv.tolist()
+        self.has_next = np.append(conv[1:] == conv[:-1], False).tolist()  # the conversation goes on
+        self.reuse = w.prefix_reuse
+        self.P, self.M, self.max_seqs = cfg.page_tokens, cfg.memory.max_batched_tokens, cfg.memory.max_seqs
+        self.chunked = cfg.chunked_prefill
+        self.terms, self.W, self.wf = _window_terms(sm.setup.model)
+        self.step_time, self.decode_time = sm.time, sm.decode_time
+        self.w0, self.w1 = window
+        self.sample_dt, self.total_pages = sample_dt, total_pages
+        self.arrive, self.first, self.done = [0.0] * n, [0.0] * n, [0.0] * n
+        start = r.start_s[idx].tolist()
+        self.starts = [(start[i], i) for i in range(n) if self.turn[i] == 0]
+        self.starts.reverse()  # pop() from the end = earliest first
+        self.later = []  # heap of (time, i) for follow-up turns
+        self.waiting = deque()
+        self.prefilling = deque()  # [i, remaining new tokens, cached tokens so far, pages]
+        self.fin = []  # heap (finish decode-step count, i, context at join, pages)
+        self.lru = OrderedDict()  # conv -> pages held by an idle conversation
+        self.lru_pages, self.free = 0, total_pages
+        self.B = self.C = self.G = 0  # decoding sequences, the sum of their contexts, decode steps so far
+        self.clock = self.next_sample = 0.0
+        self.samples = []  # (batch, used_pages, idle_pages, queue_len) at each sample time
+        self.steps = self.hits = self.misses = self.recompute = self.prefill_tok = 0
+        self.evictions = self.rejected = 0
+        self.win_tokens = 0.0
+        self.remaining = n
+
+    def run(self) -> ReplicaTrace:
+        while self.remaining:
+            if not (self.B or self.prefilling or self.waiting):
+                self._idle_until_next_arrival()
+            self._arrivals()
+            if self.waiting:
+                self._admit()
+            if self.prefilling:
+                self._prefill_step()
+            elif self.B:
+                self._decode_run()
+            if self.fin and self.fin[0][0] <= self.G:
+                self._complete()
+            if self.next_sample <= self.clock:
+                self._sample(len(self.waiting))
+        return ReplicaTrace(list(self.idx), self.first, self.done, self.arrive, self.samples, self.steps,
+                            self.hits, self.misses, self.recompute, self.prefill_tok, self.evictions, self.rejected,
+                            self.total_pages, self.win_tokens)
+
+    def _next_arrival(self) -> float:
+        na = self.starts[-1][0] if self.starts else math.inf
+        nl = self.later[0][0] if self.later else math.inf
+        return na if na < nl else nl
+
+    def _sample(self, queue: int) -> None:
+        """Record (batch, pages in use, idle pages, queue) at every sample time up to the clock."""
+        row = (self.B, self.total_pages - self.free - self.lru_pages, self.lru_pages, queue)
+        while self.next_sample <= self.clock:
+            self.samples.append(row)
+            self.next_sample += self.sample_dt
+
+    def _idle_until_next_arrival(self) -> None:
+        nxt = self._next_arrival()
+        if nxt > self.clock:
+            self.clock = nxt
+            self._sample(0)
+
+    def _arrivals(self) -> None:
+        """1. Arrivals up to the clock join the FIFO admission queue."""
+        starts, later, clock, arrive, waiting = self.starts, self.later, self.clock, self.arrive, self.waiting
         while starts and starts[-1][0] <= clock:
             t, i = starts.pop()
             arrive[i] = t
@@ -140,142 +188,163 @@ def simulate_replica(sm: StepTimeModel, r: Requests, idx: np.ndarray, w: Workloa
             t, i = heapq.heappop(later)
             arrive[i] = t
             waiting.append(i)
-        # 2. admission
-        while waiting and B + len(prefilling) < max_seqs:
+
+    def _admit(self) -> None:
+        """2. Admit the queue's head while a sequence slot and its KV pages (evicting idle conversations, LRU
+        first) are free; a request larger than the whole KV cache is rejected with its conversation."""
+        waiting, hist, new, out, lru = self.waiting, self.hist, self.new, self.out, self.lru
+        P, total_pages, max_seqs = self.P, self.total_pages, self.max_seqs
+        while waiting and self.B + len(self.prefilling) < max_seqs:
             i = waiting[0]
             h = hist[i]
             pages = -(-(h + new[i] + out[i]) // P)
-            if pages > total_pages:  # can never fit: rejected
+            if pages > total_pages:
                 waiting.popleft()
-                for j in range(i, i + last_turn - turn[i] + 1):  # and the conversation's later turns
-                    first[j] = done[j] = arrive[j] = math.nan
-                    rejected += 1
-                    remaining -= 1
+                self._reject(i)
                 continue
-            own = lru.get(conv[i], 0) if (reuse and h) else 0
+            own = lru.get(self.conv[i], 0) if (self.reuse and h) else 0
             need = pages - own
-            if need > free + lru_pages - own:
+            if need > self.free + self.lru_pages - own:
                 break
             waiting.popleft()
             if own:
-                del lru[conv[i]]
-                lru_pages -= own
-                hits += 1
+                del lru[self.conv[i]]
+                self.lru_pages -= own
+                self.hits += 1
                 cached, todo = h, new[i]
             else:
                 if h:
-                    misses += 1
-                    recompute += h
+                    self.misses += 1
+                    self.recompute += h
                 cached, todo = 0, h + new[i]
-            while free < need:
+            while self.free < need:
                 _, p = lru.popitem(last=False)
-                lru_pages -= p
-                free += p
-                evictions += 1
-            free -= need
-            prefill_tok += todo
-            prefilling.append([i, todo, cached, pages])
-        # 3. compose the step
-        if prefilling:
-            if chunked:
-                T, S = B, B
-                pairs = kv = C + B
-                if wf:
-                    pairs = kv = (1 - wf) * (C + B) + wf * min(C + B, B * W)
-                budget = M - B
-            else:
-                T = S = 0
-                pairs = kv = 0.0
-                budget = M
-            emitted = []
-            for item in prefilling:
-                if budget <= 0 or (not chunked and T and item[1] > budget):
-                    break
-                c = item[1] if not chunked else min(item[1], budget)
-                if wf:
-                    p_, k_ = terms(c, item[2])
-                else:
-                    p_, k_ = c * item[2] + c * (c + 1) * 0.5, item[2] + c
-                T += c
-                S += 1
-                pairs += p_
-                kv += k_
-                budget -= c
-                item[1] -= c
-                item[2] += c
-                if item[1] == 0:
-                    emitted.append(item)
-            dt = step_time(T, S, pairs, kv)
-            clock += dt
-            steps += 1
-            if chunked or not T:
-                C += B
-                G += 1
-                gen = B
-            else:
-                gen = 0
-            for item in emitted:
-                prefilling.popleft() if prefilling[0] is item else prefilling.remove(item)
-                i = item[0]
-                first[i] = clock
-                gen += 1
-                if out[i] > 1:
-                    heapq.heappush(fin, (G + out[i] - 1, i, item[2], item[3]))
-                    B += 1
-                    C += item[2]
-                else:
-                    heapq.heappush(fin, (G, i, item[2], item[3]))
-            if w0 <= clock < w1:
-                win_tokens += gen
-        elif B:
-            # 4. a run of pure decode steps up to the next completion or arrival
-            k = fin[0][0] - G
-            na = starts[-1][0] if starts else math.inf
-            nl = later[0][0] if later else math.inf
-            nxt = na if na < nl else nl
-            x0 = C + B
-            x1 = C + B * k
+                self.lru_pages -= p
+                self.free += p
+                self.evictions += 1
+            self.free -= need
+            self.prefill_tok += todo
+            self.prefilling.append([i, todo, cached, pages])
+
+    def _reject(self, i: int) -> None:
+        """Request i can never fit: it and its conversation's later turns are rejected (NaN times)."""
+        j = i
+        while True:
+            self.first[j] = self.done[j] = self.arrive[j] = math.nan
+            self.rejected += 1
+            self.remaining -= 1
+            if not self.has_next[j]:
+                break
+            j += 1
+
+    def _compose_step(self) -> tuple[int, int, float, float, list]:
+        """3. The step's (T, S, pairs, kv) and the prefills it completes: every decoding sequence (1 token each)
+        plus prefill chunks first come first served up to max_batched_tokens (chunked prefill); without
+        chunking, whole prompts and no decode."""
+        B, wf = self.B, self.wf
+        chunked = self.chunked
+        if chunked:
+            T = S = B
+            pairs = kv = self.C + B
             if wf:
-                x0 = (1 - wf) * x0 + wf * min(x0, B * W)
-                x1 = (1 - wf) * x1 + wf * min(x1, B * W)
-            t0 = decode_time(B, x0)
-            d = 0.0 if k <= 1 else (decode_time(B, x1) - t0) / (k - 1)
-            gap = nxt - clock
-            if k > 1 and gap < t0 * k + d * k * (k - 1) * 0.5:
-                # smallest j with j t0 + d j (j-1)/2 >= gap
-                if d > 0:
-                    a = d * 0.5
-                    bq = t0 - a
-                    j = math.ceil((-bq + math.sqrt(bq * bq + 4 * a * gap)) / (2 * a))
-                else:
-                    j = math.ceil(gap / t0)
-                k = max(1, min(k, j))
-            clock += t0 * k + d * k * (k - 1) * 0.5
-            steps += k
-            C += B * k
-            G += k
-            if w0 <= clock < w1:
-                win_tokens += B * k
-        # 5. completions
-        while fin and fin[0][0] <= G:
-            g, i, ctx0, pages = heapq.heappop(fin)
+                pairs = kv = (1 - wf) * (self.C + B) + wf * min(self.C + B, B * self.W)
+            budget = self.M - B
+        else:
+            T = S = 0
+            pairs = kv = 0.0
+            budget = self.M
+        emitted = []
+        for item in self.prefilling:
+            if budget <= 0 or (not chunked and T and item[1] > budget):
+                break
+            c = item[1] if not chunked else min(item[1], budget)
+            if wf:
+                p_, k_ = self.terms(c, item[2])
+            else:
+                p_, k_ = c * item[2] + c * (c + 1) * 0.5, item[2] + c
+            T += c
+            S += 1
+            pairs += p_
+            kv += k_
+            budget -= c
+            item[1] -= c
+            item[2] += c
+            if item[1] == 0:
+                emitted.append(item)
+        return T, S, pairs, kv, emitted
+
+    def _prefill_step(self) -> None:
+        """3-5. One step with prefill: compose it, time it, emit the first token of finished prefills."""
+        T, S, pairs, kv, emitted = self._compose_step()
+        self.clock += self.step_time(T, S, pairs, kv)
+        self.steps += 1
+        if self.chunked or not T:
+            self.C += self.B
+            self.G += 1
+            gen = self.B
+        else:
+            gen = 0
+        prefilling, fin, out, G = self.prefilling, self.fin, self.out, self.G
+        for item in emitted:
+            prefilling.popleft() if prefilling[0] is item else prefilling.remove(item)
+            i = item[0]
+            self.first[i] = self.clock
+            gen += 1
             if out[i] > 1:
-                B -= 1
-                C -= ctx0 + out[i] - 1
-            done[i] = clock
-            remaining -= 1
-            if turn[i] < last_turn:
-                heapq.heappush(later, (clock + think[i + 1], i + 1))
-                if reuse:
-                    lru[conv[i]] = pages
-                    lru_pages += pages
+                heapq.heappush(fin, (G + out[i] - 1, i, item[2], item[3]))
+                self.B += 1
+                self.C += item[2]
+            else:
+                heapq.heappush(fin, (G, i, item[2], item[3]))
+        if self.w0 <= self.clock < self.w1:
+            self.win_tokens += gen
+
+    def _decode_run(self) -> None:
+        """4. A run of pure decode steps up to the next completion or arrival, in one jump: the step time is
+        affine in the context along the run, so the run's time is the trapezoid sum."""
+        B, C, wf = self.B, self.C, self.wf
+        k = self.fin[0][0] - self.G
+        x0 = C + B
+        x1 = C + B * k
+        if wf:
+            x0 = (1 - wf) * x0 + wf * min(x0, B * self.W)
+            x1 = (1 - wf) * x1 + wf * min(x1, B * self.W)
+        t0 = self.decode_time(B, x0)
+        d = 0.0 if k <= 1 else (self.decode_time(B, x1) - t0) / (k - 1)
+        gap = self._next_arrival() - self.clock
+        if k > 1 and gap < t0 * k + d * k * (k - 1) * 0.5:
+            k = _jump_length(k, t0, d, gap)  # stop at the first step that reaches the next arrival
+        self.clock += t0 * k + d * k * (k - 1) * 0.5
+        self.steps += k
+        self.C = C + B * k
+        self.G += k
+        if self.w0 <= self.clock < self.w1:
+            self.win_tokens += B * k
+
+    def _complete(self) -> None:
+        """5. Sequences whose last decode step has run finish; a conversation that goes on keeps its pages
+        (idle, evictable) when prefixes are reused, else frees them, and its next turn is scheduled."""
+        fin, out, G, clock = self.fin, self.out, self.G, self.clock
+        while fin and fin[0][0] <= G:
+            _, i, ctx0, pages = heapq.heappop(fin)
+            if out[i] > 1:
+                self.B -= 1
+                self.C -= ctx0 + out[i] - 1
+            self.done[i] = clock
+            self.remaining -= 1
+            if self.has_next[i]:
+                heapq.heappush(self.later, (clock + self.think[i + 1], i + 1))
+                if self.reuse:
+                    self.lru[self.conv[i]] = pages
+                    self.lru_pages += pages
                     continue
-            free += pages
-        while next_sample <= clock:
-            samples.append((B, total_pages - free - lru_pages, lru_pages, len(waiting)))
-            next_sample += sample_dt
-    return ReplicaTrace(list(idx), first, done, arrive, samples, steps, hits, misses, recompute, prefill_tok,
-                        evictions, rejected, total_pages, win_tokens)
+            self.free += pages
+
+
+def simulate_replica(sm: StepTimeModel, r: Requests, idx: np.ndarray, w: Workload, cfg: SimSettings,
+                     sample_dt: float, total_pages: int, window: tuple[float, float]) -> ReplicaTrace:
+    """Run one replica over the requests idx (ordered by conversation, then turn)."""
+    return _Replica(sm, r, idx, w, cfg, sample_dt, total_pages, window).run()
 
 
 # ---------------------------------------------------------------------------------------------------------

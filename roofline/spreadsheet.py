@@ -13,6 +13,7 @@ MAX, MIN, IF, INT, ROUNDUP and arithmetic is used, so Excel, LibreOffice and the
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,12 @@ class Traffic:
     slo_ttft_s: float = 0.5
     slo_tpot_s: float = 0.05
     gpu_hour_usd: float = 2.5
+
+    def __post_init__(self):
+        for name, v in vars(self).items():
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise RooflineError(f"traffic {name} must be a positive number, got {v}", exit_code=2,
+                                    hint="requests/s, SLOs (s) and the GPU-hour price are all > 0")
 
 
 def _inputs(gpu: GPUSpec, model: ModelConfig, sc: Scenario, eff: Efficiency, traffic: Traffic) -> list:
@@ -318,6 +325,11 @@ def write_workbook(path: str | Path, *args, **kw) -> tuple[Path, dict]:
     if path.suffix.lower() != ".xlsx":
         raise RooflineError(f"cannot write a workbook to {path.name}", hint="use a .xlsx file name", exit_code=2)
     wb, cells = build_workbook(*args, **kw)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        wb.save(path)
+    except OSError as e:
+        why = f"{path.parent} is a file" if path.parent.is_file() else e.strerror or e
+        raise RooflineError(f"cannot write {path}: {why}",
+                            hint="choose a file in a folder you can write to") from e
     return path, cells

@@ -80,6 +80,9 @@ def _op_rows(phase: dict):
     for o in phase["operators"]:
         yield (o["name"], o["count"], format_rate(o["flops"], "FLOP"), format_bytes(o["bytes"]),
                _ai(o["arithmetic_intensity_flops_per_byte"]), o["bound"], format_time_s(o["time_s"]))
+    for c in phase["collectives"]:
+        yield (c["name"], c["count"], "-", format_bytes(c["bytes"]) + " (link)", "-", c["limiter"],
+               format_time_s(c["time_s"]))
 
 
 def analyze_tables(r: dict):
@@ -108,23 +111,35 @@ def analyze_tables(r: dict):
             table(f"Decode step at context {c['context']}", hdr, list(_op_rows(r["decode"])))]
 
 
+_OP_COLUMNS = ("name", "count", "flops", "bytes_read", "bytes_written", "bytes", "arithmetic_intensity_flops_per_byte",
+               "bound", "time_s")
+_SUMMARY_KEYS = ("ttft_s", "tpot_s", "mean_tpot_s", "e2e_latency_s", "output_tokens_per_s", "critical_batch",
+                 "ridge_point_flops_per_byte")
+_MEMORY_KEYS = ("weights_bytes", "kv_cache_bytes_per_token", "kv_cache_bytes_per_sequence", "activation_bytes",
+                "runtime_reserve_bytes", "kv_cache_capacity_bytes", "kv_cache_capacity_tokens", "max_batch",
+                "kv_cache_utilization", "fits", "batch_fits", "min_tp_that_fits")
+
+
 def analyze_csv_rows(r: dict) -> list[dict]:
+    """One row per operator and collective, a `total` row per phase, then `summary` rows (name, value)."""
     rows = []
     for phase in ("prefill", "decode"):
-        for o in r[phase]["operators"]:
-            rows.append({"phase": phase, **{k: o[k] for k in ("name", "count", "flops", "bytes_read", "bytes_written",
-                         "arithmetic_intensity_flops_per_byte", "bound", "time_s")}})
+        rows += [{"phase": phase, **{k: o[k] for k in _OP_COLUMNS}} for o in r[phase]["operators"]]
+        rows += [{"phase": phase, "name": c["name"], "count": c["count"], "bytes": c["bytes"], "bound": c["limiter"],
+                  "time_s": c["time_s"]} for c in r[phase]["collectives"]]
         s = r[phase]
-        rows.append({"phase": phase, "name": "total", "count": "", "flops": s["flops"], "bytes_read": "",
-                     "bytes_written": "", "arithmetic_intensity_flops_per_byte": s["arithmetic_intensity_flops_per_byte"],
+        rows.append({"phase": phase, "name": "total", "flops": s["flops"], "bytes": s["bytes"],
+                     "arithmetic_intensity_flops_per_byte": s["arithmetic_intensity_flops_per_byte"],
                      "bound": s["bound"], "time_s": s["time_s"]})
+    rows += [{"phase": "summary", "name": k, "value": r[k]} for k in _SUMMARY_KEYS]
+    rows += [{"phase": "memory", "name": k, "value": r["memory"][k]} for k in _MEMORY_KEYS]
     return rows
 
 
 def sweep_table(rows: list[dict]):
     out = [(r["batch"], r["context"], r["tp"], r["precision"], format_time_s(r["ttft_s"]), format_time_s(r["tpot_s"]),
-            r["decode_bound"], _ai(r["arithmetic_intensity_flops_per_byte"]), f"{r['output_tokens_per_s']:,.0f}",
-            f"{int(r['max_batch']):,}", "yes" if r["fits"] else "no") for r in rows]
+            r["decode_bound"], _ai(r["decode_flops"] / r["decode_bytes"]), f"{r['decode_tokens_per_s']:,.0f}",
+            str(r["critical_batch"]), f"{r['max_batch']:,}", "yes" if r["batch_fits"] else "no") for r in rows]
     return [table("Sweep (decode step at context; prefill of a prompt of context tokens)",
-                  ["batch", "context", "tp", "precision", "TTFT", "TPOT", "decode bound", "FLOP/B", "tok/s",
-                   "max batch", "fits"], out)]
+                  ["batch", "context", "tp", "precision", "TTFT", "TPOT", "decode bound", "FLOP/B", "decode tok/s",
+                   "critical batch", "max batch", "batch fits"], out)]

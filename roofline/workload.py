@@ -105,6 +105,11 @@ class Workload:
         return self.rate_per_s * (max(self.daily_curve) if self.daily_curve else 1.0)
 
     @property
+    def peak_hour(self) -> int:
+        """The busiest hour of the daily curve (0 without a curve)."""
+        return int(np.argmax(self.daily_curve)) if self.daily_curve else 0
+
+    @property
     def mean_rate_per_s(self) -> float:
         """The request rate averaged over a day."""
         return self.rate_per_s * (float(np.mean(self.daily_curve)) if self.daily_curve else 1.0)
@@ -250,8 +255,16 @@ def parse_workload(d: dict, where: str = "workload", base_dir: Path | None = Non
     slo_d = _mapping(d, "slo", where)
     _unknown(slo_d, tuple(SLO().to_dict()), where, "slo.")
     slo = SLO(**{k: (float(_number(slo_d, k, where, "slo.")) if k in slo_d else None) for k in SLO().to_dict()})
+    for metric, p50, p99 in _inverted_slos(slo):
+        raise _err(where, f"slo.{metric}_p50_s", f"<= slo.{metric}_p99_s ({p99:g}): a median above the p99", p50)
     name = d.get("name", Path(where).stem)
     return Workload(float(rate), prompt, output, curve, turns, float(think), reuse, slo, str(name))
+
+
+def _inverted_slos(slo: SLO) -> list[tuple[str, float, float]]:
+    """(metric, p50, p99) for each metric whose p50 target exceeds its p99 target."""
+    pairs = (("ttft", slo.ttft_p50_s, slo.ttft_p99_s), ("tpot", slo.tpot_p50_s, slo.tpot_p99_s))
+    return [(m, p50, p99) for m, p50, p99 in pairs if p50 is not None and p99 is not None and p50 > p99]
 
 
 def load_workload(path: str | Path) -> Workload:
@@ -267,26 +280,40 @@ def load_workload(path: str | Path) -> Workload:
     return parse_workload(d, str(p), p.parent)
 
 
+_FLAG_HINT = "use N, uniform:MIN:MAX, lognormal:MEDIAN:SIGMA[:MAX] or csv:PATH (token counts >= 1)"
+
+
+def _flag_error(flag: str, what: str) -> RooflineError:
+    return RooflineError(f"{flag} {what}", hint=_FLAG_HINT, exit_code=2)
+
+
 def parse_length_flag(spec: str, flag: str) -> LengthDist:
-    """A length from a flag: '512' (fixed), 'uniform:100:2000', 'lognormal:MEDIAN:SIGMA[:MAX]', 'csv:PATH'."""
-    parts = spec.split(":")
+    """A length from a flag: '512' (fixed), 'uniform:100:2000', 'lognormal:MEDIAN:SIGMA[:MAX]', 'csv:PATH'.
+    A bad value is a flag error (exit 2) that names the flag; a bad CSV file is a file error (exit 1)."""
+    kind, *args = spec.split(":")
+    if kind == "csv" and args:
+        return parse_length({"distribution": "empirical", "csv": ":".join(args)}, flag, flag)
     try:
-        if len(parts) == 1:
-            return parse_length({"distribution": "fixed", "value": int(parts[0])}, flag, flag)
-        kind, args = parts[0], parts[1:]
+        if not args:
+            n = int(kind)
+            if n < 1:
+                raise _flag_error(flag, f"must be >= 1 token, got {n}")
+            return LengthDist("fixed", value=n)
         if kind == "uniform" and len(args) == 2:
-            return parse_length({"distribution": "uniform", "min": int(args[0]), "max": int(args[1])}, flag, flag)
+            lo, hi = int(args[0]), int(args[1])
+            if not 1 <= lo <= hi:
+                raise _flag_error(flag, f"uniform:MIN:MAX needs 1 <= MIN <= MAX, got {spec!r}")
+            return LengthDist("uniform", low=lo, high=hi)
         if kind == "lognormal" and len(args) in (2, 3):
-            d = {"distribution": "lognormal", "median": float(args[0]), "sigma": float(args[1])}
-            if len(args) == 3:
-                d["max"] = int(args[2])
-            return parse_length(d, flag, flag)
-        if kind == "csv" and len(args) >= 1:
-            return parse_length({"distribution": "empirical", "csv": ":".join(args)}, flag, flag)
+            med, sig = float(args[0]), float(args[1])
+            hi = int(args[2]) if len(args) == 3 else int(med * 64) + 1 if med > 0 else 0
+            if not (med > 0 and sig >= 0 and hi >= 1 and np.isfinite(med + sig)):
+                raise _flag_error(flag, f"lognormal:MEDIAN:SIGMA[:MAX] needs MEDIAN > 0, SIGMA >= 0 and MAX >= 1, "
+                                  f"got {spec!r}")
+            return LengthDist("lognormal", low=1, high=hi, median=med, sigma=sig)
     except ValueError:
         pass
-    raise RooflineError(f"{flag} {spec!r} is not a length", exit_code=2,
-                        hint="use N, uniform:MIN:MAX, lognormal:MEDIAN:SIGMA[:MAX] or csv:PATH")
+    raise _flag_error(flag, f"{spec!r} is not a length")
 
 
 def workload_from_options(path: str | Path | None = None, rate_per_s: float | None = None,
@@ -302,7 +329,7 @@ def workload_from_options(path: str | Path | None = None, rate_per_s: float | No
                                 hint="pass --workload FILE, or --rate N with --prompt and --output")
         w = Workload(float(rate_per_s), LengthDist("fixed", value=1024), LengthDist("fixed", value=256))
     if rate_per_s is not None:
-        if rate_per_s <= 0:
+        if not rate_per_s > 0:
             raise RooflineError(f"--rate must be > 0, got {rate_per_s}", hint="requests per second", exit_code=2)
         w = w.with_rate(rate_per_s)
     if prompt is not None:
@@ -314,11 +341,24 @@ def workload_from_options(path: str | Path | None = None, rate_per_s: float | No
             raise RooflineError(f"--turns must be >= 1, got {turns}", hint="turns per conversation", exit_code=2)
         w = replace(w, turns=turns)
     if think_time_s is not None:
-        w = replace(w, think_time_s=max(0.0, think_time_s))
-    if ttft_p99_s is not None or tpot_p99_s is not None:
-        w = replace(w, slo=replace(w.slo, **{k: v for k, v in (("ttft_p99_s", ttft_p99_s),
-                                                                 ("tpot_p99_s", tpot_p99_s)) if v is not None}))
-    return w
+        if not think_time_s >= 0:
+            raise RooflineError(f"--think-time-s must be >= 0, got {think_time_s}", hint="seconds between turns",
+                                exit_code=2)
+        w = replace(w, think_time_s=think_time_s)
+    return replace(w, slo=_slo_from_flags(w.slo, ttft_p99_s, tpot_p99_s))
+
+
+def _slo_from_flags(slo: SLO, ttft_p99_s: float | None, tpot_p99_s: float | None) -> SLO:
+    """The workload's SLO with the flags' p99 targets (each > 0, and not below the workload's p50 target)."""
+    for flag, v in (("--ttft-p99-s", ttft_p99_s), ("--tpot-p99-s", tpot_p99_s)):
+        if v is not None and not v > 0:
+            raise RooflineError(f"{flag} must be > 0, got {v}", hint="a latency target in seconds", exit_code=2)
+    slo = replace(slo, **{k: v for k, v in (("ttft_p99_s", ttft_p99_s), ("tpot_p99_s", tpot_p99_s))
+                          if v is not None})
+    for metric, p50, p99 in _inverted_slos(slo):
+        raise RooflineError(f"--{metric}-p99-s {p99:g} is below the workload's p50 target of {p50:g} s",
+                            hint=f"a p99 target must be >= the p50 target (slo.{metric}_p50_s)", exit_code=2)
+    return slo
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -345,21 +385,25 @@ class Requests:
         return len(self.conv)
 
 
-def arrival_times(w: Workload, n: int, rng: np.random.Generator, rate_scale: float = 1.0) -> np.ndarray:
-    """n Poisson arrival times of conversations (rate / turns), following the daily curve if any."""
+def arrival_times(w: Workload, n: int, rng: np.random.Generator, rate_scale: float = 1.0,
+                  start_hour: int = 0) -> np.ndarray:
+    """n Poisson arrival times of conversations (rate / turns), following the daily curve if any; time 0 is
+    the start of hour `start_hour` of the curve."""
     unit = np.cumsum(rng.exponential(1.0, n))
     conv_rate = w.rate_per_s * rate_scale / w.turns
     if not w.daily_curve:
         return unit / conv_rate
     # invert the cumulative intensity, piecewise linear over hours (repeated for as many days as needed)
-    hour_mass = np.asarray(w.daily_curve) * conv_rate * 3600.0
+    hour_mass = np.roll(np.asarray(w.daily_curve), -int(start_hour)) * conv_rate * 3600.0
     days = int(np.ceil(unit[-1] / hour_mass.sum())) + 1
     cum = np.concatenate([[0.0], np.cumsum(np.tile(hour_mass, days))])
     return np.interp(unit, cum, np.arange(len(cum)) * 3600.0)
 
 
-def sample_requests(w: Workload, n_requests: int, seed: int = 0, rate_scale: float = 1.0) -> Requests:
-    """About n_requests requests (whole conversations of w.turns turns)."""
+def sample_requests(w: Workload, n_requests: int, seed: int = 0, rate_scale: float = 1.0,
+                    start_hour: int = 0) -> Requests:
+    """Exactly n_requests requests: conversations of w.turns turns, the last one cut short if w.turns does not
+    divide n_requests. Arrivals start at hour `start_hour` of the daily curve (see arrival_times)."""
     rng = np.random.default_rng(seed)
     n_conv = max(1, -(-n_requests // w.turns))
     k = w.turns
@@ -368,8 +412,22 @@ def sample_requests(w: Workload, n_requests: int, seed: int = 0, rate_scale: flo
     out = w.output.sample(rng, n).reshape(n_conv, k)
     per_turn = new + out
     history = np.cumsum(per_turn, axis=1) - per_turn
-    start = arrival_times(w, n_conv, rng, rate_scale)
+    start = arrival_times(w, n_conv, rng, rate_scale, start_hour)
     think = rng.exponential(w.think_time_s, (n_conv, k)) if w.think_time_s > 0 else np.zeros((n_conv, k))
     think[:, 0] = 0.0
-    return Requests(np.repeat(np.arange(n_conv), k), np.tile(np.arange(k), n_conv), new.ravel(),
-                    history.ravel(), out.ravel(), np.repeat(start, k), think.ravel())
+    keep = slice(0, max(1, n_requests))
+    return Requests(np.repeat(np.arange(n_conv), k)[keep], np.tile(np.arange(k), n_conv)[keep], new.ravel()[keep],
+                    history.ravel()[keep], out.ravel()[keep], np.repeat(start, k)[keep], think.ravel()[keep])
+
+
+def context_warning(w: Workload, model_name: str, max_positions: int, seed: int = 0) -> str | None:
+    """A warning when (a sample of) the workload's requests reach a context beyond the model's maximum
+    positions (prompt, conversation history and output together), like `analyze` gives; None otherwise."""
+    r = sample_requests(w, 20_000, seed)
+    ctx = r.history_tokens + r.new_tokens + r.output_tokens
+    over = ctx > max_positions
+    if not over.any():
+        return None
+    share = "" if over.all() else f" in {over.mean():.1%} of requests"
+    return (f"context {int(ctx.max())} exceeds {model_name}'s maximum of {max_positions} positions{share} "
+            "(prompt + conversation history + output)")

@@ -36,8 +36,10 @@ def test_analyze_json_is_one_document_with_contract_keys(run_cli):
 def test_analyze_csv(run_cli):
     code, out, _ = run_cli("analyze", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert code == 0 and {r["phase"] for r in rows} == {"prefill", "decode"}
-    assert any(r["name"] == "qkv_proj" for r in rows)
+    assert code == 0 and {r["phase"] for r in rows} == {"prefill", "decode", "summary", "memory"}
+    assert any(r["name"] == "qkv_proj" and r["bytes"] for r in rows)
+    summary = {r["name"]: r["value"] for r in rows if r["phase"] == "summary"}
+    assert float(summary["tpot_s"]) > 0 and summary["critical_batch"] == "never"
 
 
 def test_gpus_and_models(run_cli):
@@ -56,6 +58,7 @@ def test_sweep_formats(run_cli):
                            "--format", "json")
     rows = json.loads(out)
     assert code == 0 and len(rows) == 2 * 1 * 2 * 2
+    assert rows[0]["decode"]["bound"] == "memory" and rows[0]["prefill"]["time_s"] > 0
     code, out, _ = run_cli("sweep", "--format", "csv")
     assert code == 0 and out.splitlines()[0].startswith("batch,context,tp,precision")
 

@@ -102,7 +102,7 @@ def test_regime_map_matches_the_sweep(h100, llama):
     for i, c in enumerate(contexts):
         for j, b in enumerate(batches):
             k = np.flatnonzero((cols["batch"] == b) & (cols["context"] == c))[0]
-            assert g["decode"]["intensity"][i, j] == pytest.approx(cols["arithmetic_intensity_flops_per_byte"][k])
+            assert g["decode"]["intensity"][i, j] == pytest.approx(cols["decode_flops"][k] / cols["decode_bytes"][k])
             assert g["decode"]["time_s"][i, j] == pytest.approx(cols["tpot_s"][k])
         assert g["max_batch"][i] == cols["max_batch"][np.flatnonzero(cols["context"] == c)[0]]
     # decode intensity grows with batch (weights amortised); at batch >= 16 it falls with context (KV reads,
@@ -125,7 +125,7 @@ def test_latency_throughput_lines(h100, llama):
     ln = lines["bf16"]
     # 4096 does not fit (max batch 349 at context 1280) and is replaced by the max batch itself
     assert len(ln.get_xdata()) == 4
-    np.testing.assert_allclose(ln.get_xdata()[:3], cols["output_tokens_per_s"])
+    np.testing.assert_allclose(ln.get_xdata()[:3], cols["decode_tokens_per_s"])
     np.testing.assert_allclose(ln.get_ydata()[:3], cols["tpot_s"] * 1e3)
     assert lines["fp8"].get_ydata()[0] < ln.get_ydata()[0]  # half the weight bytes -> faster decode
     np.testing.assert_allclose(lines["TPOT SLO 50 ms"].get_ydata(), 50.0)

@@ -16,9 +16,10 @@ from roofline.spreadsheet import Traffic, build_workbook, write_workbook
 
 formulas = pytest.importorskip("formulas")
 
-CASES = [  # dense GQA; sliding window; MoE + TP all-reduce; MLA + fp8 compute + 8-way TP
+CASES = [  # dense GQA; sliding window + extra norms; q/k norm; MoE + TP all-reduce; MLA + fp8 compute + 8-way TP
     ("h100-sxm", "llama-3.1-8b", Scenario(batch=32, kv="fp8")),
     ("h100-sxm", "gemma-2-9b", Scenario(batch=8, prompt=6000, output=300)),
+    ("h100-sxm", "qwen3-8b", Scenario(batch=16, tp=2)),
     ("h200-sxm", "mixtral-8x7b", Scenario(batch=8, tp=2)),
     ("h200-sxm", "deepseek-v3", Scenario(batch=8, tp=8, weights="fp8", activations="fp8")),
 ]

@@ -21,6 +21,23 @@ def test_grid_shape_and_agreement_with_analyze():
     assert cols["ttft_s"][i] == pytest.approx(r["ttft_s"])
     assert cols["max_batch"][i] == r["memory"]["max_batch"]
     assert cols["decode_bound"][i] == r["decode"]["bound"]
+    assert cols["decode_flops"][i] == pytest.approx(r["decode"]["flops"])
+    assert cols["decode_bytes"][i] == pytest.approx(r["decode"]["bytes"])
+    assert cols["kv_cache_utilization"][i] == pytest.approx(r["memory"]["kv_cache_utilization"])
+    assert cols["critical_batch"][i] == r["critical_batch"]
+    assert cols["fits"][i] == r["memory"]["fits"] and cols["batch_fits"][i] == r["memory"]["batch_fits"]
+
+
+def test_nested_rows_follow_the_json_contract():
+    from roofline.render import columns_to_rows
+    from roofline.sweep import nest_row
+    cols = sweep(load_gpu("h100-sxm"), load_model("llama-3.1-8b"), [1], [0])
+    row = nest_row(columns_to_rows(cols)[0])
+    for ph in ("prefill", "decode"):
+        assert set(row[ph]) == {"flops", "bytes", "arithmetic_intensity_flops_per_byte", "bound", "time_s"}
+    assert row["memory"]["max_batch"] > 0 and isinstance(row["memory"]["max_batch"], int)
+    r = analyze(load_gpu("h100-sxm"), load_model("llama-3.1-8b"), Scenario(prompt=1, output=1, context=0))
+    assert row["critical_batch"] == r["critical_batch"] and isinstance(row["critical_batch"], int)
 
 
 def test_precision_sets():

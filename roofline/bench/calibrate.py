@@ -38,7 +38,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..efficiency import Efficiency
-from .timing import reference_s
+from .timing import ROUND_AGREEMENT, reference_s, round_disagreement
 
 H_LOG_I, H_LOG_B = 0.15, 0.1  # smoothing bandwidths, decades
 MIN_INTENSITY = 1.0 / 64.0  # FLOP/byte; write/copy (0 FLOPs) are placed here
@@ -47,6 +47,7 @@ GRID_LOG_B = np.round(np.arange(2.0, 12.0001, 0.05), 4)
 FRACTION_BOUNDS = (1e-4, 1.5)
 MIN_OWN_POINTS = 6
 H_ATTN_LOG_I, H_ATTN_LOG_B = 0.3, 0.3  # attention table (sparser samples): wider, still apart from decode to prefill
+MIN_SAMPLE_WEIGHT = 0.02
 CACHE_RESIDENT_FACTOR = 2.0  # working set < 2x the last-level cache (CPU) / L2 (GPU): cache-resident
 
 
@@ -106,12 +107,15 @@ def coordinates(flops, bytes_) -> tuple[np.ndarray, np.ndarray]:
 
 
 def smooth_table(x: np.ndarray, y: np.ndarray, log_r: np.ndarray, h_log_i: float = H_LOG_I,
-                 h_log_b: float = H_LOG_B) -> np.ndarray:
+                 h_log_b: float = H_LOG_B, weight: np.ndarray | None = None) -> np.ndarray:
     """Kernel-smoothed log r on the (GRID_LOG_I, GRID_LOG_B) grid; log-sum-exp weights so that far from
-    all data the nearest point still dominates (no 0/0)."""
+    all data the nearest point still dominates (no 0/0). `weight`: each sample's measurement weight (see
+    sample_weight), multiplying its kernel weight."""
     gx, gy = np.meshgrid(GRID_LOG_I, GRID_LOG_B, indexing="ij")
     d2 = ((gx[..., None] - x) / h_log_i) ** 2 + ((gy[..., None] - y) / h_log_b) ** 2
     logw = -0.5 * d2
+    if weight is not None:
+        logw = logw + np.log(np.maximum(np.asarray(weight, float), MIN_SAMPLE_WEIGHT))
     w = np.exp(logw - logw.max(axis=-1, keepdims=True))
     return (w * log_r).sum(-1) / w.sum(-1)
 
@@ -129,17 +133,19 @@ def bilinear(table: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _table(samples, h_log_i: float = H_LOG_I, h_log_b: float = H_LOG_B) -> np.ndarray:
-    s = np.asarray(samples, dtype=float).reshape(-1, 3)
-    if not len(s):
+    """The table of (x, y, ln fraction[, weight]) samples (rows without a weight, from older profiles: 1)."""
+    rows = [tuple(float(v) for v in r) + (1.0,) * (4 - len(r)) for r in samples]
+    if not rows:
         return np.zeros((GRID_LOG_I.size, GRID_LOG_B.size))
-    return smooth_table(s[:, 0], s[:, 1], s[:, 2], h_log_i, h_log_b)
+    s = np.asarray(rows, dtype=float)
+    return smooth_table(s[:, 0], s[:, 1], s[:, 2], h_log_i, h_log_b, s[:, 3])
 
 
 @dataclass(frozen=True)
 class CalibratedEfficiency(Efficiency):
     """Efficiency whose compute and memory fractions are fitted tables (see the module docstring), for one
     compute precision. Fractions are relative to the MEASURED ceilings: pair it with the measured spec.
-    The samples are (log10 I, log10 B, log fraction) triples; the tables are rebuilt from them."""
+    The samples are (log10 I, log10 B, log fraction[, weight]) rows; the tables are rebuilt from them."""
 
     compute_samples: tuple = field(default=(), repr=False)
     memory_samples: tuple = field(default=(), repr=False)
@@ -189,13 +195,26 @@ class CalibratedEfficiency(Efficiency):
                 "attention_points": len(self.attention_samples)}
 
 
+def sample_weight(p: dict) -> float:
+    """Measurement weight of a point in the fit: 1 when its two fastest rounds agree, falling as
+    1 / (1 + (d / ROUND_AGREEMENT)^2) with their disagreement d (d = 0.1: 0.5; d = 0.3: 0.1), so a point
+    that contention slowed in most of its rounds cannot drag its neighbourhood of the curve (it keeps its
+    weight where no better-measured point is near: the kernel weights still decide locally)."""
+    r = p.get("round_p25_s")
+    if not r:
+        return 1.0
+    d = round_disagreement(r)
+    return float(1.0 / (1.0 + (d / ROUND_AGREEMENT) ** 2))
+
+
 def _net_time(p: dict, overhead_s: float) -> float:
     t = reference_s(p)
     return max(t - p["kernels"] * overhead_s, 0.5 * t)
 
 
 def fraction_samples(points: list[dict], ceil: dict[str, Any], overhead_s: float) -> dict[str, Any]:
-    """{"compute": {precision: [(x, y, log c)]}, "memory": [(x, y, log m)]} from the ok stream and GEMM points.
+    """{"compute": {precision: [(x, y, log c, w)]}, "memory": [(x, y, log m, w)]} from the ok stream and GEMM points
+    (w: the measurement weight, sample_weight).
 
     A GEMM below the ridge (bare roofline memory-bound) gives a memory sample, one above it a compute
     sample of its precision, so an operator's `bound` stays what the roofline says it is."""
@@ -209,9 +228,10 @@ def fraction_samples(points: list[dict], ceil: dict[str, Any], overhead_s: float
         t = _net_time(p, overhead_s)
         peak = peaks.get(p["precision"])
         if p["family"] == "stream" or (p["family"] == "gemm" and peak and b / bw >= p["flops"] / peak):
-            out["memory"].append((x, y, float(np.log(b / (bw * t)))))
+            out["memory"].append((x, y, float(np.log(b / (bw * t))), sample_weight(p)))
         elif p["family"] == "gemm" and peak:
-            out["compute"].setdefault(p["precision"], []).append((x, y, float(np.log(p["flops"] / (peak * t)))))
+            out["compute"].setdefault(p["precision"], []).append((x, y, float(np.log(p["flops"] / (peak * t))),
+                                                                  sample_weight(p)))
     return out
 
 
@@ -259,7 +279,7 @@ def attention_samples(points: list[dict], ceil: dict[str, Any], overhead_s: floa
         log_r = float(np.log(sum(r for _, _, r in roof) / net))
         for f, b, _ in roof:
             x, y = (float(v) for v in coordinates(f, b))
-            out.setdefault(p["precision"], []).append((x, y, log_r))
+            out.setdefault(p["precision"], []).append((x, y, log_r, sample_weight(p)))
     return out
 
 
@@ -280,7 +300,7 @@ def fit_record(points: list[dict], ceil: dict[str, Any], hot_cache: float = 0.0)
             "compute_samples": {k: rnd(v) for k, v in s["compute"].items()}, "memory_samples": rnd(s["memory"]),
             "attention_samples": {k: rnd(v) for k, v in att.items()},
             "attention_h_log_intensity": H_ATTN_LOG_I, "attention_h_log_bytes": H_ATTN_LOG_B,
-            "sample_columns": ["log10_intensity", "log10_bytes", "ln_fraction"]}
+            "sample_columns": ["log10_intensity", "log10_bytes", "ln_fraction", "weight"]}
 
 
 def efficiency_for(rec: dict[str, Any], precision: str) -> CalibratedEfficiency:

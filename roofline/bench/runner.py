@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import signal
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,10 +21,14 @@ from .compute import Unsupported
 from .points import BenchContext, PointSpec, set_cpu_threads
 from .profile import new_profile, write_profile
 from .telemetry import sampler_factory
-from .timing import REFERENCE, time_fn
+from .timing import REFERENCE, ROUND_AGREEMENT, robust_round_s, round_disagreement, time_fn
 
 Progress = Callable[[int, int, str], None]
 STREAM_FAMILIES = ("stream", "cache_sweep", "copy_engine")  # share their arrays between points
+#: re-measurement after the planned rounds (CPU): points whose two fastest rounds disagree by more than
+#: ROUND_AGREEMENT get up to REMEASURE_PASSES more rounds, within REMEASURE_BUDGET_S seconds (quick, full)
+REMEASURE_PASSES = 3
+REMEASURE_BUDGET_S = {True: 20.0, False: 60.0}
 
 
 class BenchInterrupted(Exception):
@@ -120,7 +125,8 @@ def merge_round(prev: dict[str, Any], rec: dict[str, Any]) -> None:
     prev["round_medians_s"].append(rec["summary"]["median_s"])
     prev["round_p25_s"].append(rec["summary"]["p25_s"])
     prev["summary"] = Samples(tuple(prev["samples_s"])).summary(prev["summary"]["ref"])
-    prev["summary"]["robust_s"] = float(np.median(prev["round_p25_s"]))
+    prev["summary"]["robust_s"] = robust_round_s(prev["round_p25_s"])
+    prev["summary"]["round_disagreement"] = round_disagreement(prev["round_p25_s"])
     prev["telemetry"]["rounds"].append(rec["telemetry"]["rounds"][0])
     prev["telemetry"]["throttled"] = prev["telemetry"]["throttled"] or rec["telemetry"]["throttled"]
     prev["rounds_done"] += 1
@@ -133,6 +139,7 @@ def _first_round(rec: dict[str, Any]) -> dict[str, Any]:
         rec["round_medians_s"] = [rec["summary"]["median_s"]]
         rec["round_p25_s"] = [rec["summary"]["p25_s"]]
         rec["summary"]["robust_s"] = rec["summary"]["p25_s"]
+        rec["summary"]["round_disagreement"] = 0.0
         rec["rounds_done"] = 1
     return rec
 
@@ -142,6 +149,7 @@ def run_points(points: list[PointSpec], ctx: BenchContext, output: Path, device:
     """Measure `points` (ctx.rounds passes) into the profile at `output`; BenchInterrupted on SIGINT/SIGTERM.
 
     `missing` lists the points not measured at all; `incomplete_rounds` those measured in fewer rounds."""
+    started = time.monotonic()
     if ctx.device == "cpu":
         set_cpu_threads()
     profile = new_profile(device, prov, [p.record() for p in points])
@@ -174,6 +182,8 @@ def run_points(points: list[PointSpec], ctx: BenchContext, output: Path, device:
                 else:
                     continue
                 write_profile(profile, output)
+        if ctx.rounds >= 2:
+            _remeasure(points, ctx, by_id, profile, output, sampler, progress, total)
         if progress:
             progress(total, total, "done")
     except KeyboardInterrupt:
@@ -189,10 +199,45 @@ def run_points(points: list[PointSpec], ctx: BenchContext, output: Path, device:
         profile["complete"] = not caught and not profile["missing"] and not profile["incomplete_rounds"]
         stream.release()
         _finalize_safely(profile)
+        profile["elapsed_s"] = round(time.monotonic() - started, 2)
         write_profile(profile, output)
     if caught:
         raise BenchInterrupted(caught[0], output, len(profile["points"]), len(points))
     return output
+
+
+def unstable(rec: dict[str, Any]) -> bool:
+    """A measured point none of whose rounds confirms another (see timing.round_disagreement)."""
+    return rec.get("status") == "ok" and round_disagreement(rec.get("round_p25_s") or [1.0]) > ROUND_AGREEMENT
+
+
+def _remeasure(points: list[PointSpec], ctx: BenchContext, by_id: dict[str, dict], profile: dict[str, Any],
+               output: Path, sampler, progress: Progress | None, total: int) -> None:
+    """Extra rounds for the unstable points, in plan order (so streams stay next to streams), until their
+    rounds agree, REMEASURE_PASSES passes are done or the time budget is spent. Each re-measured point
+    records `remeasured_rounds`; the profile lists them under `remeasured` ({id: extra rounds}) and the
+    ones still unstable afterwards under `unstable`. Nothing is dropped: extra rounds only add samples."""
+    budget = REMEASURE_BUDGET_S[ctx.quick]
+    t0 = time.monotonic()
+    profile["remeasured"] = {}
+    for _ in range(REMEASURE_PASSES):
+        todo = [spec for spec in points if spec.id in by_id and unstable(by_id[spec.id])]
+        if not todo:
+            break
+        for spec in todo:
+            if time.monotonic() - t0 > budget:
+                break
+            if progress:
+                progress(total, total, f"[re-measure] {spec.id}")
+            rec = by_id[spec.id]
+            merge_round(rec, _first_round(measure(spec, ctx, sampler)))
+            rec["remeasured_rounds"] = rec.get("remeasured_rounds", 0) + 1
+            profile["remeasured"][spec.id] = rec["remeasured_rounds"]
+            write_profile(profile, output)
+        if time.monotonic() - t0 > budget:
+            break
+    profile["remeasure_s"] = round(time.monotonic() - t0, 2)
+    profile["unstable"] = [p["id"] for p in profile["points"] if unstable(p)]
 
 
 def _finalize_safely(profile: dict[str, Any]) -> None:

@@ -53,11 +53,31 @@ class Samples:
                 "p90_s": float(np.quantile(t, 0.9)), "n": int(t.size), "ref": ref}
 
 
-#: the statistic compared with the model: the median on a GPU; on a CPU `robust_s`, the median over the
-#: rounds of each round's 25th percentile: other processes on a shared 2-core machine only slow a run down
-#: (the low quantile), while the host's memory bandwidth switches between states for seconds at a time
-#: (the median across rounds spread over the run)
+#: the statistic compared with the model: the median on a GPU; on a CPU `robust_s` (see `robust_round_s`):
+#: other processes on a shared 2-core machine only slow a run down, in bursts of seconds to a minute, and
+#: the host's memory bandwidth switches between states for seconds at a time, so each point is measured in
+#: rounds spread over the run and compared by its fast rounds
 REFERENCE = {"cuda": "median_s", "cpu": "robust_s"}
+
+#: two rounds "agree" when their 25th percentiles are within this fraction of each other
+ROUND_AGREEMENT = 0.10
+
+
+def robust_round_s(round_p25_s) -> float:
+    """The median of the faster half of a point's rounds (each round: the 25th percentile of its samples).
+
+    One round: its p25; two or three: the mean of the two fastest; six: the second fastest. A burst of
+    contention that slows up to half of the rounds does not move it; a point measured in the host's fast
+    memory state in at least half of its rounds is compared in that state, as its neighbours are."""
+    r = np.sort(np.asarray(round_p25_s, dtype=float))
+    return float(np.median(r[:max(1, math.ceil(r.size / 2))]))
+
+
+def round_disagreement(round_p25_s) -> float:
+    """How far apart the two fastest rounds are: p25[1] / p25[0] - 1 (0 for a single round). Above
+    ROUND_AGREEMENT no two rounds confirm the point's time: the runner re-measures it."""
+    r = np.sort(np.asarray(round_p25_s, dtype=float))
+    return float(r[1] / r[0] - 1.0) if r.size >= 2 and r[0] > 0 else 0.0
 
 
 def reference_s(point: dict) -> float:
