@@ -95,7 +95,9 @@ def _segment_time(s: Setup, batch, first, last):
 
 def decode_time_sum(s: Setup, batch, prompt, output):
     """Total time of the output-1 decode steps after a prefill of `prompt` (contexts prompt..prompt+output-2),
-    in closed form: exact for the piecewise-affine model (one breakpoint where a sliding window fills)."""
+    in closed form. Exact with constant efficiencies (every operator's compute and memory time is affine in
+    the context, with one breakpoint where a sliding window fills). With fitted efficiency curves (--profile)
+    each operator's times are interpolated linearly between the ends of each segment: an approximation."""
     first = np.asarray(prompt, dtype=float)
     last = first + np.asarray(output, dtype=float) - 2.0
     w = float(s.model.sliding_window) if s.model.sliding_window else np.inf
