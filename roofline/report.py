@@ -78,9 +78,9 @@ def compare_note(spec: ReportSpec) -> str:
     others = ", ".join(c.name for c in spec.compare if c.name != spec.gpu.name)
     if spec.profile is None:
         return "Every GPU is modelled from its datasheet peaks with the default efficiencies."
-    return (f"Only {spec.gpu.name} uses the profile's measured ceilings and fitted efficiencies; {others} "
-            "use datasheet peaks with the default efficiencies (nothing was measured on them), so their bars "
-            "are datasheet estimates, not measurements.")
+    return (f"Only {spec.gpu.name} uses the profile's measured ceilings and fitted efficiencies; the other GPUs "
+            f"({others}) use datasheet peaks with the default efficiencies (nothing was measured on them), so "
+            "their bars are datasheet estimates, not measurements.")
 
 
 def compare_table(spec: ReportSpec) -> list[dict]:

@@ -141,20 +141,26 @@ class _Replica:
         self.remaining = n
 
     def run(self) -> ReplicaTrace:
+        # bound methods and the (never rebound) queues as locals: this loop runs ~2.5 times per request
+        arrivals, admit, prefill_step, decode_run, complete = (self._arrivals, self._admit, self._prefill_step,
+                                                               self._decode_run, self._complete)
+        starts, later, waiting, prefilling, fin = self.starts, self.later, self.waiting, self.prefilling, self.fin
         while self.remaining:
-            if not (self.B or self.prefilling or self.waiting):
+            if not (self.B or prefilling or waiting):
                 self._idle_until_next_arrival()
-            self._arrivals()
-            if self.waiting:
-                self._admit()
-            if self.prefilling:
-                self._prefill_step()
+            clock = self.clock
+            if (starts and starts[-1][0] <= clock) or (later and later[0][0] <= clock):
+                arrivals()
+            if waiting:
+                admit()
+            if prefilling:
+                prefill_step()
             elif self.B:
-                self._decode_run()
-            if self.fin and self.fin[0][0] <= self.G:
-                self._complete()
+                decode_run()
+            if fin and fin[0][0] <= self.G:
+                complete()
             if self.next_sample <= self.clock:
-                self._sample(len(self.waiting))
+                self._sample(len(waiting))
         return ReplicaTrace(list(self.idx), self.first, self.done, self.arrive, self.samples, self.steps,
                             self.hits, self.misses, self.recompute, self.prefill_tok, self.evictions, self.rejected,
                             self.total_pages, self.win_tokens)

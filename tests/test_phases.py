@@ -88,6 +88,6 @@ def test_flops_conserved_across_tp():
     m = load_model("llama-2-7b")
     for tp in (1, 2, 4, 8):
         s = make_setup(load_gpu("h100-sxm"), m, tp=tp)
-        f = sum(float(o.flops) for o in decode_step(s, 16, 1000) if o.unit == "tensor") * tp
+        f = sum(float(o.flops) for o in decode_step(s, 16, 1000) if o.unit in ("tensor", "attention")) * tp
         total = total or f
         assert f == pytest.approx(total, rel=1e-12)

@@ -59,12 +59,21 @@ def test_report_md_links_the_plots(default_report):
 @pytest.mark.skipif(not CPU_PROFILE.exists(), reason="no saved CPU profile in profiles/")
 def test_report_rerenders_from_a_saved_profile(tmp_path, capsys):
     rc = cli.main(["report", "--gpu", "cpu", "--model", "llama-3.2-1b", "--profile", str(CPU_PROFILE),
-                   "--weights", "fp32", "--activations", "fp32", "--kv", "fp32", "--gpus", "",
+                   "--weights", "fp32", "--activations", "fp32", "--kv", "fp32", "--gpus", "h100-sxm",
                    "--out-dir", str(tmp_path), "--name", "cpu"])
     assert rc == 0, capsys.readouterr().err
     page = (tmp_path / "cpu" / "index.html").read_text()
     assert "Measured profile" in page and "measured kernels plotted" in page
     assert f"--profile {CPU_PROFILE}" in page
+    # the comparison GPUs were not measured: the page says their bars come from datasheet peaks
+    note = "the other GPUs (h100-sxm) use datasheet peaks"
+    assert note in page and note in (tmp_path / "cpu" / "report.md").read_text()
+
+
+def test_default_report_says_the_comparison_is_datasheet(default_report):
+    _, _, cwd = default_report
+    page = (cwd / "reports" / "llama-3.1-8b-h100-sxm" / "index.html").read_text()
+    assert "Every GPU is modelled from its datasheet peaks with the default efficiencies." in page
 
 
 def test_report_errors_are_one_line(tmp_path, capsys):
@@ -95,3 +104,35 @@ def test_index_html_renders_in_headless_chromium(default_report, tmp_path):
                     page.as_uri()], check=True, timeout=90, capture_output=True)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000  # a blank page is ~10 kB
+
+
+def _fails(capsys, args: list[str], code: int, *words: str) -> str:
+    """The CLI exits with `code` and one `Error: ...` line (plus a hint), no traceback."""
+    assert cli.main(args) == code, args
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and "Traceback" not in err, err
+    assert err.count("Error:") == 1 and "Hint: " in err, err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf"])
+def test_plot_and_report_reject_a_bad_slo(tmp_path, capsys, value):
+    _fails(capsys, ["plot", "latency", "--slo-tpot-ms", value, "-o", str(tmp_path / "l.png")], 2, "--slo-tpot-ms")
+    _fails(capsys, ["report", "--slo-tpot-ms", value, "--out-dir", str(tmp_path)], 2, "--slo-tpot-ms")
+    assert not any(tmp_path.iterdir())
+
+
+def test_plot_rejects_empty_precisions(tmp_path, capsys):
+    _fails(capsys, ["plot", "latency", "--precisions", ",", "-o", str(tmp_path / "l.png")], 2, "--precisions")
+
+
+def test_unwritable_outputs_are_named(tmp_path, capsys):
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    _fails(capsys, ["plot", "memory", "-o", str(blocker / "x.png")], 1, f"cannot write {blocker / 'x.png'}")
+    _fails(capsys, ["report", "--out-dir", str(blocker)], 1, f"cannot write {blocker}")
+    if Path("/proc/self").is_dir():  # Linux: nothing can be created in /proc, not even by root
+        _fails(capsys, ["plot", "roofline", "-o", "/proc/x.png"], 1, "cannot write /proc/x.png")
+        _fails(capsys, ["report", "--out-dir", "/proc/nope"], 1, "cannot write /proc/nope")

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from roofline import cli
 from roofline.analysis import Scenario, analyze
+from roofline.errors import RooflineError
 from roofline.hardware import load_gpu
 from roofline.models import load_model
 from roofline.ops import REGISTRY
@@ -101,10 +103,31 @@ def test_spreadsheet_cli_writes_xlsx_and_csv(tmp_path, capsys):
     assert (tmp_path / "cap-sweep.csv").read_text().startswith("batch,context,tp,precision")
 
 
+def _fails(capsys, args: list[str], code: int, *words: str) -> None:
+    """The CLI exits with `code` and one `Error: ...` line (plus a hint), no traceback."""
+    assert cli.main(args) == code, args
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and "Traceback" not in err and "Hint: " in err, err
+    for w in words:
+        assert w in err, err
+
+
 def test_spreadsheet_cli_rejects_bad_input(tmp_path, capsys):
-    assert cli.main(["spreadsheet", "--out", str(tmp_path / "c.csv")]) == 2
-    assert "use a .xlsx file name" in capsys.readouterr().err
-    assert cli.main(["spreadsheet", "--requests-per-s", "0", "--out", str(tmp_path / "c.xlsx")]) == 2
+    _fails(capsys, ["spreadsheet", "--out", str(tmp_path / "c.csv")], 2, "use a .xlsx file name")
+    for flag in ("--requests-per-s", "--slo-ttft-ms", "--slo-tpot-ms", "--gpu-hour-usd"):
+        for v in ("0", "-5", "nan", "inf"):
+            _fails(capsys, ["spreadsheet", flag, v, "--out", str(tmp_path / "c.xlsx")], 2, flag)
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(RooflineError, match="traffic gpu_hour_usd"):
+        Traffic(gpu_hour_usd=-1.0)
+
+
+def test_spreadsheet_cli_names_an_unwritable_path(tmp_path, capsys):
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    _fails(capsys, ["spreadsheet", "-o", str(blocker / "x.xlsx")], 1, f"cannot write {blocker / 'x.xlsx'}")
+    if Path("/proc/self").is_dir():  # Linux: nothing can be created in /proc, not even by root
+        _fails(capsys, ["spreadsheet", "-o", "/proc/x.xlsx"], 1, "cannot write /proc/x.xlsx")
 
 
 @pytest.mark.slow

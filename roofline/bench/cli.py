@@ -40,7 +40,11 @@ def bench(
 ) -> None:
     """Measure the device (streaming, GEMM ceilings, intensity sweeps, attention, a decoder layer) with
     NVML telemetry, and write a versioned JSON profile; prints the profile path."""
+    import time
+
+    t0 = time.monotonic()
     path = run_bench(device.value if device else None, quick, output, gpu, progress, model, command=sys.argv)
+    typer.echo(f"bench finished in {time.monotonic() - t0:.1f} s", err=True)
     typer.echo(str(path))
 
 

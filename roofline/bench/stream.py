@@ -27,13 +27,16 @@ ELEM_BYTES = 4  # fp32
 
 
 def stream_array_bytes(ctx: BenchContext) -> list[float]:
-    """Bytes per array for the `stream` family: GPU max(1 GiB, 8x L2) and twice that; CPU 8x and 16x the
-    LLC (32 MiB LLC: 256 and 512 MiB per array), and 32x for the full run."""
+    """Bytes per array for the `stream` family: GPU max(1 GiB, 8x L2) and twice that; CPU 6x, 8x, 12x and
+    16x the LLC (32 MiB LLC: 192, 256, 384 and 512 MiB per array; all >= 4x the LLC, STREAM rules), and
+    32x for the full run. Four sizes per kernel so that `validate` holds out two of each (sizes alternate
+    between calibration and held out), interpolated as well as extrapolated."""
     if ctx.device == "cuda":
         base = max(GiB, 8.0 * ctx.cache_bytes)
         return [base, 2.0 * base]
     base = max(8.0 * ctx.cache_bytes, 128 * MiB)
-    return [base, 2.0 * base] if ctx.quick else [base, 2.0 * base, 4.0 * base]
+    sizes = [0.75 * base, base, 1.5 * base, 2.0 * base]
+    return sizes if ctx.quick else sizes + [4.0 * base]
 
 
 def sweep_array_bytes(ctx: BenchContext) -> list[float]:
