@@ -159,3 +159,14 @@ def test_save_png_and_svg(tmp_path, roofline_fig):
         assert p.stat().st_size > 10_000
     with pytest.raises(RooflineError, match="cannot write a plot"):
         plots.save(roofline_fig, tmp_path / "r.gif")
+    (tmp_path / "f").write_text("")
+    with pytest.raises(RooflineError, match="cannot write .*f/r.png: .*f is a file") as e:
+        plots.save(roofline_fig, tmp_path / "f" / "r.png")
+    assert e.value.exit_code == 1
+
+
+@pytest.mark.parametrize("slo", [-0.05, 0.0, float("nan"), float("inf")])
+def test_latency_throughput_rejects_a_bad_slo(h100, llama, slo):
+    with pytest.raises(RooflineError, match="TPOT SLO") as e:
+        plots.latency_throughput([("bf16", h100, "bf16")], llama, Scenario(), slo_tpot_s=slo)
+    assert e.value.exit_code == 2

@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 
 from roofline import cli
+from roofline.analysis import Scenario
+from roofline.hardware import load_gpu
+from roofline.models import load_model
+from roofline.report import ReportSpec, compare_note
 
 REPO = Path(__file__).resolve().parent.parent
 CPU_PROFILE = REPO / "profiles" / "cpu-quick-vm.json"
@@ -59,21 +63,25 @@ def test_report_md_links_the_plots(default_report):
 @pytest.mark.skipif(not CPU_PROFILE.exists(), reason="no saved CPU profile in profiles/")
 def test_report_rerenders_from_a_saved_profile(tmp_path, capsys):
     rc = cli.main(["report", "--gpu", "cpu", "--model", "llama-3.2-1b", "--profile", str(CPU_PROFILE),
-                   "--weights", "fp32", "--activations", "fp32", "--kv", "fp32", "--gpus", "h100-sxm",
+                   "--weights", "fp32", "--activations", "fp32", "--kv", "fp32", "--gpus", "",
                    "--out-dir", str(tmp_path), "--name", "cpu"])
     assert rc == 0, capsys.readouterr().err
     page = (tmp_path / "cpu" / "index.html").read_text()
     assert "Measured profile" in page and "measured kernels plotted" in page
     assert f"--profile {CPU_PROFILE}" in page
-    # the comparison GPUs were not measured: the page says their bars come from datasheet peaks
-    note = "the other GPUs (h100-sxm) use datasheet peaks"
-    assert note in page and note in (tmp_path / "cpu" / "report.md").read_text()
 
 
-def test_default_report_says_the_comparison_is_datasheet(default_report):
+def test_the_comparison_says_where_its_numbers_come_from(default_report):
     _, _, cwd = default_report
-    page = (cwd / "reports" / "llama-3.1-8b-h100-sxm" / "index.html").read_text()
-    assert "Every GPU is modelled from its datasheet peaks with the default efficiencies." in page
+    folder = cwd / "reports" / "llama-3.1-8b-h100-sxm"
+    datasheet = "Every GPU is modelled from its datasheet peaks with the default efficiencies."
+    assert datasheet in (folder / "index.html").read_text() and datasheet in (folder / "report.md").read_text()
+    # with a profile only the measured device is measured: the other GPUs' bars are datasheet estimates
+    h100, a100 = load_gpu("h100-sxm"), load_gpu("a100-sxm-80gb")
+    spec = ReportSpec(h100, load_model("llama-3.1-8b"), Scenario(), "roofline report", profile={"points": []},
+                      compare=[h100, a100])
+    assert compare_note(spec).startswith("Only h100-sxm uses the profile's measured ceilings")
+    assert "the other GPUs (a100-sxm-80gb) use datasheet peaks" in compare_note(spec)
 
 
 def test_report_errors_are_one_line(tmp_path, capsys):

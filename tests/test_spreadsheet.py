@@ -56,24 +56,46 @@ def expected(r: dict) -> dict:
     return exp
 
 
-@pytest.mark.parametrize("gpu,model,sc", CASES, ids=[c[1] for c in CASES])
-def test_workbook_recalculates_to_analyze(tmp_path, gpu, model, sc):
-    g, m = load_gpu(gpu), load_model(model)
-    path, cells = write_workbook(tmp_path / "c.xlsx", g, m, sc)
-    vals = recalculate(path)
+#: the sizing test reads the llama workbook, written with this traffic (traffic changes no `analyze` figure)
+SIZING_TRAFFIC = Traffic(10.0, 0.5, 0.05, 2.0)
+
+
+@pytest.fixture(scope="module")
+def recalculated(tmp_path_factory):
+    """case index -> (gpu, model, scenario, cell map, recalculated values, analyze result), each workbook
+    written and recalculated once per module (a recalculation takes ~2 s)."""
+    done = {}
+
+    def get(i: int):
+        if i not in done:
+            gpu, model, sc = CASES[i]
+            g, m = load_gpu(gpu), load_model(model)
+            path, cells = write_workbook(tmp_path_factory.mktemp(model) / "c.xlsx", g, m, sc,
+                                         traffic=SIZING_TRAFFIC)
+            done[i] = g, m, sc, cells, recalculate(path), analyze(g, m, sc)
+        return done[i]
+    return get
+
+
+def worst_relative_difference(vals: dict, cells: dict, result: dict) -> float:
     worst = 0.0
-    for key, want in expected(analyze(g, m, sc)).items():
+    for key, want in expected(result).items():
         got = float(value(vals, cells[key]))
         worst = max(worst, abs(got - want) / abs(want) if want else abs(got))
+    return worst
+
+
+@pytest.mark.parametrize("i", range(len(CASES)), ids=[c[1] for c in CASES])
+def test_workbook_recalculates_to_analyze(recalculated, i):
+    _, _, _, cells, vals, r = recalculated(i)
+    worst = worst_relative_difference(vals, cells, r)
     assert worst < 0.01, worst  # in practice ~1e-15: the formulas are the model's, term by term
 
 
-def test_sizing_sheet(tmp_path):
+def test_sizing_sheet(recalculated):
     # Little's law: 10 req/s x e2e latency sequences in flight, in replicas of `batch`
-    g, m, sc = load_gpu("h100-sxm"), load_model("llama-3.1-8b"), Scenario(batch=32)
-    path, cells = write_workbook(tmp_path / "s.xlsx", g, m, sc, traffic=Traffic(10.0, 0.5, 0.05, 2.0))
-    vals = recalculate(path)
-    r = analyze(g, m, sc)
+    _, m, sc, cells, vals, r = recalculated(0)
+    assert (m.name, sc.batch) == ("llama-3.1-8b", 32)
     replicas = -(-10.0 * r["e2e_latency_s"] // 32)
     assert value(vals, cells["sizing.replicas"]) == replicas
     assert value(vals, cells["sizing.gpus"]) == replicas
