@@ -7,18 +7,20 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from .analysis import Scenario, min_tp_that_fits
 from .capacity import candidates, capacity_table, parse_precision
-from .engine import make_setup
+from .engine import check_tp, make_setup
 from .errors import RooflineError
-from .fleet import load_fleet, plan_fleet
+from .fleet import Fleet, load_fleet, plan_fleet
 from .hardware import load_gpu
 from .memory import MemorySettings
-from .models import load_model
+from .models import ModelConfig, load_model
 from .render import Format, emit, table
-from .simulate import SimSettings, divergence, simulate as run_simulation
-from .workload import workload_from_options
+from .simulate import DoesNotFit, SimSettings, divergence, simulate as run_simulation
+from .workload import Workload, context_warning, workload_from_options
 
 out = Console(soft_wrap=False, width=200)
+err = Console(stderr=True)
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format: table, json or csv.")]
 ModelOpt = Annotated[str, typer.Option("--model", help="Model name (see `roofline models`) or a config.json path.")]
@@ -54,16 +56,56 @@ def _memory(util: float) -> MemorySettings:
     return MemorySettings(memory_utilization=util)
 
 
+def _warn(messages) -> None:
+    for m in messages:
+        if m:
+            err.print(f"Warning: {m}", highlight=False, markup=False, soft_wrap=True)
+
+
 def _prices(items: list[str]) -> dict[str, float]:
     prices = {}
     for it in items:
         name, _, value = it.partition("=")
         try:
-            prices[load_gpu(name.strip()).name] = float(value)
+            usd = float(value)
         except ValueError:
             raise RooflineError(f"--price {it!r} is not GPU=USD_PER_HOUR", hint="e.g. --price h100-sxm=2.49",
                                 exit_code=2) from None
+        if not 0.0 <= usd < float("inf"):
+            raise RooflineError(f"--price {it!r}: the price must be >= 0 USD per GPU-hour, got {value}",
+                                hint="e.g. --price h100-sxm=2.49", exit_code=2)
+        prices[load_gpu(name.strip()).name] = usd
     return prices
+
+
+def _tp_degrees(text: Optional[str], m: ModelConfig) -> Optional[list[int]]:
+    """--tp as a list (None: the default degrees). Degrees that do not divide the heads get a note in their
+    row; when none of them does, that is a flag error."""
+    if not text:
+        return None
+    try:
+        tps = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        tps = []
+    if not tps:
+        raise RooflineError(f"--tp takes comma-separated integers, got {text!r}", hint="e.g. --tp 2,4,8",
+                            exit_code=2)
+    if all(t < 1 or m.num_heads % t for t in tps):
+        try:
+            check_tp(m, tps[0])
+        except RooflineError as e:
+            if len(tps) == 1:
+                raise
+            raise RooflineError(f"--tp {text}: none of these degrees divides the {m.num_heads} attention heads of "
+                                f"{m.name}", hint=e.hint, exit_code=2) from None
+    return tps
+
+
+def _precisions(text: str) -> list[str]:
+    precisions = [p.strip() for p in text.split(",") if p.strip()]
+    for p in precisions:
+        parse_precision(p)
+    return precisions
 
 
 def _fmt(x, spec=".3g", scale=1.0, unit=""):
@@ -89,8 +131,10 @@ def _capacity_tables(res: dict) -> list:
                                "note"], rows)]
     plan = res.get("fleet_plan")
     if plan:
-        title = (f"Cheapest fleet mix: {plan['gpus']} GPUs, ${_fmt(plan['cost_per_hour'], '.2f')}/h, "
-                 f"${_fmt(plan['cost_per_million_output_tokens'], '.3f')}/1M output tokens"
+        cost = ("cost unknown (unpriced GPUs; fewest GPUs)" if plan["cost_per_hour"] is None else
+                f"${plan['cost_per_hour']:.2f}/h, ${_fmt(plan['cost_per_million_output_tokens'], '.3f')}/1M output "
+                "tokens")
+        title = (f"Cheapest fleet mix: {plan['gpus']} GPUs, {cost}"
                  + (f"; AT CAPACITY: {plan['unserved_rate_per_s']:.3g} req/s unserved" if plan["at_capacity"] else ""))
         out_tables.append(table(title, ["region", "GPU", "TP", "precision", "replicas", "GPUs", "req/s", "$/h"],
                                 [[m["region"], m["gpu"], m["tp"], m["precision"], m["replicas"], m["gpus"],
@@ -117,35 +161,40 @@ def capacity(
 ) -> None:
     """Highest request rate per replica within the SLOs for each GPU x TP x precision, replicas, GPUs, cost,
     headroom and the binding bottleneck; with --fleet, the cheapest mix across regions (an ILP)."""
+    ms = _memory(memory_utilization)
     w = workload_from_options(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
     m = load_model(model)
-    fl = load_fleet(fleet) if fleet else None
-    prices = {**(fl.prices if fl else {}), **_prices(price or [])}
+    tps, precisions = _tp_degrees(tp, m), _precisions(precision)
+    overrides = _prices(price or [])
+    fl = load_fleet(fleet).with_prices(overrides) if fleet else None
+    prices = {**(fl.prices if fl else {}), **overrides}
     names = gpu or (fl.gpu_names if fl else ["h100-sxm", "h200-sxm"])
-    tps = None
-    if tp:
-        try:
-            tps = [int(x) for x in tp.split(",") if x.strip()]
-        except ValueError:
-            raise RooflineError(f"--tp takes comma-separated integers, got {tp!r}", hint="e.g. --tp 2,4,8",
-                                exit_code=2) from None
-    precisions = [p.strip() for p in precision.split(",") if p.strip()]
-    for p in precisions:
-        parse_precision(p)
+    cands = _candidates(names, m, tps, precisions, profile)
+    _warn([context_warning(w, m.name, m.max_position_embeddings)])
+    res = _capacity_result(m, w, capacity_table(cands, m, w, prices, ms), fl)
+    _warn(res.get("fleet_plan", {}).get("warnings", []))
+    emit(res, fmt, out, lambda: _capacity_tables(res),
+         lambda: [{k: r.get(k) for k in CAPACITY_COLUMNS} for r in res["candidates"]])
+
+
+def _candidates(names: list[str], m: ModelConfig, tps, precisions: list[str], profile: Optional[Path]) -> list:
     cands = []
     for name in names:
         g, eff = _device(name, profile)
         cands += candidates([g], m, tps, precisions, eff)
-    rows = capacity_table(cands, m, w, prices, _memory(memory_utilization))
-    res = {"model": m.name, "workload": w.to_dict(), "candidates": rows}
+    return cands
+
+
+def _capacity_result(m: ModelConfig, w: Workload, rows: list[dict], fl: Optional[Fleet]) -> dict:
+    """The JSON document: the candidates' rows, the best one, and with a fleet the cheapest mix."""
     feasible = [r for r in rows if r["feasible"]]
-    res["best"] = feasible[0] if feasible else None
+    res = {"model": m.name, "workload": w.to_dict(), "candidates": rows, "best": feasible[0] if feasible else None}
     if fl:
-        out_tps = w.mean_rate_per_s * (feasible[0]["output_tokens_per_s_per_replica"]
-                                       / feasible[0]["max_request_rate_per_replica"]) if feasible else 0.0
+        best = res["best"]
+        out_tps = (w.mean_rate_per_s * best["output_tokens_per_s_per_replica"]
+                   / best["max_request_rate_per_replica"]) if best else 0.0
         res["fleet_plan"] = plan_fleet(rows, fl, w.peak_rate_per_s, out_tps)
-    emit(res, fmt, out, lambda: _capacity_tables(res),
-         lambda: [{k: r.get(k) for k in CAPACITY_COLUMNS} for r in rows])
+    return res
 
 
 def _simulate_tables(res: dict) -> list:
@@ -153,6 +202,7 @@ def _simulate_tables(res: dict) -> list:
            for name, k in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("end-to-end", "e2e_latency_s"))]
     ll = res["littles_law"]
     other = [["offered load", f"{res['offered_rate_per_s']:.3g} req/s on {res['replicas']} replica(s)"],
+             ["simulated hours", _hours_text(res)],
              ["throughput", f"{res['throughput_output_tokens_per_s']:.4g} output tok/s, "
                             f"{res['throughput_requests_per_s']:.3g} req/s"],
              ["batch per replica", f"mean {res['batch_size']['mean']:.1f}, max {res['batch_size']['max']:.0f}"],
@@ -170,6 +220,35 @@ def _simulate_tables(res: dict) -> list:
             table(None, ["", ""], other, justify_right=False)]
 
 
+def _hours_text(res: dict) -> str:
+    if res.get("hours_simulated") is None:
+        return "constant rate (no daily curve)"
+    hours = res["hours_simulated"]
+    span = f"{hours[0]:02d}:00-{(hours[-1] + 1) % 24:02d}:00"
+    mult = ", ".join(f"x{m:g}" for m in res["daily_curve_multipliers"])
+    return f"{span} of the daily curve (rate {mult})"
+
+
+def _fit_hint(e: DoesNotFit, g, m: ModelConfig, tp: int, prec: tuple[str, str, str], ms: MemorySettings) -> str:
+    """The smallest TP at which the smallest request fits, as the hint for a model that does not fit."""
+    sc = Scenario(prompt=max(e.smallest_tokens - 1, 1), output=1, tp=tp, weights=prec[0], activations=prec[1],
+                  kv=prec[2], memory=ms)
+    t = min_tp_that_fits(g, m, sc)
+    return (f"the smallest TP that fits is {t}: pass --tp {t}" if t else
+            "no TP degree up to 64 fits: use a narrower --precision (fp8, int4) or a GPU with more memory")
+
+
+def _start_hour(start_hour: Optional[int], w: Workload) -> Optional[int]:
+    if start_hour is None:
+        return None
+    if not 0 <= start_hour <= 23:
+        raise RooflineError(f"--start-hour must be an hour of the day 0-23, got {start_hour}",
+                            hint="the daily curve's peak hour is the default", exit_code=2)
+    if not w.daily_curve:
+        _warn(["--start-hour has no effect: the workload has no daily curve (constant rate)"])
+    return start_hour
+
+
 def simulate(
     model: ModelOpt = "llama-3.1-8b",
     gpu: Annotated[str, typer.Option("--gpu", help="GPU short name or spec file.")] = "h100-sxm",
@@ -180,6 +259,9 @@ def simulate(
     replicas: Annotated[int, typer.Option("--replicas", min=1, help="Replicas (conversations routed round-robin).")] = 1,
     requests: Annotated[int, typer.Option("--requests", min=1, help="Requests to simulate.")] = 20_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same result).")] = 0,
+    start_hour: Annotated[Optional[int], typer.Option("--start-hour", help="Hour of the workload's daily curve "
+                                                      "(0-23) at which arrivals start [default: the curve's peak "
+                                                      "hour, the load `capacity` sizes for].")] = None,
     chunked_prefill: Annotated[bool, typer.Option("--chunked-prefill/--no-chunked-prefill",
                                                   help="Mix prefill chunks into decode steps.")] = True,
     find_divergence: Annotated[bool, typer.Option("--find-divergence", help="Also simulate a ladder of loads "
@@ -190,12 +272,19 @@ def simulate(
 ) -> None:
     """Discrete-event simulation of replicas with continuous batching, a paged KV cache, eviction and recompute:
     TTFT/TPOT/end-to-end percentiles, throughput, batch and KV utilisation, queue, cache hit rate."""
+    ms = _memory(memory_utilization)
     w = workload_from_options(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
+    hour = _start_hour(start_hour, w)
     g, eff = _device(gpu, profile)
-    wt, act, kv = parse_precision(precision)
-    s = make_setup(g, load_model(model), tp, wt, act, kv, eff)
-    cfg = SimSettings(chunked_prefill=chunked_prefill, memory=_memory(memory_utilization))
-    res = run_simulation(s, w, requests, replicas, seed, cfg)
+    prec = parse_precision(precision)
+    m = load_model(model)
+    s = make_setup(g, m, tp, *prec, eff)
+    cfg = SimSettings(chunked_prefill=chunked_prefill, memory=ms)
+    _warn([context_warning(w, m.name, m.max_position_embeddings, seed)])
+    try:
+        res = run_simulation(s, w, requests, replicas, seed, cfg, start_hour=hour)
+    except DoesNotFit as e:
+        raise RooflineError(e.message, hint=_fit_hint(e, g, m, tp, prec, ms)) from None
     if find_divergence:
         res.update(divergence(s, w, max(2000, requests // 4), replicas, seed, cfg))
     if not timeseries:

@@ -37,6 +37,12 @@ class Fleet:
         p = self.supply.get((region, gpu), (0, None))[1]
         return p if p is not None else self.prices.get(gpu)
 
+    def with_prices(self, prices: dict[str, float]) -> "Fleet":
+        """The fleet with these $/GPU-hour in every region (they replace the file's default and regional
+        prices of those GPUs)."""
+        supply = {(r, g): (n, None if g in prices else p) for (r, g), (n, p) in self.supply.items()}
+        return Fleet({**self.prices, **prices}, supply)
+
 
 def _bad(where: str, field: str, expected: str, found) -> RooflineError:
     return RooflineError(f"{where}: field '{field}' must be {expected}, found {found!r}",
@@ -77,6 +83,29 @@ def parse_fleet(d, where: str = "fleet") -> Fleet:
     return Fleet(prices, supply)
 
 
+def resolve_gpu_names(fleet: Fleet, where: str) -> Fleet:
+    """The fleet with canonical GPU names (aliases such as 'H100' resolved); an unknown GPU is an error that
+    names the file and the field."""
+    from .hardware import list_gpus, load_gpu
+
+    def canonical(name: str, field: str) -> str:
+        try:
+            return load_gpu(name).name
+        except RooflineError:
+            raise RooflineError(f"{where}: field '{field}' names an unknown GPU {name!r}",
+                                hint=f"known GPUs: {', '.join(list_gpus())} (see `roofline gpus`), or a GPU spec "
+                                "file path") from None
+    prices = {canonical(g, f"gpus.{g}"): p for g, p in fleet.prices.items()}
+    supply = {}
+    for (r, g), v in fleet.supply.items():
+        key = (r, canonical(g, f"regions.{r}.{g}"))
+        if key in supply:
+            raise RooflineError(f"{where}: field 'regions.{r}' lists {key[1]} twice (as {g!r} and another alias)",
+                                hint="give each GPU type once per region")
+        supply[key] = v
+    return Fleet(prices, supply)
+
+
 def load_fleet(path: str | Path) -> Fleet:
     p = Path(path)
     if not p.is_file():
@@ -86,54 +115,68 @@ def load_fleet(path: str | Path) -> Fleet:
     except json.JSONDecodeError as e:
         raise RooflineError(f"{p}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})",
                             hint="see examples/fleet.json") from None
-    return parse_fleet(d, str(p))
+    return resolve_gpu_names(parse_fleet(d, str(p)), str(p))
 
 
-def plan_fleet(rows: list[dict], fleet: Fleet, demand_rate_per_s: float, output_tokens_per_s: float) -> dict:
-    """Cheapest mix of the feasible capacity rows that serves demand_rate_per_s (requests/s at peak).
-
-    output_tokens_per_s: the day-average output rate, for $/1M output tokens."""
+def _columns(rows: list[dict], fleet: Fleet) -> list[tuple[str, str, dict]]:
+    """The program's variables: (region, gpu, capacity row) for every feasible row that fits the region."""
     cols = [(r, g, row) for (r, g) in fleet.supply for row in rows
             if row["feasible"] and row["gpu"] == g and fleet.supply[(r, g)][0] >= row["tp"]]
     if not cols:
         raise RooflineError("no feasible candidate runs on the fleet's GPUs",
                             hint="check that the fleet's GPU names match --gpu names and that the model fits")
+    return cols
+
+
+def _solve(cols, fleet: Fleet, demand: float, cost: np.ndarray) -> np.ndarray:
+    """Replicas per column: stage 1 minimises the unserved rate, stage 2 the cost at that unserved rate."""
     from scipy.optimize import Bounds, LinearConstraint, milp  # imported here: scipy costs 0.3 s at CLI start
 
     n = len(cols)
     rate = np.array([c[2]["max_request_rate_per_replica"] for c in cols])
     tp = np.array([c[2]["tp"] for c in cols], dtype=float)
-    price = np.array([fleet.price(r, g) if fleet.price(r, g) is not None else np.nan for r, g, _ in cols])
-    priced = bool(np.all(np.isfinite(price)))
-    cost = tp * (price if priced else 1.0)  # without prices: fewest GPUs
     keys = sorted({(r, g) for r, g, _ in cols})
     A_sup = np.array([[tp[j] if (cols[j][0], cols[j][1]) == k else 0.0 for j in range(n)] + [0.0] for k in keys])
     cap = np.array([fleet.supply[k][0] for k in keys], dtype=float)
     A_dem = np.concatenate([rate, [1.0]])[None, :]
     integrality = np.concatenate([np.ones(n), [0]])
-    ub = np.concatenate([np.floor(np.array([fleet.supply[(r, g)][0] for r, g, _ in cols]) / tp), [demand_rate_per_s]])
-    bounds = Bounds(np.zeros(n + 1), ub)
-    cons = [LinearConstraint(A_sup, -np.inf, cap), LinearConstraint(A_dem, demand_rate_per_s, np.inf)]
-    s1 = milp(np.concatenate([np.zeros(n), [1.0]]), integrality=integrality, bounds=bounds, constraints=cons)
+    ub = np.concatenate([np.floor(np.array([fleet.supply[(r, g)][0] for r, g, _ in cols]) / tp), [demand]])
+    cons = [LinearConstraint(A_sup, -np.inf, cap), LinearConstraint(A_dem, demand, np.inf)]
+    s1 = milp(np.concatenate([np.zeros(n), [1.0]]), integrality=integrality, bounds=Bounds(np.zeros(n + 1), ub),
+              constraints=cons)
     if not s1.success:
         raise RooflineError(f"the fleet optimisation failed: {s1.message}", hint="report this with the fleet file")
-    unserved = float(s1.x[-1])
-    bounds2 = Bounds(np.zeros(n + 1), np.concatenate([ub[:-1], [unserved + 1e-6 * max(demand_rate_per_s, 1)]]))
+    bounds2 = Bounds(np.zeros(n + 1), np.concatenate([ub[:-1], [float(s1.x[-1]) + 1e-6 * max(demand, 1)]]))
     s2 = milp(np.concatenate([cost, [0.0]]), integrality=integrality, bounds=bounds2, constraints=cons)
-    x = np.rint(s2.x[:-1] if s2.success else s1.x[:-1]).astype(int)
-    mix = []
-    for j in np.flatnonzero(x):
-        r, g, row = cols[j]
-        mix.append({"region": r, "gpu": g, "tp": row["tp"], "precision": row["precision"], "replicas": int(x[j]),
-                    "gpus": int(x[j] * tp[j]), "rate_per_s": float(x[j] * rate[j]),
-                    "cost_per_hour": float(x[j] * tp[j] * price[j]) if priced else None})
+    return np.rint(s2.x[:-1] if s2.success else s1.x[:-1]).astype(int)
+
+
+def plan_fleet(rows: list[dict], fleet: Fleet, demand_rate_per_s: float, output_tokens_per_s: float) -> dict:
+    """Cheapest mix of the feasible capacity rows that serves demand_rate_per_s (requests/s at peak); without
+    a price for every GPU used, the mix with the fewest GPUs (and a warning).
+
+    output_tokens_per_s: the day-average output rate, for $/1M output tokens."""
+    cols = _columns(rows, fleet)
+    rate = np.array([c[2]["max_request_rate_per_replica"] for c in cols])
+    tp = np.array([c[2]["tp"] for c in cols], dtype=float)
+    price = np.array([fleet.price(r, g) if fleet.price(r, g) is not None else np.nan for r, g, _ in cols])
+    priced = bool(np.all(np.isfinite(price)))
+    x = _solve(cols, fleet, demand_rate_per_s, tp * (price if priced else 1.0))
+    mix = [{"region": r, "gpu": g, "tp": row["tp"], "precision": row["precision"], "replicas": int(x[j]),
+            "gpus": int(x[j] * tp[j]), "rate_per_s": float(x[j] * rate[j]),
+            "cost_per_hour": float(x[j] * tp[j] * price[j]) if priced else None}
+           for j in np.flatnonzero(x) for r, g, row in [cols[j]]]
     served = min(demand_rate_per_s, float(x @ rate))
     total_cost = float(x @ (tp * price)) if priced else None
     served_tokens = output_tokens_per_s * served / demand_rate_per_s if demand_rate_per_s else 0.0
+    unpriced = sorted({g for (r, g, _), p in zip(cols, price) if not np.isfinite(p)})
     return {"demand_rate_per_s": demand_rate_per_s, "served_rate_per_s": served,
             "unserved_rate_per_s": max(0.0, demand_rate_per_s - served),
             "at_capacity": demand_rate_per_s - served > 1e-9 * max(1.0, demand_rate_per_s),
             "replicas": int(x.sum()), "gpus": int(x @ tp), "cost_per_hour": total_cost,
             "cost_per_million_output_tokens": (total_cost / (served_tokens * 3600.0) * 1e6
                                                if priced and served_tokens > 0 else None),
-            "headroom": 1.0 - served / float(x @ rate) if x.any() else 0.0, "mix": mix}
+            "headroom": 1.0 - served / float(x @ rate) if x.any() else 0.0, "mix": mix,
+            "warnings": [f"no price for {', '.join(unpriced)}: costs are unknown and the optimiser minimises the "
+                         "number of GPUs instead (give prices with --price GPU=USD_PER_HOUR or "
+                         "price_per_gpu_hour in the fleet file)"] if unpriced else []}

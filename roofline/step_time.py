@@ -87,10 +87,18 @@ class StepTimeModel:
         attn = [i for i, k in enumerate(kinds) if k == "A"]
         self.coef_decode = _fit_affine(setup, attn, True, t_max)
         self.coef_mixed = _fit_affine(setup, attn, False, t_max)
-        self._lt, self._ls = self.table_T.tolist(), self.table_S.tolist()
         self._terms_d = self._terms(self.coef_decode)
         self._terms_m = self._terms(self.coef_mixed)
+        self._modes = (self._mode_tables(self._terms_d), self._mode_tables(self._terms_m))
         self._decode_tables()
+
+    def _mode_tables(self, lin_terms) -> tuple:
+        """(by_T, by_S, pairs coefficient, kv coefficient, max terms) of one mode (decode or mixed): the linear
+        part folded into per-T and per-S tables so that `time` does two lookups."""
+        lin, terms = lin_terms
+        n = np.arange(self.t_max + 1, dtype=float)
+        return ((self.table_T + lin[0] + lin[1] * n).tolist(), (self.table_S + lin[2] * n).tolist(), lin[3],
+                lin[4], terms)
 
     def _decode_tables(self) -> None:
         """Per-B constants of a decode step (T = S = B, pairs = kv = x): t = base[B] + slope x + sum of
@@ -109,6 +117,18 @@ class StepTimeModel:
             cc, mm = c[B] + cx * x, m[B] + mx * x
             t += cc if cc > mm else mm
         return t
+
+    def decode_times(self, B: int, x0: float, x1: float) -> tuple[float, float]:
+        """(decode_time(B, x0), decode_time(B, x1)) in one call (the two ends of a run of decode steps)."""
+        base, slope = self._d_base[B], self._d_slope
+        t0, t1 = base + slope * x0, base + slope * x1
+        for c, cx, m, mx in self._d_terms:
+            cB, mB = c[B], m[B]
+            cc, mm = cB + cx * x0, mB + mx * x0
+            t0 += cc if cc > mm else mm
+            cc, mm = cB + cx * x1, mB + mx * x1
+            t1 += cc if cc > mm else mm
+        return t0, t1
 
     @staticmethod
     def _terms(coef: np.ndarray) -> tuple[tuple, tuple[tuple, ...]]:
@@ -130,8 +150,8 @@ class StepTimeModel:
         """One step's time in seconds (scalar, fast)."""
         if T > self.t_max:
             return float(exact_step_time_s(self.setup, T, S, pairs, kv))
-        lin, terms = self._terms_d if T <= S else self._terms_m
-        t = self._lt[T] + self._ls[S] + lin[0] + lin[1] * T + lin[2] * S + lin[3] * pairs + lin[4] * kv
+        by_T, by_S, lp, lk, terms = self._modes[T > S]
+        t = by_T[T] + by_S[S] + lp * pairs + lk * kv
         for c0, cT, cS, cP, cK, m0, mT, mS, mP, mK in terms:
             c = c0 + cT * T + cS * S + cP * pairs + cK * kv
             m = m0 + mT * T + mS * S + mP * pairs + mK * kv

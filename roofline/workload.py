@@ -256,7 +256,7 @@ def parse_workload(d: dict, where: str = "workload", base_dir: Path | None = Non
     _unknown(slo_d, tuple(SLO().to_dict()), where, "slo.")
     slo = SLO(**{k: (float(_number(slo_d, k, where, "slo.")) if k in slo_d else None) for k in SLO().to_dict()})
     for metric, p50, p99 in _inverted_slos(slo):
-        raise _err(where, f"slo.{metric}_p50_s", f"<= slo.{metric}_p99_s ({p99:g}): a median above the p99", p50)
+        raise _err(where, f"slo.{metric}_p50_s", f"<= slo.{metric}_p99_s ({p99:g})", p50)
     name = d.get("name", Path(where).stem)
     return Workload(float(rate), prompt, output, curve, turns, float(think), reuse, slo, str(name))
 

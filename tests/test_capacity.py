@@ -139,3 +139,88 @@ def test_cli_simulate_json_and_errors(tmp_path):
     bad.write_text('{"arrival": {"rate_per_s": 0}}')
     r = CliRunner().invoke(_app(), ["simulate", "--workload", str(bad)])
     assert isinstance(r.exception, RooflineError) and "arrival.rate_per_s" in r.exception.message
+
+
+def _fleet_file(tmp_path, doc, name="fleet.json"):
+    p = tmp_path / name
+    p.write_text(json.dumps(doc))
+    return str(p)
+
+
+ONE = ["--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--tp", "1", "--precision", "bf16"]
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["capacity", "--model", "llama-3.1-8b", "--rate", "5", "--tp", "3"], 2,
+     "Error: --tp 3 does not divide the 32 attention heads of llama-3.1-8b"),
+    (["capacity", "--model", "llama-3.1-8b", "--rate", "5", "--tp", "3,5"], 2,
+     "Error: --tp 3,5: none of these degrees divides the 32 attention heads of llama-3.1-8b"),
+    (["capacity", "--rate", "5", "--price", "h100-sxm=-1"], 2,
+     "Error: --price 'h100-sxm=-1': the price must be >= 0 USD per GPU-hour, got -1"),
+    (["capacity", "--rate", "5", "--ttft-p99-s", "-1"], 2, "Error: --ttft-p99-s must be > 0, got -1.0"),
+    (["capacity", "--rate", "5", "--prompt", "0"], 2, "Error: --prompt must be >= 1 token, got 0"),
+    (["capacity", "--workload", "examples/workload-chat.json", "--tpot-p99-s", "0.01"], 2,
+     "Error: --tpot-p99-s 0.01 is below the workload's p50 target of 0.03 s"),
+    (["simulate", "--rate", "5", "--output", "uniform:9:3"], 2,
+     "Error: --output uniform:MIN:MAX needs 1 <= MIN <= MAX, got 'uniform:9:3'"),
+    (["simulate", "--rate", "5", "--start-hour", "24"], 2,
+     "Error: --start-hour must be an hour of the day 0-23, got 24"),
+    (["simulate", "--rate", "5", "--model", "llama-3.1-405b", "--requests", "100"], 1,
+     "Error: llama-3.1-405b does not fit on h100-sxm at TP 1: the weights and runtime leave no memory for a KV cache"),
+])
+def test_cli_bad_flags_and_domain_errors(run_cli, args, code, message):
+    rc, _, err = run_cli(*args)
+    lines = err.splitlines()
+    assert rc == code and lines[0] == message and lines[1].startswith("Hint: ")
+
+
+def test_cli_model_that_does_not_fit_names_the_smallest_tp(run_cli):
+    rc, _, err = run_cli("simulate", "--rate", "5", "--model", "llama-3.1-405b", "--precision", "fp8",
+                         "--requests", "100")
+    assert rc == 1 and err.splitlines()[1] == "Hint: the smallest TP that fits is 8: pass --tp 8"
+
+
+def test_cli_bad_files(run_cli, tmp_path):
+    bad_gpu = _fleet_file(tmp_path, {"regions": {"us": {"h100-sxm": 8, "h999": 4}}})
+    rc, _, err = run_cli("capacity", "--rate", "5", *ONE, "--fleet", bad_gpu)
+    assert rc == 1 and err.splitlines()[0] == f"Error: {bad_gpu}: field 'regions.us.h999' names an unknown GPU 'h999'"
+    slo = _fleet_file(tmp_path, {"arrival": {"rate_per_s": 1}, "prompt_tokens": 100, "output_tokens": 10,
+                                 "slo": {"ttft_p50_s": 3, "ttft_p99_s": 2}}, "w.json")
+    rc, _, err = run_cli("capacity", "--workload", slo, *ONE)
+    assert rc == 1 and err.splitlines()[0] == (f"Error: {slo}: field 'slo.ttft_p50_s' must be <= slo.ttft_p99_s (2), "
+                                               "found 3.0")
+
+
+def test_cli_some_tp_degrees_valid_keeps_row_notes(run_cli):
+    rc, out, _ = run_cli("capacity", "--model", "llama-3.1-8b", "--rate", "5", "--gpu", "h100-sxm", "--tp", "3,1",
+                         "--precision", "bf16", "--format", "json")
+    rows = {r["tp"]: r for r in json.loads(out)["candidates"]}
+    assert rc == 0 and rows[1]["feasible"] and "does not divide" in rows[3]["reason"]
+
+
+def test_cli_warns_on_context_and_unpriced_fleet(run_cli, tmp_path):
+    rc, _, err = run_cli("capacity", "--rate", "5", *ONE, "--prompt", "200000", "--format", "json")
+    assert rc == 0 and err.startswith("Warning: context 200256 exceeds llama-3.1-8b's maximum of 131072 positions")
+    fleet = _fleet_file(tmp_path, {"gpus": {"h100-sxm": {"price_per_gpu_hour": 2}},
+                                   "regions": {"us": {"H100": 8, "h200-sxm": 8}}})
+    rc, out, err = run_cli("capacity", "--rate", "5", "--model", "llama-3.1-8b", "--tp", "1", "--precision", "bf16",
+                           "--fleet", fleet, "--format", "json")
+    assert rc == 0 and err.startswith("Warning: no price for h200-sxm: costs are unknown and the optimiser "
+                                      "minimises the number of GPUs")
+    assert json.loads(out)["fleet_plan"]["cost_per_hour"] is None
+    # --price fills the gap (and replaces the file's price): the cheapest mix has a cost again, no warning
+    rc, out, err = run_cli("capacity", "--rate", "5", "--model", "llama-3.1-8b", "--tp", "1", "--precision", "bf16",
+                           "--fleet", fleet, "--price", "h200-sxm=3", "--price", "h100-sxm=9", "--format", "json")
+    plan = json.loads(out)["fleet_plan"]
+    assert rc == 0 and not err and plan["mix"][0]["gpu"] == "h200-sxm" and plan["cost_per_hour"] == 3.0
+
+
+def test_cli_simulate_reports_the_peak_hour_and_exact_requests(run_cli):
+    rc, out, _ = run_cli("simulate", "--workload", "examples/workload-chat.json", "--requests", "2000",
+                         "--replicas", "4", "--format", "json")
+    d = json.loads(out)
+    assert rc == 0 and d["requests"] == 2000 and d["start_hour"] == 12 and d["hours_simulated"] == [12]
+    assert d["offered_rate_per_s"] == pytest.approx(40 * 1.6, rel=0.15)
+    rc, out, _ = run_cli("simulate", "--workload", "examples/workload-chat.json", "--requests", "2000",
+                         "--start-hour", "3", "--replicas", "4")
+    assert rc == 0 and "03:00-04:00 of the daily curve (rate x0.2)" in out

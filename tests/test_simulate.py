@@ -7,8 +7,8 @@ from roofline.engine import make_setup, total_time_s
 from roofline.hardware import load_gpu
 from roofline.memory import MemorySettings
 from roofline.models import load_model
-from roofline.phases import decode_time_sum, prefill
-from roofline.simulate import SimSettings, simulate
+from roofline.phases import attention_terms, decode_time_sum, prefill
+from roofline.simulate import DoesNotFit, SimSettings, _window_terms, simulate
 from roofline.workload import SLO, LengthDist, Workload
 
 S8B = make_setup(load_gpu("h100-sxm"), load_model("llama-3.1-8b"))
@@ -78,5 +78,46 @@ def test_multi_turn_eviction_and_recompute():
 def test_without_chunked_prefill_and_oversized_requests():
     res = simulate(S8B, CHAT, 3000, seed=0, cfg=SimSettings(chunked_prefill=False))
     assert res["rejected_requests"] == 0 and res["tpot_s"]["mean"] > 0
+    # requests larger than the whole KV cache (447k tokens) are rejected, with their conversation's later turns
+    mixed = Workload(1.0, LengthDist("uniform", low=1000, high=900_000), LengthDist("fixed", value=10), turns=2)
+    res = simulate(S8B, mixed, 50)
+    assert 0 < res["rejected_requests"] < 50 and res["offered_rate_per_s"] > res["littles_law"]["arrival_rate_per_s"]
+    # none fits: an error, not a run that rejects everything
     huge = Workload(1.0, LengthDist("fixed", value=10_000_000), LengthDist("fixed", value=10))
-    assert simulate(S8B, huge, 5)["rejected_requests"] == 5
+    with pytest.raises(DoesNotFit, match="KV cache holds 447,"):
+        simulate(S8B, huge, 5)
+    s405 = make_setup(load_gpu("h100-sxm"), load_model("llama-3.1-405b"))
+    with pytest.raises(DoesNotFit, match="no memory for a KV cache"):
+        simulate(s405, CHAT, 5)
+
+
+def test_exact_request_count_and_offered_rate():
+    w = Workload(6.0, LengthDist("fixed", value=500), LengthDist("fixed", value=50), turns=3, think_time_s=1.0)
+    res = simulate(S8B, w, 2000, seed=0)
+    assert res["requests"] == 2000 and res["rejected_requests"] == 0
+    assert res["offered_rate_per_s"] == pytest.approx(6.0, rel=0.1)
+
+
+def test_daily_curve_starts_at_the_peak_hour():
+    curve = tuple([0.25] * 24)
+    curve = curve[:15] + (1.0,) + curve[16:]
+    w = Workload(4.0, LengthDist("fixed", value=500), LengthDist("fixed", value=50), daily_curve=curve)
+    peak = simulate(S8B, w, 3000, seed=0)
+    assert peak["start_hour"] == 15 and peak["hours_simulated"] == [15] and peak["daily_curve_multipliers"] == [1.0]
+    assert peak["offered_rate_per_s"] == pytest.approx(4.0, rel=0.1)
+    night = simulate(S8B, w, 5000, seed=0, start_hour=0)  # ~5,000 s at 1 req/s: hours 0 and 1
+    assert night["hours_simulated"] == [0, 1] and night["offered_rate_per_s"] == pytest.approx(1.0, rel=0.1)
+    assert simulate(S8B, Workload(4.0, w.prompt, w.output), 100)["start_hour"] is None
+
+
+@pytest.mark.parametrize("model", ["gemma-2-9b", "llama-3.1-8b"])
+def test_window_terms_match_phases(model):
+    """The simulator's scalar copy of the attention pairs/reads formula agrees with phases.attention_terms."""
+    m = load_model(model)
+    terms, _, _ = _window_terms(m)
+    c = np.array([1, 1, 7, 512, 4096, 4096, 9000, 3])
+    x = np.array([0, 5000, 4090, 3600, 0, 100, 20000, 4094])
+    pairs, reads = attention_terms(m, c, x)
+    got = np.array([terms(float(ci), float(xi)) for ci, xi in zip(c, x)])
+    np.testing.assert_allclose(got[:, 0], pairs, rtol=1e-12)
+    np.testing.assert_allclose(got[:, 1], reads, rtol=1e-12)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from roofline.errors import RooflineError
-from roofline.workload import (LengthDist, load_workload, parse_length_flag, parse_workload, sample_requests,
-                               workload_from_options)
+from roofline.workload import (LengthDist, context_warning, load_workload, parse_length_flag, parse_workload,
+                               sample_requests, workload_from_options)
 
 GOOD = {"arrival": {"rate_per_s": 4}, "prompt_tokens": {"distribution": "fixed", "value": 100},
         "output_tokens": {"distribution": "uniform", "min": 10, "max": 30}}
@@ -37,6 +37,8 @@ def test_examples_load():
     ({**GOOD, "conversation": {"prefix_reuse": "yes"}}, "conversation.prefix_reuse"),
     ({**GOOD, "slo": {"ttft_p99_s": "fast"}}, "slo.ttft_p99_s"),
     ({**GOOD, "slo": {"ttft_p95_s": 1}}, "slo.ttft_p95_s"),
+    ({**GOOD, "slo": {"ttft_p50_s": 3, "ttft_p99_s": 2}}, "slo.ttft_p50_s"),
+    ({**GOOD, "slo": {"tpot_p50_s": 0.1, "tpot_p99_s": 0.05}}, "slo.tpot_p50_s"),
 ])
 def test_bad_files_name_file_and_field(tmp_path, doc, field):
     p = _write(tmp_path, doc)
@@ -70,6 +72,28 @@ def test_length_flags():
         parse_length_flag("normal:3", "--prompt")
 
 
+@pytest.mark.parametrize("spec, text", [("0", "--prompt must be >= 1 token, got 0"),
+                                        ("-5", "--prompt must be >= 1 token, got -5"),
+                                        ("uniform:0:10", "--prompt uniform:MIN:MAX needs 1 <= MIN <= MAX"),
+                                        ("uniform:10:5", "--prompt uniform:MIN:MAX needs 1 <= MIN <= MAX"),
+                                        ("lognormal:0:1", "--prompt lognormal:MEDIAN:SIGMA[:MAX] needs MEDIAN > 0"),
+                                        ("lognormal:100:-1", "needs MEDIAN > 0, SIGMA >= 0")])
+def test_bad_length_flags_are_flag_errors(spec, text):
+    with pytest.raises(RooflineError) as e:
+        parse_length_flag(spec, "--prompt")
+    assert e.value.exit_code == 2 and text in e.value.message and "workload" not in (e.value.hint or "")
+
+
+@pytest.mark.parametrize("kw, text", [(dict(ttft_p99_s=-1.0), "--ttft-p99-s must be > 0"),
+                                      (dict(tpot_p99_s=0.0), "--tpot-p99-s must be > 0"),
+                                      (dict(think_time_s=-3.0), "--think-time-s must be >= 0"),
+                                      (dict(ttft_p99_s=0.2), "--ttft-p99-s 0.2 is below the workload's p50 target")])
+def test_bad_slo_and_think_flags(kw, text):
+    with pytest.raises(RooflineError) as e:
+        workload_from_options("examples/workload-chat.json", **kw)
+    assert e.value.exit_code == 2 and text in e.value.message
+
+
 def test_flags_override_file():
     w = workload_from_options("examples/workload-chat.json", rate_per_s=2.0, output="64", turns=1, tpot_p99_s=0.1)
     assert (w.rate_per_s, w.output.value, w.turns, w.slo.tpot_p99_s, w.slo.ttft_p99_s) == (2.0, 64, 1, 0.1, 2.0)
@@ -88,6 +112,9 @@ def test_sampling_conversations_and_rate():
     starts = r.start_s[r.turn == 0]
     assert len(starts) / starts[-1] == pytest.approx(4 / 3, rel=0.03)
     assert np.array_equal(sample_requests(w, 100, seed=7).output_tokens, sample_requests(w, 100, seed=7).output_tokens)
+    # exactly the requests asked for: the last conversation is cut short when the turns do not divide them
+    short = sample_requests(w, 20_000, seed=1)
+    assert len(short) == 20_000 and short.turn[-1] == 20_000 % 3 - 1
 
 
 def test_daily_curve_shapes_arrivals():
@@ -96,3 +123,23 @@ def test_daily_curve_shapes_arrivals():
     r = sample_requests(w, 5000)
     assert (r.start_s % 86400 >= 12 * 3600).all()
     assert w.mean_rate_per_s == 0.5 and w.peak_rate_per_s == 1.0
+
+
+def test_start_hour_rotates_the_daily_curve():
+    curve = [0.1] * 24
+    curve[12] = 2.0
+    w = parse_workload({**GOOD, "arrival": {"rate_per_s": 1, "daily_curve": curve}})
+    assert w.peak_hour == 12
+    # starting at the peak hour: the first hour runs at 2 req/s (1/turn conversations), at hour 0 at 0.1
+    peak = sample_requests(w, 3000, start_hour=12).start_s
+    night = sample_requests(w, 300, start_hour=0).start_s
+    assert len(peak) / peak[-1] == pytest.approx(2.0, rel=0.1)
+    assert len(night) / night[-1] == pytest.approx(0.1, rel=0.15)
+
+
+def test_context_warning_beyond_max_positions():
+    w = workload_from_options(rate_per_s=1.0, prompt="200000", output="256")
+    assert context_warning(w, "m", 131072) == "context 200256 exceeds m's maximum of 131072 positions " \
+                                              "(prompt + conversation history + output)"
+    assert "of requests" in context_warning(workload_from_options(rate_per_s=1.0, prompt="uniform:1:2000"), "m", 1500)
+    assert context_warning(workload_from_options(rate_per_s=1.0), "m", 131072) is None
