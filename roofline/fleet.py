@@ -15,13 +15,13 @@ type,  sum_c x[r, c] * tp_c <= available;  stage 2 keeps U at its minimum and mi
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import RooflineError
+from .jsonfile import read_json
 
 
 @dataclass(frozen=True)
@@ -107,15 +107,9 @@ def resolve_gpu_names(fleet: Fleet, where: str) -> Fleet:
 
 
 def load_fleet(path: str | Path) -> Fleet:
-    p = Path(path)
-    if not p.is_file():
-        raise RooflineError(f"fleet file {p} not found", hint="see examples/fleet.json", exit_code=2)
-    try:
-        d = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise RooflineError(f"{p}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})",
-                            hint="see examples/fleet.json") from None
-    return resolve_gpu_names(parse_fleet(d, str(p)), str(p))
+    """Read and validate a fleet JSON file."""
+    d = read_json(path, "fleet file", "examples/fleet.json")
+    return resolve_gpu_names(parse_fleet(d, str(path)), str(path))
 
 
 def _columns(rows: list[dict], fleet: Fleet) -> list[tuple[str, str, dict]]:

@@ -18,13 +18,13 @@ server keeps the conversation's KV cache between turns (while memory allows) and
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .errors import RooflineError
+from .jsonfile import read_json
 
 HOURS_PER_DAY = 24
 _KINDS = {"fixed": ("value",), "uniform": ("min", "max"), "lognormal": ("median", "sigma"), "empirical": ()}
@@ -269,15 +269,8 @@ def _inverted_slos(slo: SLO) -> list[tuple[str, float, float]]:
 
 def load_workload(path: str | Path) -> Workload:
     """Read and validate a workload JSON file."""
-    p = Path(path)
-    if not p.is_file():
-        raise RooflineError(f"workload file {p} not found", hint="see examples/workload-chat.json", exit_code=2)
-    try:
-        d = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise RooflineError(f"{p}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})",
-                            hint="see examples/workload-chat.json for the format") from None
-    return parse_workload(d, str(p), p.parent)
+    d = read_json(path, "workload file", "examples/workload-chat.json")
+    return parse_workload(d, str(path), Path(path).parent)
 
 
 _FLAG_HINT = "use N, uniform:MIN:MAX, lognormal:MEDIAN:SIGMA[:MAX] or csv:PATH (token counts >= 1)"

@@ -1,0 +1,23 @@
+"""Reading a user's JSON file: one place that turns a missing file or bad JSON into a RooflineError."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import RooflineError
+
+
+def read_json(path: str | Path, what: str, example: str) -> Any:
+    """The parsed contents of `path`; RooflineError naming the file (and line/column) otherwise.
+    `what` names the kind of file ("workload file"), `example` a file to copy the format from."""
+    p = Path(path)
+    if not p.is_file():
+        raise RooflineError(f"{what} {p} not found", hint=f"see {example}", exit_code=2)
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise RooflineError(f"{p}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})",
+                            hint=f"see {example} for the format") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RooflineError(f"cannot read {what} {p}: {e}", hint=f"see {example}") from None
