@@ -289,3 +289,72 @@ def test_bench_cpu_with_gpu_spec_is_a_usage_error(run_cli):
     code, out, err = run_cli("bench", "--device", "cpu", "--gpu", "h100-sxm")
     assert code == 2 and out == ""
     assert "Error: --gpu names a GPU spec to compare against; a CPU run has no datasheet" in err
+
+
+# ------------------------------------------------------------------------------- noisy-machine robustness
+
+
+def test_robust_round_statistic_is_the_median_of_the_faster_half():
+    assert timing.robust_round_s([2.0]) == 2.0
+    assert timing.robust_round_s([1.0, 3.0, 1.2]) == pytest.approx(1.1)  # the two fastest of three
+    assert timing.robust_round_s([5.0, 1.0, 1.1, 9.0, 1.2, 7.0]) == pytest.approx(1.1)  # 3 bursts do not move it
+    assert timing.round_disagreement([1.0]) == 0.0
+    assert timing.round_disagreement([3.0, 1.0, 1.5]) == pytest.approx(0.5)
+
+
+def test_sample_weight_falls_with_round_disagreement():
+    assert calibrate.sample_weight({"summary": {}}) == 1.0  # older profiles: no rounds recorded
+    assert calibrate.sample_weight({"round_p25_s": [1.0, 1.0, 3.0]}) == pytest.approx(1.0)
+    assert calibrate.sample_weight({"round_p25_s": [1.0, 1.1, 3.0]}) == pytest.approx(0.5)
+    assert calibrate.sample_weight({"round_p25_s": [1.0, 1.3]}) == pytest.approx(0.1)
+
+
+def test_a_badly_measured_sample_cannot_drag_its_neighbourhood():
+    # two well-measured samples at fraction 0.5 bracket a sample at 0.1 whose rounds disagreed by 60%
+    good = [(0.0, 8.0, math.log(0.5), 1.0), (0.4, 8.0, math.log(0.5), 1.0)]
+    bad = (0.2, 8.0, math.log(0.1), 1.0 / (1.0 + 6.0**2))
+    eff = calibrate.CalibratedEfficiency(compute_samples=tuple(good + [bad]))
+    naive = calibrate.CalibratedEfficiency(compute_samples=tuple(good + [bad[:3]]))
+    f = np.array([10**0.2 * 1e8])
+    assert eff.compute_fraction(f, 1e8)[0] > 0.4 > naive.compute_fraction(f, 1e8)[0]
+
+
+def test_split_alternates_along_each_m_sweep_line():
+    from roofline.bench.validate import split
+
+    pts = [{"id": f"gemm/msweep/fp32/{m}x{n}x{k}", "family": "gemm", "kind": "msweep", "precision": "fp32",
+            "params": {"m": m, "n": n, "k": k}, "flops": 2.0 * m * n * k, "bytes_read": 4.0 * n * k,
+            "bytes_written": 4.0 * m * n} for (n, k) in ((1024, 1024), (4096, 2048)) for m in (2, 4, 8, 16, 32)]
+    train, test = split(pts)
+    held = {(p["params"]["n"], p["params"]["m"]) for p in test}
+    assert held == {(1024, 4), (1024, 16), (4096, 4), (4096, 16)}
+    assert len(train) == 6
+
+
+def test_unstable_points_are_remeasured_and_recorded(tmp_path, monkeypatch):
+    from roofline.bench import runner
+    from roofline.bench.profile import load_profile, provenance
+    from roofline.bench.telemetry import cpu_info
+
+    calls = {"n": 0}
+
+    def setup():
+        def fn():  # rounds 1 and 2 disagree (the second is 3x slower); later rounds agree with the first
+            calls["n"] += 1
+            import time
+            time.sleep(0.003 if calls["n"] <= 8 or calls["n"] > 16 else 0.009)
+        return fn, (lambda: None)
+
+    spec = PointSpec(id="gemm/test/fp32/1", family="gemm", kind="test", precision="fp32", flops=1e6,
+                     bytes_read=1e3, bytes_written=1e3, kernels=1.0, working_set_bytes=2e3, setup=setup)
+    monkeypatch.setattr(timing, "QUICK_CPU", timing.TimingBudget(0.0, 0.0, 6, 6))
+    ctx = BenchContext("cpu", True, 32 * 2**20, 8e9, n_rounds=2)
+    monkeypatch.setattr(BenchContext, "budget", property(lambda self: timing.TimingBudget(0.0, 0.0, 6, 6)))
+    spec.every_round = True
+    out = tmp_path / "p.json"
+    runner.run_points([spec], ctx, out, cpu_info(), provenance(["test"], None, {"quick": True}))
+    p = load_profile(out)
+    rec = p["points"][0]
+    assert p["remeasured"] == {spec.id: rec["remeasured_rounds"]} and rec["remeasured_rounds"] >= 1
+    assert rec["rounds_done"] == 2 + rec["remeasured_rounds"] and p["unstable"] == []
+    assert rec["summary"]["robust_s"] < 0.006 and p["elapsed_s"] > 0

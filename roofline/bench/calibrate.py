@@ -201,8 +201,8 @@ def sample_weight(p: dict) -> float:
     that contention slowed in most of its rounds cannot drag its neighbourhood of the curve (it keeps its
     weight where no better-measured point is near: the kernel weights still decide locally)."""
     r = p.get("round_p25_s")
-    if not r:
-        return 1.0
+    if not r or p.get("family") in ("stream", "cache_sweep", "copy_engine"):
+        return 1.0  # streaming points are compared by their best round: no agreement needed
     d = round_disagreement(r)
     return float(1.0 / (1.0 + (d / ROUND_AGREEMENT) ** 2))
 

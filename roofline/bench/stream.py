@@ -51,6 +51,17 @@ def sweep_array_bytes(ctx: BenchContext) -> list[float]:
 
 
 _SHARED: dict[tuple, list] = {}
+_HOLD: list = []  # non-empty: keep every size's arrays (the runner's interleaved stream block)
+
+
+class hold_sizes:
+    """Within the block, arrays of a new size do not free the previous sizes' (CPU quick: 4 GiB in all)."""
+
+    def __enter__(self):
+        _HOLD.append(True)
+
+    def __exit__(self, *exc):
+        _HOLD.pop()
 
 
 def _make_arrays(ctx: BenchContext, n: int, count: int):
@@ -61,7 +72,8 @@ def _make_arrays(ctx: BenchContext, n: int, count: int):
 
     key = (ctx.device, n)
     if key not in _SHARED:
-        release()
+        if not _HOLD:
+            release()
         block = torch.randn(min(n, 1 << 20), generator=seeded_generator(ctx, 0), dtype=torch.float32)
         reps = -(-n // block.numel())
         _SHARED[key] = []

@@ -53,6 +53,26 @@ def cold_copies(ctx: BenchContext, weight_bytes: float) -> int:
     return max(1, min(64, math.ceil(8.0 * ctx.cache_bytes / weight_bytes)))
 
 
+_WEIGHTS: dict[tuple, list] = {}
+
+
+def _weights(ctx: BenchContext, precision: str, dtype, n: int, k: int, copies: int) -> list:
+    """The `copies` transposed random weights of one (n, k) shape, shared by the M-sweep points of that
+    shape (consecutive in the plan; cloning 8x the LLC of weights for each of them cost ~0.5 s a point).
+    The runner calls `release` after every point that is not an M-sweep point."""
+    key = (ctx.device, precision, n, k, copies)
+    if key not in _WEIGHTS:
+        release()
+        weight = randn((n, k), dtype, ctx, 2)
+        _WEIGHTS[key] = [weight.t()] + [weight.clone().t() for _ in range(copies - 1)]
+    return _WEIGHTS[key]
+
+
+def release() -> None:
+    """Free the shared M-sweep weights."""
+    _WEIGHTS.clear()
+
+
 def linear_point(ctx: BenchContext, precision: str, m: int, n: int, k: int) -> PointSpec:
     """y[m,n] = x[m,k] @ W[n,k]^T (what F.linear runs, into a preallocated y), W read cold (cycling through
     copies on a CPU, as in a model whose layers' weights exceed the cache); counted by ops.matmul."""
@@ -64,15 +84,15 @@ def linear_point(ctx: BenchContext, precision: str, m: int, n: int, k: int) -> P
         import torch
 
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-        x, weight = randn((m, k), dtype, ctx, 1), randn((n, k), dtype, ctx, 2)
-        weights = [weight.t()] + [weight.clone().t() for _ in range(copies - 1)]
+        x = randn((m, k), dtype, ctx, 1)
+        weights = _weights(ctx, precision, dtype, n, k, copies)
         y = torch.empty((m, n), dtype=dtype, device=ctx.torch_device())
         state = [0]
 
         def fn():
             state[0] = (state[0] + 1) % copies
             return torch.mm(x, weights[state[0]], out=y)
-        return fn, weights.clear
+        return fn, (lambda: None)
 
     return PointSpec(
         id=f"gemm/msweep/{precision}/{m}x{n}x{k}", family="gemm", kind="gemv" if m == 1 else "msweep",

@@ -1,7 +1,7 @@
 """Predicted vs measured, per point and per benchmark family.
 
 The stream, GEMM and attention points (the ones the efficiency curves are fitted on) are split within
-each (family, kind, precision) group, ordered by size: even positions calibrate (ceilings, the GEMM/stream
+each (family, kind, precision) group (an M-sweep: each weight shape apart), ordered by size: even positions calibrate (ceilings, the GEMM/stream
 curves, the attention table), odd positions are HELD OUT. Decoder-layer and cache-sweep points are never
 fitted: the layer is the end-to-end check of all the curves. Family errors are computed on the held-out and
 never-fitted points only, so they are not a fit to themselves. The per-kernel overhead comes from the
@@ -39,11 +39,22 @@ ABOVE_CEILING = 1.05
 LAUNCH_BOUND_FACTOR = 10.0  # measured time < 10x (kernels x launch overhead)
 
 
+def sweep_line(p: dict) -> tuple:
+    """The sweep a point lies on within its (family, kind, precision) group: the weight shape (n, k) of an
+    M-sweep point (each shape is its own curve over M); () for the others."""
+    if p["family"] == "gemm" and p["kind"] == "msweep":
+        pr = p.get("params") or {}
+        return (pr.get("n"), pr.get("k"))
+    return ()
+
+
 def split(points: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(calibration, held-out): alternate within each (family, kind, precision) group sorted by size."""
+    """(calibration, held-out): alternate within each (family, kind, precision, sweep line) group sorted by
+    size, so every held-out point but a group's largest lies between two calibration points of its own
+    sweep (mixing the M-sweep's three weight shapes in one size order held out runs of consecutive M)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for p in points:
-        groups[(p["family"], p["kind"], p["precision"])].append(p)
+        groups[(p["family"], p["kind"], p["precision"], sweep_line(p))].append(p)
     train, test = [], []
     for g in groups.values():
         g.sort(key=lambda p: (p["flops"], p["bytes_read"] + p["bytes_written"], p["id"]))
