@@ -358,3 +358,10 @@ def test_unstable_points_are_remeasured_and_recorded(tmp_path, monkeypatch):
     assert p["remeasured"] == {spec.id: rec["remeasured_rounds"]} and rec["remeasured_rounds"] >= 1
     assert rec["rounds_done"] == 2 + rec["remeasured_rounds"] and p["unstable"] == []
     assert rec["summary"]["robust_s"] < 0.006 and p["elapsed_s"] > 0
+
+
+def test_bench_without_torch_is_one_error_line(run_cli, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "torch", None)  # an import of torch now fails as if it were not installed
+    code, _, err = run_cli("bench", "--device", "cpu", "--quick", "--output", "/tmp/never-written.json")
+    assert code == 1 and err.startswith("Error: roofline bench needs torch") and "Traceback" not in err

@@ -22,8 +22,13 @@ DEVICES = ("cpu", "cuda")
 
 
 def resolve_device(device: str | None) -> str:
-    """'cuda' when available and not asked otherwise; RooflineError for cuda without CUDA."""
-    import torch
+    """'cuda' when available and not asked otherwise; RooflineError for cuda without CUDA or without torch."""
+    try:
+        import torch
+    except ImportError:
+        raise RooflineError("roofline bench needs torch, which is not installed",
+                            hint="pip install torch==2.13.0 (CPU build), or the CUDA build that matches your driver",
+                            exit_code=1) from None
 
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
