@@ -47,10 +47,7 @@ class Scenario:
         if self.context is not None and self.context < 0:
             raise RooflineError(f"--context must be >= 0, got {self.context}", hint="the decode position in tokens",
                                 exit_code=2)
-        util = self.memory.memory_utilization
-        if not 0.0 < util <= 1.0:
-            raise RooflineError(f"--memory-utilization must be in (0, 1], got {util}", hint="vLLM's default is 0.9",
-                                exit_code=2)
+        mem.check_memory_utilization(self.memory.memory_utilization)
         check_tp(model, self.tp)
         return replace(self, weights=check_precision(self.weights, "weights"),
                        activations=check_precision(self.activations, "activations"),

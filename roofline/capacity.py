@@ -17,7 +17,7 @@ TPOT and TTFT within the SLOs, the p99 concurrency within the KV cache, q < 1 an
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -5,9 +5,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from .analysis import Scenario, min_tp_that_fits
+from .cli_common import FormatOpt, MemOpt, ModelOpt, ProfileOpt, load_device, memory_settings, out, warn
 from .capacity import candidates, capacity_table, parse_precision
 from .engine import check_tp, make_setup
 from .errors import RooflineError
@@ -19,11 +19,6 @@ from .render import Format, emit, table
 from .simulate import DoesNotFit, SimSettings, divergence, simulate as run_simulation
 from .workload import Workload, context_warning, workload_from_options
 
-out = Console(soft_wrap=False, width=200)
-err = Console(stderr=True)
-
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format: table, json or csv.")]
-ModelOpt = Annotated[str, typer.Option("--model", help="Model name (see `roofline models`) or a config.json path.")]
 WorkloadOpt = Annotated[Optional[Path], typer.Option("--workload", exists=True, dir_okay=False,
                                                      help="Workload JSON file (see examples/workload-chat.json).")]
 RateOpt = Annotated[Optional[float], typer.Option("--rate", help="Requests per second (overrides the file's "
@@ -36,30 +31,6 @@ TurnsOpt = Annotated[Optional[int], typer.Option("--turns", help="Turns per conv
 ThinkOpt = Annotated[Optional[float], typer.Option("--think-time-s", help="Mean pause between turns (s).")]
 TtftOpt = Annotated[Optional[float], typer.Option("--ttft-p99-s", help="SLO: p99 time to first token (s).")]
 TpotOpt = Annotated[Optional[float], typer.Option("--tpot-p99-s", help="SLO: p99 time per output token (s).")]
-MemOpt = Annotated[float, typer.Option("--memory-utilization", help="Fraction of GPU memory the engine may use "
-                                       "(vLLM's gpu_memory_utilization).")]
-ProfileOpt = Annotated[Optional[Path], typer.Option("--profile", help="Measured profile (from `roofline bench`): "
-                                                    "use its ceilings and fitted efficiencies.")]
-
-
-def _device(gpu: str, profile: Optional[Path]):
-    if profile is None:
-        return load_gpu(gpu), None
-    from .bench.commands import load_profile_device
-    return load_profile_device(profile, gpu)
-
-
-def _memory(util: float) -> MemorySettings:
-    if not 0.0 < util <= 1.0:
-        raise RooflineError(f"--memory-utilization must be in (0, 1], got {util}", hint="vLLM's default is 0.9",
-                            exit_code=2)
-    return MemorySettings(memory_utilization=util)
-
-
-def _warn(messages) -> None:
-    for m in messages:
-        if m:
-            err.print(f"Warning: {m}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _prices(items: list[str]) -> dict[str, float]:
@@ -161,7 +132,7 @@ def capacity(
 ) -> None:
     """Highest request rate per replica within the SLOs for each GPU x TP x precision, replicas, GPUs, cost,
     headroom and the binding bottleneck; with --fleet, the cheapest mix across regions (an ILP)."""
-    ms = _memory(memory_utilization)
+    ms = memory_settings(memory_utilization)
     w = workload_from_options(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
     m = load_model(model)
     tps, precisions = _tp_degrees(tp, m), _precisions(precision)
@@ -170,9 +141,9 @@ def capacity(
     prices = {**(fl.prices if fl else {}), **overrides}
     names = gpu or (fl.gpu_names if fl else ["h100-sxm", "h200-sxm"])
     cands = _candidates(names, m, tps, precisions, profile)
-    _warn([context_warning(w, m.name, m.max_position_embeddings)])
+    warn([context_warning(w, m.name, m.max_position_embeddings)])
     res = _capacity_result(m, w, capacity_table(cands, m, w, prices, ms), fl)
-    _warn(res.get("fleet_plan", {}).get("warnings", []))
+    warn(res.get("fleet_plan", {}).get("warnings", []))
     emit(res, fmt, out, lambda: _capacity_tables(res),
          lambda: [{k: r.get(k) for k in CAPACITY_COLUMNS} for r in res["candidates"]])
 
@@ -180,7 +151,7 @@ def capacity(
 def _candidates(names: list[str], m: ModelConfig, tps, precisions: list[str], profile: Optional[Path]) -> list:
     cands = []
     for name in names:
-        g, eff = _device(name, profile)
+        g, eff = load_device(name, profile)
         cands += candidates([g], m, tps, precisions, eff)
     return cands
 
@@ -245,7 +216,7 @@ def _start_hour(start_hour: Optional[int], w: Workload) -> Optional[int]:
         raise RooflineError(f"--start-hour must be an hour of the day 0-23, got {start_hour}",
                             hint="the daily curve's peak hour is the default", exit_code=2)
     if not w.daily_curve:
-        _warn(["--start-hour has no effect: the workload has no daily curve (constant rate)"])
+        warn(["--start-hour has no effect: the workload has no daily curve (constant rate)"])
     return start_hour
 
 
@@ -272,15 +243,15 @@ def simulate(
 ) -> None:
     """Discrete-event simulation of replicas with continuous batching, a paged KV cache, eviction and recompute:
     TTFT/TPOT/end-to-end percentiles, throughput, batch and KV utilisation, queue, cache hit rate."""
-    ms = _memory(memory_utilization)
+    ms = memory_settings(memory_utilization)
     w = workload_from_options(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
     hour = _start_hour(start_hour, w)
-    g, eff = _device(gpu, profile)
+    g, eff = load_device(gpu, profile)
     prec = parse_precision(precision)
     m = load_model(model)
     s = make_setup(g, m, tp, *prec, eff)
     cfg = SimSettings(chunked_prefill=chunked_prefill, memory=ms)
-    _warn([context_warning(w, m.name, m.max_position_embeddings, seed)])
+    warn([context_warning(w, m.name, m.max_position_embeddings, seed)])
     try:
         res = run_simulation(s, w, requests, replicas, seed, cfg, start_hour=hour)
     except DoesNotFit as e:

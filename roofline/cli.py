@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import click
 import typer
-from rich.console import Console
 
 from . import views
 from .analysis import Scenario, analyze as run_analysis
 from .errors import RooflineError
+from .cli_common import FormatOpt, GpuOpt, MemOpt, ModelOpt, ProfileOpt, err, load_device, memory_settings, out, warn
 from .hardware import list_gpus, load_gpu
-from .memory import MemorySettings
 from .models import list_models, load_model
 from .render import Format, columns_to_rows, emit
 from .sweep import nest_row, sweep as run_sweep
@@ -35,38 +33,6 @@ _ABORTS = _click_classes("Abort") if hasattr(click.exceptions, "Abort") else ()
 app = typer.Typer(help="Roofline model of LLM inference: memory- vs compute-bound, latency, capacity, cost.",
                   no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   add_completion=False)
-out = Console(soft_wrap=False, width=200)
-err = Console(stderr=True)
-
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format: table, json or csv.")]
-DEFAULT_GPU = "h100-sxm"
-GpuOpt = Annotated[Optional[str], typer.Option("--gpu", help="GPU short name (see `roofline gpus`) or a spec file "
-                                               f"path [default: {DEFAULT_GPU}; with --profile: the profile's device].")]
-ModelOpt = Annotated[str, typer.Option("--model", help="Model name (see `roofline models`) or a config.json path.")]
-ProfileOpt = Annotated[Optional[Path], typer.Option("--profile", help="Measured profile (from `roofline bench`): "
-                                                    "use its ceilings and fitted efficiencies.")]
-
-
-def load_device(gpu: Optional[str], profile: Optional[Path], precision: Optional[str] = None):
-    """(GPUSpec, Efficiency or None): the datasheet, or a measured profile's ceilings and the efficiency
-    curves fitted for the compute `precision`. With a profile its device wins; a different --gpu is warned about."""
-    if profile is None:
-        if (gpu or "").lower() == "cpu":
-            raise RooflineError("--gpu cpu needs a measured profile", hint="run `roofline bench --device cpu --quick` "
-                                "and pass --profile PATH", exit_code=2)
-        return load_gpu(gpu or DEFAULT_GPU), None
-    from .bench.commands import load_profile_device
-    spec, eff = load_profile_device(profile, gpu, precision)
-    if gpu and gpu.lower() != "cpu" and load_gpu(gpu).name != spec.name:
-        _warn([f"--gpu {gpu} ignored: {profile} measured {spec.display_name}"])
-    return spec, eff
-
-
-def _warn(msgs: list[str]) -> None:
-    for w in msgs:
-        err.print(f"Warning: {w}", highlight=False, markup=False, soft_wrap=True)
-
-
 @app.command()
 def gpus(name: Annotated[Optional[str], typer.Argument(help="Show one GPU's spec with sources.")] = None,
          fmt: FormatOpt = Format.table) -> None:
@@ -108,18 +74,15 @@ def analyze(
     weights: Annotated[str, typer.Option(help="Weights precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")] = "bf16",
     activations: Annotated[str, typer.Option(help="Activations = compute precision (fp32 tf32 bf16 fp16 fp8 int8 fp4).")] = "bf16",
     kv: Annotated[str, typer.Option(help="KV-cache precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")] = "bf16",
-    memory_utilization: Annotated[float, typer.Option(help="Fraction of GPU memory the engine may use (vLLM's "
-                                                      "gpu_memory_utilization).")] = 0.9,
-    profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+    memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
 ) -> None:
     """Per-operator FLOPs, bytes, intensity, bound and time for prefill and a decode step; TTFT, TPOT,
     end-to-end latency, throughput, memory and KV-cache capacity."""
     g, eff = load_device(gpu, profile, activations.strip().lower())
     m = load_model(model)
-    sc = Scenario(batch, prompt, output, context, tp, weights, activations, kv,
-                  MemorySettings(memory_utilization=memory_utilization))
+    sc = Scenario(batch, prompt, output, context, tp, weights, activations, kv, memory_settings(memory_utilization))
     r = run_analysis(g, m, sc, eff)
-    _warn(r["warnings"])
+    warn(r["warnings"])
     emit(r, fmt, out, lambda: views.analyze_tables(r), lambda: views.analyze_csv_rows(r))
 
 
@@ -142,16 +105,13 @@ def sweep(
     tp: Annotated[str, typer.Option(help="Tensor-parallel degrees, comma-separated.")] = "1",
     precision: Annotated[str, typer.Option(help="Precision sets, comma-separated: 'bf16' (all three) or "
                                            "weights/activations/kv such as 'int4/bf16/fp8'.")] = "bf16",
-    memory_utilization: Annotated[float, typer.Option(help="Fraction of GPU memory the engine may use.")] = 0.9,
-    profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+    memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
 ) -> None:
     """Evaluate a grid batch x context x TP x precision in one vectorized pass."""
     g, eff = load_device(gpu, profile)
     m = load_model(model)
-    if not 0.0 < memory_utilization <= 1.0:
-        raise RooflineError(f"--memory-utilization must be in (0, 1], got {memory_utilization}", exit_code=2)
     cols = run_sweep(g, m, _ints(batch, "--batch"), _ints(context, "--context"), _ints(tp, "--tp"),
-                     [p for p in precision.split(",") if p.strip()], eff, MemorySettings(memory_utilization))
+                     [p for p in precision.split(",") if p.strip()], eff, memory_settings(memory_utilization))
     rows = columns_to_rows(cols)
     emit([nest_row(r) for r in rows], fmt, out, lambda: views.sweep_table(rows), lambda: rows)
 

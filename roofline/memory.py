@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .engine import Setup
+from .errors import RooflineError
 from .precision import bytes_per_element
 from .units import GiB
 
@@ -32,6 +33,14 @@ class MemorySettings:
     runtime_reserve_bytes: float = 1.0 * GiB
     max_batched_tokens: int = 8192
     max_seqs: int = 256
+
+
+def check_memory_utilization(util: float) -> float:
+    """`util` if it is a fraction in (0, 1], else RooflineError (exit 2)."""
+    if not 0.0 < util <= 1.0:
+        raise RooflineError(f"--memory-utilization must be in (0, 1], got {util}", hint="vLLM's default is 0.9",
+                            exit_code=2)
+    return util
 
 
 def weights_bytes(s: Setup) -> np.ndarray:

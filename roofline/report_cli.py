@@ -12,15 +12,13 @@ import typer
 from rich.console import Console
 
 from .analysis import Scenario
+from .cli_common import DEFAULT_GPU, GpuOpt, MemOpt, ModelOpt, ProfileOpt, load_device, memory_settings
 from .errors import RooflineError
 from .hardware import load_gpu
-from .memory import MemorySettings
 from .models import load_model
 
 out = Console(soft_wrap=True, width=200)
 
-GpuOpt = Annotated[str, typer.Option("--gpu", help="GPU short name (see `roofline gpus`) or a spec file path.")]
-ModelOpt = Annotated[str, typer.Option("--model", help="Model name (see `roofline models`) or a config.json path.")]
 BatchOpt = Annotated[int, typer.Option("--batch", help="Concurrent sequences.")]
 PromptOpt = Annotated[int, typer.Option("--prompt", help="Prompt length in tokens (prefill).")]
 OutputOpt = Annotated[int, typer.Option("--output", help="Output length in tokens (decode steps + 1).")]
@@ -31,10 +29,6 @@ WeightsOpt = Annotated[str, typer.Option("--weights", help="Weights precision (f
 ActOpt = Annotated[str, typer.Option("--activations", help="Activations = compute precision (fp32 tf32 bf16 fp16 "
                                      "fp8 int8 fp4).")]
 KvOpt = Annotated[str, typer.Option("--kv", help="KV-cache precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")]
-MemOpt = Annotated[float, typer.Option("--memory-utilization", help="Fraction of GPU memory the engine may use "
-                                       "(vLLM's gpu_memory_utilization).")]
-ProfileOpt = Annotated[Optional[Path], typer.Option("--profile", help="Measured profile (from `roofline bench`): "
-                                                    "its ceilings, fitted efficiencies and measured points.")]
 GpusOpt = Annotated[str, typer.Option("--gpus", help="GPUs to compare / draw, comma-separated (the --gpu is "
                                       "always included).")]
 SloTpotOpt = Annotated[float, typer.Option("--slo-tpot-ms", help="TPOT service-level objective (ms).")]
@@ -52,12 +46,9 @@ class PlotKind(str, Enum):
 
 def _setup(gpu, model, batch, prompt, output, context, tp, weights, activations, kv, mem_util, profile):
     """(GPUSpec, ModelConfig, Scenario, Efficiency|None, profile dict|None)."""
-    from .cli import load_device
-
     g, eff = load_device(gpu, profile, activations)
     m = load_model(model)
-    sc = Scenario(batch, prompt, output, context, tp, weights, activations, kv,
-                  MemorySettings(memory_utilization=mem_util)).checked(m)
+    sc = Scenario(batch, prompt, output, context, tp, weights, activations, kv, memory_settings(mem_util)).checked(m)
     prof = None
     if profile is not None:
         from .bench.profile import load_profile
@@ -97,7 +88,7 @@ def register(app: typer.Typer) -> None:
 
 def plot(
     kind: Annotated[PlotKind, typer.Argument(help="roofline, regime, latency, memory or compare.")],
-    gpu: GpuOpt = "h100-sxm", model: ModelOpt = "llama-3.1-8b", batch: BatchOpt = 1, prompt: PromptOpt = 1024,
+    gpu: GpuOpt = None, model: ModelOpt = "llama-3.1-8b", batch: BatchOpt = 1, prompt: PromptOpt = 1024,
     output: OutputOpt = 256, context: ContextOpt = None, tp: TpOpt = 1, weights: WeightsOpt = "bf16",
     activations: ActOpt = "bf16", kv: KvOpt = "bf16", memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None,
     gpus: GpusOpt = DEFAULT_COMPARE,
@@ -143,7 +134,7 @@ def plot(
 
 
 def report(
-    gpu: GpuOpt = "h100-sxm", model: ModelOpt = "llama-3.1-8b", batch: BatchOpt = 1, prompt: PromptOpt = 1024,
+    gpu: GpuOpt = None, model: ModelOpt = "llama-3.1-8b", batch: BatchOpt = 1, prompt: PromptOpt = 1024,
     output: OutputOpt = 256, context: ContextOpt = None, tp: TpOpt = 1, weights: WeightsOpt = "bf16",
     activations: ActOpt = "bf16", kv: KvOpt = "bf16", memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None,
     gpus: GpusOpt = DEFAULT_COMPARE, slo_tpot_ms: SloTpotOpt = 50.0,
@@ -157,7 +148,8 @@ def report(
     _positive("--slo-tpot-ms", slo_tpot_ms, SLO_HINT)
     g, m, sc, eff, prof = _setup(gpu, model, batch, prompt, output, context, tp, weights, activations, kv,
                                  memory_utilization, profile)
-    cmd = _command("report", gpu=gpu, model=model, batch=batch, prompt=prompt, output=output, context=context,
+    cmd = _command("report", gpu=gpu or (None if profile else DEFAULT_GPU), model=model, batch=batch, prompt=prompt,
+                   output=output, context=context,
                    tp=tp, weights=weights, activations=activations, kv=kv, memory_utilization=memory_utilization,
                    profile=profile, gpus=gpus, slo_tpot_ms=slo_tpot_ms)
     spec = ReportSpec(g, m, sc, cmd, eff, prof, str(profile) if profile else None, _gpus(gpus, g)[1:],
@@ -173,7 +165,7 @@ def _safe(name: str) -> str:
 
 
 def spreadsheet(
-    gpu: GpuOpt = "h100-sxm", model: ModelOpt = "llama-3.1-8b", batch: BatchOpt = 32, prompt: PromptOpt = 1024,
+    gpu: GpuOpt = None, model: ModelOpt = "llama-3.1-8b", batch: BatchOpt = 32, prompt: PromptOpt = 1024,
     output: OutputOpt = 256, context: ContextOpt = None, tp: TpOpt = 1, weights: WeightsOpt = "bf16",
     activations: ActOpt = "bf16", kv: KvOpt = "bf16", memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None,
     requests_per_s: Annotated[float, typer.Option("--requests-per-s", help="Traffic: requests per second.")] = 10.0,

@@ -1,5 +1,4 @@
 """The vectorized grid agrees with one-at-a-time analysis."""
-import numpy as np
 import pytest
 
 from roofline.analysis import Scenario, analyze

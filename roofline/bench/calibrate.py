@@ -32,7 +32,7 @@ curves. Decoder-layer points are never fitted: they are the end-to-end check of 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np

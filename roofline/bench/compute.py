@@ -9,7 +9,7 @@ or runs below 5% of the fp32 rate (no fast kernel, e.g. fp16 on most CPUs), is r
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from ..ops import matmul
 from .points import BenchContext, PointSpec, randn

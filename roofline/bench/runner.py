@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from . import attention, compute, layer, stream, sweep
 from .calibrate import ceilings, fit_record, hot_cache_bytes
