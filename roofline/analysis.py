@@ -103,7 +103,7 @@ def memory_summary(s: Setup, sc: Scenario, gpu: GPUSpec, model: ModelConfig) -> 
     ms, ctx = sc.memory, sc.decode_context
     cap = _f(mem.kv_cache_capacity_bytes(s, ms))
     mb = int(mem.max_batch(s, ms, ctx))
-    return {"memory_bytes": gpu.memory_bytes, "memory_budget_bytes": ms.memory_utilization * gpu.memory_bytes,
+    return {"memory_bytes": gpu.memory_bytes, "memory_budget_bytes": mem.budget_bytes(gpu.memory_bytes, ms),
             "weights_bytes": _f(mem.weights_bytes(s)), "activation_bytes": _f(mem.activation_bytes(s, ms)),
             "runtime_reserve_bytes": ms.runtime_reserve_bytes,
             "kv_cache_bytes_per_token": _f(mem.kv_cache_bytes_per_token(s)),

@@ -28,8 +28,9 @@ from .errors import RooflineError
 from .hardware import GPUSpec
 from .models import ModelConfig
 from .phases import attention_terms
-from .precision import ACTIVATION_PRECISIONS, check_precision
+from .precision import ACTIVATION_PRECISIONS
 from .step_time import _pass
+from .sweep import PrecisionSet
 from .workload import Workload, sample_requests
 
 PAGE_TOKENS = 16
@@ -263,8 +264,8 @@ def parse_precision(spec: str) -> tuple[str, str, str]:
     if len(parts) != 3:
         raise RooflineError(f"--precision {spec!r} is not a precision", exit_code=2,
                             hint="a name (bf16, fp8, int4) or WEIGHTS/ACTIVATIONS/KV such as fp8/fp8/bf16")
-    return (check_precision(parts[0], "weights"), check_precision(parts[1], "activations"),
-            check_precision(parts[2], "kv"))
+    ps = PrecisionSet.parse("/".join(parts))
+    return ps.weights, ps.activations, ps.kv
 
 
 @dataclass(frozen=True)

@@ -84,10 +84,14 @@ def activation_bytes(s: Setup, ms: MemorySettings) -> np.ndarray:
     return ms.max_batched_tokens * per_token * s.a_bytes + logits
 
 
+def budget_bytes(memory_bytes: float, ms: MemorySettings) -> float:
+    """What the engine may use of a GPU's memory: memory_utilization x total (vLLM's meaning)."""
+    return ms.memory_utilization * memory_bytes
+
+
 def kv_cache_capacity_bytes(s: Setup, ms: MemorySettings) -> np.ndarray:
     """Bytes left for the KV cache per GPU (negative when the weights alone do not fit)."""
-    budget = ms.memory_utilization * s.gpu.memory_bytes
-    return budget - weights_bytes(s) - activation_bytes(s, ms) - ms.runtime_reserve_bytes
+    return budget_bytes(s.gpu.memory_bytes, ms) - weights_bytes(s) - activation_bytes(s, ms) - ms.runtime_reserve_bytes
 
 
 def _capacity(s: Setup, ms: MemorySettings, cap) -> np.ndarray:

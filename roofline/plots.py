@@ -335,7 +335,7 @@ def memory_stack(gpu: GPUSpec, model: ModelConfig, scenario: Scenario, axis: str
     v = np.asarray(values, float)
     batch, ctx = (v, float(sc.decode_context)) if axis == "batch" else (float(sc.batch), v)
     ms = sc.memory
-    budget = ms.memory_utilization * gpu.memory_bytes
+    budget = mem.budget_bytes(gpu.memory_bytes, ms)
     w, act = float(mem.weights_bytes(s)), float(mem.activation_bytes(s, ms))
     cap = max(float(mem.kv_cache_capacity_bytes(s, ms)), 0.0)
     used = np.broadcast_to(batch * mem.kv_cache_bytes_per_sequence(s, ctx), v.shape)
