@@ -102,14 +102,14 @@ def ridge_points(gpu: GPUSpec) -> dict:
 def memory_summary(s: Setup, sc: Scenario, gpu: GPUSpec, model: ModelConfig) -> dict:
     ms, ctx = sc.memory, sc.decode_context
     cap = _f(mem.kv_cache_capacity_bytes(s, ms))
-    mb = int(mem.max_batch(s, ms, ctx))
+    mb = int(mem.max_batch(s, ms, ctx, cap))
     return {"memory_bytes": gpu.memory_bytes, "memory_budget_bytes": mem.budget_bytes(gpu.memory_bytes, ms),
             "weights_bytes": _f(mem.weights_bytes(s)), "activation_bytes": _f(mem.activation_bytes(s, ms)),
             "runtime_reserve_bytes": ms.runtime_reserve_bytes,
             "kv_cache_bytes_per_token": _f(mem.kv_cache_bytes_per_token(s)),
             "kv_cache_bytes_per_sequence": _f(mem.kv_cache_bytes_per_sequence(s, ctx)),
-            "kv_cache_capacity_bytes": max(cap, 0.0), "kv_cache_capacity_tokens": int(mem.kv_cache_capacity_tokens(s, ms)),
-            "max_batch": mb, "kv_cache_utilization": _f(mem.kv_cache_utilization(s, ms, sc.batch, ctx)),
+            "kv_cache_capacity_bytes": max(cap, 0.0), "kv_cache_capacity_tokens": int(mem.kv_cache_capacity_tokens(s, ms, cap)),
+            "max_batch": mb, "kv_cache_utilization": _f(mem.kv_cache_utilization(s, ms, sc.batch, ctx, cap)),
             "fits": mb >= 1, "batch_fits": sc.batch <= mb,
             "min_tp_that_fits": min_tp_that_fits(gpu, model, sc) if mb < 1 else sc.tp}
 

@@ -102,7 +102,7 @@ def test_compare_returns_finite_errors(result, dataset):
 
 
 def test_compare_result_is_json_serialisable(result):
-    json.dumps(result)
+    json.loads(json.dumps(result, allow_nan=False))  # plain JSON: no numpy types, no NaN or inf
 
 
 @pytest.mark.parametrize("metric", list(METRICS))
