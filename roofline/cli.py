@@ -4,10 +4,9 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Optional
 
-import click
 import typer
 
-from . import views
+from . import __version__, views
 from .analysis import Scenario, analyze as run_analysis
 from .errors import RooflineError
 from .cli_common import FormatOpt, GpuOpt, MemOpt, ModelOpt, ProfileOpt, err, load_device, memory_settings, out, warn
@@ -16,23 +15,34 @@ from .models import list_models, load_model
 from .render import Format, columns_to_rows, emit
 from .sweep import nest_row, sweep as run_sweep
 
-def _click_classes(name: str) -> tuple[type, ...]:
-    """The click exception class `name` from click and from typer's vendored copy (typer >= 0.29)."""
-    found = [getattr(click.exceptions, name)]
-    try:
-        from typer._click import exceptions as vendored
-        found.append(getattr(vendored, name))
-    except (ImportError, AttributeError):
-        pass
-    return tuple(found)
+def _typer_exception(name: str) -> type:
+    """The click exception class `name` as typer raises it, found through typer's public `BadParameter`:
+    typer < 0.29 re-exports click's classes, typer >= 0.29 carries its own copy of click (so importing
+    click directly would catch nothing and may not even be installed)."""
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == name:
+            return cls
+    raise ImportError(f"typer.BadParameter does not derive from {name}")  # pragma: no cover - typer changed
 
 
-_USAGE_ERRORS = _click_classes("UsageError")
-_ABORTS = _click_classes("Abort") if hasattr(click.exceptions, "Abort") else ()
+_USAGE_ERROR = _typer_exception("UsageError")
 
 app = typer.Typer(help="Roofline model of LLM inference: memory- vs compute-bound, latency, capacity, cost.",
                   no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   add_completion=False)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"roofline {__version__}", highlight=False, markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Roofline model of LLM inference: memory- vs compute-bound, latency, capacity, cost."""
+
 @app.command()
 def gpus(name: Annotated[Optional[str], typer.Argument(help="Show one GPU's spec with sources.")] = None,
          fmt: FormatOpt = Format.table) -> None:
@@ -141,13 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         if e.hint:
             err.print(f"Hint: {e.hint}", highlight=False, markup=False, soft_wrap=True)
         return e.exit_code
-    except _USAGE_ERRORS as e:
+    except _USAGE_ERROR as e:
         err.print(f"Error: {e.format_message()}", highlight=False, markup=False, soft_wrap=True)
         ctx = getattr(e, "ctx", None)
         err.print(f"Hint: see `{ctx.command_path if ctx else 'roofline'} --help`", highlight=False, markup=False,
                   soft_wrap=True)
         return 2
-    except _ABORTS:
+    except typer.Abort:
         err.print("Error: aborted", highlight=False)
         return 130
     except KeyboardInterrupt:
