@@ -13,7 +13,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from roofline.published import compare, format_error, format_value, load_measurements, summarize
+from roofline.measure.published import compare, format_error, format_value, load_measurements, summarize
 
 INTRO = """\
 # roofline vs published measurements

@@ -8,12 +8,12 @@ from __future__ import annotations
 import sys
 import time
 
-from roofline.capacity import replica_capacity
-from roofline.engine import make_setup
-from roofline.hardware import load_gpu
-from roofline.models import load_model
-from roofline.simulate import simulate
-from roofline.workload import SLO, LengthDist, Workload
+from roofline.plan.capacity import replica_capacity
+from roofline.model.engine import make_setup
+from roofline.specs.hardware import load_gpu
+from roofline.specs.models import load_model
+from roofline.plan.simulate import simulate
+from roofline.specs.workload import SLO, LengthDist, Workload
 
 REPLICAS = 8
 

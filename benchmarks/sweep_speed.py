@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from roofline.hardware import load_gpu
-from roofline.models import load_model
-from roofline.sweep import evaluate_chunked
+from roofline.specs.hardware import load_gpu
+from roofline.specs.models import load_model
+from roofline.model.sweep import evaluate_chunked
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import RooflineError
+from roofline.errors import RooflineError
 
 
 def read_json(path: str | Path, what: str, example: str) -> Any:

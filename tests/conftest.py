@@ -1,6 +1,6 @@
 import pytest
 
-from roofline.cli import main
+from roofline.cli.app import main
 
 
 @pytest.fixture

@@ -1,13 +1,12 @@
 """The wheel must carry every subpackage and the data files (spec files, model catalog)."""
-import re
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_subpackage_is_listed_in_pyproject():
-    text = (ROOT / "pyproject.toml").read_text()
-    listed = set(re.search(r"^packages = \[(.*?)\]", text, re.M).group(1).replace('"', "").replace(" ", "").split(","))
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {"roofline." + p.parent.relative_to(ROOT / "roofline").as_posix().replace("/", ".")
              for p in (ROOT / "roofline").rglob("__init__.py") if p.parent != ROOT / "roofline"}
     assert found | {"roofline", "roofline.hardware_specs"} <= listed, found - listed
@@ -15,4 +14,5 @@ def test_every_subpackage_is_listed_in_pyproject():
 
 def test_data_files_are_package_data():
     text = (ROOT / "pyproject.toml").read_text()
-    assert '"model_catalog/*.json"' in text and '"roofline.hardware_specs" = ["*.json"]' in text
+    assert '"roofline.specs" = ["model_catalog/*.json"]' in text and '"roofline.hardware_specs" = ["*.json"]' in text
+    assert '"roofline.measure" = ["data/*.json"]' in text

@@ -1,13 +1,12 @@
 """The layout refactor changed no output: `analyze --format json`, `sweep --format csv` and
 `capacity --format json` for a few configurations are byte-identical to files captured before the move
 (tests/golden/, commands in tests/golden/cases.txt, run from that folder)."""
-import os
 import shlex
 from pathlib import Path
 
 import pytest
 
-from roofline.cli import main
+from roofline.cli.app import main
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 CASES = [line.split("\t") for line in (GOLDEN / "cases.txt").read_text().splitlines() if line.strip()]

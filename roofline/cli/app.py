@@ -1,0 +1,176 @@
+"""The `roofline` command line: parse, call the library, render. No model math lives here."""
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from roofline import __version__
+from roofline.report import views
+from roofline.model.analysis import Scenario, analyze as run_analysis
+from roofline.errors import RooflineError
+from roofline.cli.common import FormatOpt, GpuOpt, MemOpt, ModelOpt, ProfileOpt, err, load_device, memory_settings, out, warn
+from roofline.specs.hardware import list_gpus, load_gpu
+from roofline.specs.models import list_models, load_model
+from roofline.report.render import Format, columns_to_rows, emit
+from roofline.model.sweep import nest_row, sweep as run_sweep
+
+def _typer_exception(name: str) -> type:
+    """The click exception class `name` as typer raises it, found through typer's public `BadParameter`:
+    typer < 0.29 re-exports click's classes, typer >= 0.29 carries its own copy of click (so importing
+    click directly would catch nothing and may not even be installed)."""
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == name:
+            return cls
+    raise ImportError(f"typer.BadParameter does not derive from {name}")  # pragma: no cover - typer changed
+
+
+_USAGE_ERROR = _typer_exception("UsageError")
+
+app = typer.Typer(help="Roofline model of LLM inference: memory- vs compute-bound, latency, capacity, cost.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  add_completion=False)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"roofline {__version__}", highlight=False, markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Roofline model of LLM inference: memory- vs compute-bound, latency, capacity, cost."""
+
+@app.command()
+def gpus(name: Annotated[Optional[str], typer.Argument(help="Show one GPU's spec with sources.")] = None,
+         fmt: FormatOpt = Format.table) -> None:
+    """List the GPU spec files (dense peaks, bandwidth, ridge points), or show one with its sources."""
+    specs = [load_gpu(name)] if name else [load_gpu(n) for n in list_gpus()]
+    if name:
+        g = specs[0]
+        emit(views.gpu_detail(g), fmt, out,
+             lambda: views.gpu_detail_table(g), lambda: [views.gpu_row(g)])
+    else:
+        emit([views.gpu_row(g) for g in specs], fmt, out, lambda: views.gpus_table(specs),
+             lambda: [views.gpu_row(g) for g in specs])
+
+
+@app.command()
+def models(name: Annotated[Optional[str], typer.Argument(help="Show one model (name or config.json path).")] = None,
+           fmt: FormatOpt = Format.table) -> None:
+    """List the built-in model catalog, or show one model's dimensions and parameter count."""
+    if name:
+        m = load_model(name)
+        d = {**m.to_dict(), "parameters": m.parameters(), "active_parameters": m.active_parameters(),
+             "parameter_breakdown": m.parameter_breakdown()}
+        emit(d, fmt, out, lambda: views.model_detail_table(d), lambda: [views.model_row(m)])
+    else:
+        ms = [load_model(n) for n in list_models()]
+        emit([views.model_row(m) for m in ms], fmt, out, lambda: views.models_table(ms),
+             lambda: [views.model_row(m) for m in ms])
+
+
+@app.command()
+def analyze(
+    gpu: GpuOpt = None, model: ModelOpt = "llama-3.1-8b",
+    batch: Annotated[int, typer.Option(help="Concurrent sequences.")] = 1,
+    prompt: Annotated[int, typer.Option(help="Prompt length in tokens (prefill).")] = 1024,
+    output: Annotated[int, typer.Option(help="Output length in tokens (decode steps + 1).")] = 256,
+    context: Annotated[Optional[int], typer.Option(help="Decode position: tokens already cached "
+                                                   "[default: prompt + output].")] = None,
+    tp: Annotated[int, typer.Option(help="Tensor-parallel degree.")] = 1,
+    weights: Annotated[str, typer.Option(help="Weights precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")] = "bf16",
+    activations: Annotated[str, typer.Option(help="Activations = compute precision (fp32 tf32 bf16 fp16 fp8 int8 fp4).")] = "bf16",
+    kv: Annotated[str, typer.Option(help="KV-cache precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")] = "bf16",
+    memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+) -> None:
+    """Per-operator FLOPs, bytes, intensity, bound and time for prefill and a decode step; TTFT, TPOT,
+    end-to-end latency, throughput, memory and KV-cache capacity."""
+    g, eff = load_device(gpu, profile, activations.strip().lower())
+    m = load_model(model)
+    sc = Scenario(batch, prompt, output, context, tp, weights, activations, kv, memory_settings(memory_utilization))
+    r = run_analysis(g, m, sc, eff)
+    warn(r["warnings"])
+    emit(r, fmt, out, lambda: views.analyze_tables(r), lambda: views.analyze_csv_rows(r))
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise RooflineError(f"{flag} takes comma-separated integers, got {text!r}", hint=f"e.g. {flag} 1,8,64",
+                            exit_code=2)
+    return values
+
+
+@app.command()
+def sweep(
+    gpu: GpuOpt = None, model: ModelOpt = "llama-3.1-8b",
+    batch: Annotated[str, typer.Option(help="Batches, comma-separated.")] = "1,2,4,8,16,32,64,128,256",
+    context: Annotated[str, typer.Option(help="Contexts (decode position = prompt length), comma-separated.")] = "512,2048,8192",
+    tp: Annotated[str, typer.Option(help="Tensor-parallel degrees, comma-separated.")] = "1",
+    precision: Annotated[str, typer.Option(help="Precision sets, comma-separated: 'bf16' (all three) or "
+                                           "weights/activations/kv such as 'int4/bf16/fp8'.")] = "bf16",
+    memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+) -> None:
+    """Evaluate a grid batch x context x TP x precision in one vectorized pass."""
+    g, eff = load_device(gpu, profile)
+    m = load_model(model)
+    cols = run_sweep(g, m, _ints(batch, "--batch"), _ints(context, "--context"), _ints(tp, "--tp"),
+                     [p for p in precision.split(",") if p.strip()], eff, memory_settings(memory_utilization))
+    rows = columns_to_rows(cols)
+    emit([nest_row(r) for r in rows], fmt, out, lambda: views.sweep_table(rows), lambda: rows)
+
+
+def _register_commands() -> None:
+    """Commands that live beside their libraries: bench/validate, capacity/simulate, plot/report/spreadsheet,
+    published."""
+    from roofline.cli.bench import register as register_bench
+    from roofline.cli.capacity import register as register_capacity
+    from roofline.cli.published import register as register_published
+    from roofline.cli.report import register as register_reports
+
+    for register in (register_reports, register_bench, register_capacity, register_published):
+        register(app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: user mistakes become one `Error:` line and a `Hint:` on stderr, never a traceback."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args or ["--help"], prog_name="roofline", standalone_mode=False)
+    except RooflineError as e:
+        err.print(f"Error: {e.message}", highlight=False, markup=False, soft_wrap=True)
+        if e.hint:
+            err.print(f"Hint: {e.hint}", highlight=False, markup=False, soft_wrap=True)
+        return e.exit_code
+    except _USAGE_ERROR as e:
+        err.print(f"Error: {e.format_message()}", highlight=False, markup=False, soft_wrap=True)
+        ctx = getattr(e, "ctx", None)
+        err.print(f"Hint: see `{ctx.command_path if ctx else 'roofline'} --help`", highlight=False, markup=False,
+                  soft_wrap=True)
+        return 2
+    except typer.Abort:
+        err.print("Error: aborted", highlight=False)
+        return 130
+    except KeyboardInterrupt:
+        err.print("Error: interrupted", highlight=False)
+        return 130
+    except OSError as e:  # a file we were asked to read or write: say which, no traceback
+        where = f" {e.filename}" if e.filename else ""
+        err.print(f"Error: cannot access{where}: {e.strerror or e}", highlight=False, markup=False, soft_wrap=True)
+        err.print("Hint: check the path exists and is writable", highlight=False, markup=False)
+        return 1
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""`roofline bench` and `roofline validate`: parse options, call roofline.measure, print.
+
+Mounted on the main app by `register(app)`."""
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from roofline.cli.common import FormatOpt
+from roofline.measure.bench import run_bench
+from roofline.measure.validate import validate_profile
+from roofline.report.render import Format
+from roofline.report.validation import render_validation
+
+
+class Device(str, Enum):
+    cuda = "cuda"
+    cpu = "cpu"
+
+
+def bench(
+    device: Annotated[Optional[Device], typer.Option("--device", help="cuda or cpu [default: cuda when "
+                                                      "available, else cpu].")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes and short timing (CPU: under 3 minutes).")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Profile path [default: "
+                                                   "profiles/<device>-<quick|full>-<host>.json].")] = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", help="Spec to compare against [default: detected from "
+                                               "the CUDA device name; none on a CPU].")] = None,
+    model: Annotated[str, typer.Option("--model", help="Catalog model the attention and layer points are "
+                                       "shaped after (dense GQA/MHA).")] = "llama-3.1-8b",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on "
+                                           "stderr.")] = True,
+) -> None:
+    """Measure the device (streaming, GEMM ceilings, intensity sweeps, attention, a decoder layer) with
+    NVML telemetry, and write a versioned JSON profile; prints the profile path."""
+    import time
+
+    t0 = time.monotonic()
+    if progress:
+        with _ProgressBar() as bar:
+            path = run_bench(device.value if device else None, quick, output, gpu, bar.update, model, command=sys.argv)
+    else:
+        path = run_bench(device.value if device else None, quick, output, gpu, None, model, command=sys.argv)
+    typer.echo(f"bench finished in {time.monotonic() - t0:.1f} s", err=True)
+    typer.echo(str(path))
+
+
+def validate(
+    profile: Annotated[Path, typer.Argument(help="Profile written by `roofline bench`.")],
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Predicted vs measured for every point of a profile: datasheet, bare measured ceilings and the
+    calibrated model (fit on half the points, errors on the other half), per-family errors and outliers."""
+    typer.echo(render_validation(validate_profile(profile), fmt.value), nl=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `bench` and `validate` to the main app."""
+    app.command("bench")(bench)
+    app.command("validate")(validate)
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr: which point runs, how many are done. Shown from the first update on, so
+    that an error before the first point prints nothing but the error."""
+
+    def __enter__(self):
+        self.p = self.task = None
+        return self
+
+    def update(self, i: int, n: int, what: str) -> None:
+        if self.p is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                              console=Console(stderr=True), transient=False)
+            self.p.__enter__()
+            self.task = self.p.add_task("bench", total=n)
+        self.p.update(self.task, completed=i, description=f"bench {what[:60]:60s}")
+
+    def __exit__(self, *exc):
+        return self.p.__exit__(*exc) if self.p is not None else None

@@ -1,0 +1,273 @@
+"""`roofline capacity` and `roofline simulate`: parse, call roofline.capacity / roofline.simulate, render."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from roofline.model.analysis import Scenario, min_tp_that_fits
+from roofline.cli.common import FormatOpt, MemOpt, ModelOpt, ProfileOpt, load_device, memory_settings, out, warn
+from roofline.plan.capacity import candidates, capacity_table, parse_precision
+from roofline.model.engine import check_tp, make_setup
+from roofline.errors import RooflineError
+from roofline.plan.fleet import plan_fleet
+from roofline.specs.fleet import Fleet, load_fleet
+from roofline.specs.hardware import load_gpu
+from roofline.model.memory import MemorySettings
+from roofline.specs.models import ModelConfig, load_model
+from roofline.report.render import Format, emit, table
+from roofline.plan.simulate import DoesNotFit, SimSettings, divergence, simulate as run_simulation
+from roofline.specs.workload import Workload, context_warning, workload_from_options
+
+WorkloadOpt = Annotated[Optional[Path], typer.Option("--workload", exists=True, dir_okay=False,
+                                                     help="Workload JSON file (see examples/workload-chat.json).")]
+RateOpt = Annotated[Optional[float], typer.Option("--rate", help="Requests per second (overrides the file's "
+                                                  "arrival.rate_per_s; the daily curve still applies).")]
+PromptOpt = Annotated[Optional[str], typer.Option("--prompt", help="Prompt tokens: N, uniform:MIN:MAX, "
+                                                  "lognormal:MEDIAN:SIGMA[:MAX] or csv:PATH [default: 1024].")]
+OutputOpt = Annotated[Optional[str], typer.Option("--output", help="Output tokens, same forms as --prompt "
+                                                  "[default: 256].")]
+TurnsOpt = Annotated[Optional[int], typer.Option("--turns", help="Turns per conversation.")]
+ThinkOpt = Annotated[Optional[float], typer.Option("--think-time-s", help="Mean pause between turns (s).")]
+TtftOpt = Annotated[Optional[float], typer.Option("--ttft-p99-s", help="SLO: p99 time to first token (s).")]
+TpotOpt = Annotated[Optional[float], typer.Option("--tpot-p99-s", help="SLO: p99 time per output token (s).")]
+
+
+def _prices(items: list[str]) -> dict[str, float]:
+    prices = {}
+    for it in items:
+        name, _, value = it.partition("=")
+        try:
+            usd = float(value)
+        except ValueError:
+            raise RooflineError(f"--price {it!r} is not GPU=USD_PER_HOUR", hint="e.g. --price h100-sxm=2.49",
+                                exit_code=2) from None
+        if not 0.0 <= usd < float("inf"):
+            raise RooflineError(f"--price {it!r}: the price must be >= 0 USD per GPU-hour, got {value}",
+                                hint="e.g. --price h100-sxm=2.49", exit_code=2)
+        prices[load_gpu(name.strip()).name] = usd
+    return prices
+
+
+def _tp_degrees(text: Optional[str], m: ModelConfig) -> Optional[list[int]]:
+    """--tp as a list (None: the default degrees). Degrees that do not divide the heads get a note in their
+    row; when none of them does, that is a flag error."""
+    if not text:
+        return None
+    try:
+        tps = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        tps = []
+    if not tps:
+        raise RooflineError(f"--tp takes comma-separated integers, got {text!r}", hint="e.g. --tp 2,4,8",
+                            exit_code=2)
+    if all(t < 1 or m.num_heads % t for t in tps):
+        try:
+            check_tp(m, tps[0])
+        except RooflineError as e:
+            if len(tps) == 1:
+                raise
+            raise RooflineError(f"--tp {text}: none of these degrees divides the {m.num_heads} attention heads of "
+                                f"{m.name}", hint=e.hint, exit_code=2) from None
+    return tps
+
+
+def _precisions(text: str) -> list[str]:
+    precisions = [p.strip() for p in text.split(",") if p.strip()]
+    for p in precisions:
+        parse_precision(p)
+    return precisions
+
+
+def _fmt(x, spec=".3g", scale=1.0, unit=""):
+    return "-" if x is None else f"{x * scale:{spec}}{unit}"
+
+
+CAPACITY_COLUMNS = ["gpu", "tp", "precision", "max_request_rate_per_replica", "replicas", "gpus", "cost_per_hour",
+                    "cost_per_million_output_tokens", "headroom", "limited_by", "bottleneck", "batch", "tpot_s",
+                    "tpot_p99_s", "ttft_p99_s", "kv_cache_utilization", "saturation_rate_per_replica", "reason"]
+
+
+def _capacity_tables(res: dict) -> list:
+    w = res["workload"]
+    head = (f"{res['model']}: {w['name']} peak {w['peak_rate_per_s']:.3g} req/s (mean {w['mean_rate_per_s']:.3g}), "
+            f"SLO TTFT p99 {_fmt(w['slo']['ttft_p99_s'], unit=' s')}, TPOT p99 {_fmt(w['slo']['tpot_p99_s'], unit=' s')}")
+    rows = [[r["gpu"], r["tp"], r["precision"], _fmt(r["max_request_rate_per_replica"]), r.get("replicas", "-"),
+             r.get("gpus", "-"), _fmt(r.get("cost_per_hour"), ".2f"), _fmt(r.get("cost_per_million_output_tokens"), ".3f"),
+             _fmt(r.get("headroom"), ".0%"), r.get("limited_by") or "-", r.get("bottleneck") or "-",
+             _fmt(r.get("batch"), ".0f"), _fmt(r.get("tpot_p99_s"), ".1f", 1e3), _fmt(r.get("ttft_p99_s"), ".0f", 1e3),
+             r.get("reason", "")] for r in res["candidates"]]
+    out_tables = [table(head, ["GPU", "TP", "precision", "req/s/replica", "replicas", "GPUs", "$/h", "$/1M out",
+                               "headroom", "limited by", "bottleneck", "batch", "TPOT p99 ms", "TTFT p99 ms",
+                               "note"], rows)]
+    plan = res.get("fleet_plan")
+    if plan:
+        cost = ("cost unknown (unpriced GPUs; fewest GPUs)" if plan["cost_per_hour"] is None else
+                f"${plan['cost_per_hour']:.2f}/h, ${_fmt(plan['cost_per_million_output_tokens'], '.3f')}/1M output "
+                "tokens")
+        title = (f"Cheapest fleet mix: {plan['gpus']} GPUs, {cost}"
+                 + (f"; AT CAPACITY: {plan['unserved_rate_per_s']:.3g} req/s unserved" if plan["at_capacity"] else ""))
+        out_tables.append(table(title, ["region", "GPU", "TP", "precision", "replicas", "GPUs", "req/s", "$/h"],
+                                [[m["region"], m["gpu"], m["tp"], m["precision"], m["replicas"], m["gpus"],
+                                  _fmt(m["rate_per_s"]), _fmt(m["cost_per_hour"], ".2f")] for m in plan["mix"]]))
+    return out_tables
+
+
+def capacity(
+    model: ModelOpt = "llama-3.1-70b",
+    workload: WorkloadOpt = None, rate: RateOpt = None, prompt: PromptOpt = None, output: OutputOpt = None,
+    turns: TurnsOpt = None, think_time_s: ThinkOpt = None, ttft_p99_s: TtftOpt = None, tpot_p99_s: TpotOpt = None,
+    gpu: Annotated[Optional[list[str]], typer.Option("--gpu", help="Candidate GPU (repeat for several) "
+                                                     "[default: the fleet's GPUs, else h100-sxm and h200-sxm].")] = None,
+    tp: Annotated[Optional[str], typer.Option("--tp", help="TP degrees, comma-separated [default: 1,2,4,8 that "
+                                              "divide the heads].")] = None,
+    precision: Annotated[str, typer.Option("--precision", help="Precisions, comma-separated: bf16, fp8 (W8A8, fp8 "
+                                           "KV), int4 (W4A16) or weights/activations/kv.")] = "bf16,fp8",
+    price: Annotated[Optional[list[str]], typer.Option("--price", help="GPU=USD per GPU-hour (repeat); overrides "
+                                                       "the fleet file's prices.")] = None,
+    fleet: Annotated[Optional[Path], typer.Option("--fleet", exists=True, dir_okay=False,
+                                                  help="Fleet file (GPU types, per-region availability, prices): "
+                                                  "adds the cheapest mix, or the unserved load.")] = None,
+    memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+) -> None:
+    """Highest request rate per replica within the SLOs for each GPU x TP x precision, replicas, GPUs, cost,
+    headroom and the binding bottleneck; with --fleet, the cheapest mix across regions (an ILP)."""
+    ms = memory_settings(memory_utilization)
+    w = workload_from_options(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
+    m = load_model(model)
+    tps, precisions = _tp_degrees(tp, m), _precisions(precision)
+    overrides = _prices(price or [])
+    fl = load_fleet(fleet).with_prices(overrides) if fleet else None
+    prices = {**(fl.prices if fl else {}), **overrides}
+    names = gpu or (fl.gpu_names if fl else ["h100-sxm", "h200-sxm"])
+    cands = _candidates(names, m, tps, precisions, profile)
+    warn([context_warning(w, m.name, m.max_position_embeddings)])
+    res = _capacity_result(m, w, capacity_table(cands, m, w, prices, ms), fl)
+    warn(res.get("fleet_plan", {}).get("warnings", []))
+    emit(res, fmt, out, lambda: _capacity_tables(res),
+         lambda: [{k: r.get(k) for k in CAPACITY_COLUMNS} for r in res["candidates"]])
+
+
+def _candidates(names: list[str], m: ModelConfig, tps, precisions: list[str], profile: Optional[Path]) -> list:
+    cands = []
+    for name in names:
+        g, eff = load_device(name, profile)
+        cands += candidates([g], m, tps, precisions, eff)
+    return cands
+
+
+def _capacity_result(m: ModelConfig, w: Workload, rows: list[dict], fl: Optional[Fleet]) -> dict:
+    """The JSON document: the candidates' rows, the best one, and with a fleet the cheapest mix."""
+    feasible = [r for r in rows if r["feasible"]]
+    res = {"model": m.name, "workload": w.to_dict(), "candidates": rows, "best": feasible[0] if feasible else None}
+    if fl:
+        best = res["best"]
+        out_tps = (w.mean_rate_per_s * best["output_tokens_per_s_per_replica"]
+                   / best["max_request_rate_per_replica"]) if best else 0.0
+        res["fleet_plan"] = plan_fleet(rows, fl, w.peak_rate_per_s, out_tps)
+    return res
+
+
+def _simulate_tables(res: dict) -> list:
+    lat = [[name, *(_fmt(res[k][q], ".1f", 1e3) for q in ("mean", "p50", "p90", "p99", "max"))]
+           for name, k in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("end-to-end", "e2e_latency_s"))]
+    ll = res["littles_law"]
+    other = [["offered load", f"{res['offered_rate_per_s']:.3g} req/s on {res['replicas']} replica(s)"],
+             ["simulated hours", _hours_text(res)],
+             ["throughput", f"{res['throughput_output_tokens_per_s']:.4g} output tok/s, "
+                            f"{res['throughput_requests_per_s']:.3g} req/s"],
+             ["batch per replica", f"mean {res['batch_size']['mean']:.1f}, max {res['batch_size']['max']:.0f}"],
+             ["KV cache utilisation", f"mean {res['kv_cache_utilization']['mean']:.0%}, "
+                                      f"max {res['kv_cache_utilization']['max']:.0%}"],
+             ["queue length", f"mean {res['queue_length']['mean']:.1f}, max {res['queue_length']['max']:.0f}"],
+             ["cache hit rate", _fmt(res["cache_hit_rate"], ".1%")],
+             ["recompute", f"{res['recompute_tokens']:,} tokens ({res['recompute_fraction_of_prefill']:.1%} of "
+                           f"prefill), {res['evictions']:,} evictions"],
+             ["Little's law", f"in flight {ll['mean_in_flight']:.3g} vs rate x latency {_fmt(ll['rate_x_latency'])}"],
+             ["rejected", f"{res['rejected_requests']:,} (larger than the KV cache)"]]
+    if res.get("divergence_rate_per_s") is not None or res.get("load_sweep"):
+        other.append(["latency diverges at", _fmt(res.get("divergence_rate_per_s"), ".4g", unit=" req/s")])
+    return [table(f"Simulated {res['requests']:,} requests (ms)", ["", "mean", "p50", "p90", "p99", "max"], lat),
+            table(None, ["", ""], other, justify_right=False)]
+
+
+def _hours_text(res: dict) -> str:
+    if res.get("hours_simulated") is None:
+        return "constant rate (no daily curve)"
+    hours = res["hours_simulated"]
+    span = f"{hours[0]:02d}:00-{(hours[-1] + 1) % 24:02d}:00"
+    mult = ", ".join(f"x{m:g}" for m in res["daily_curve_multipliers"])
+    return f"{span} of the daily curve (rate {mult})"
+
+
+def _fit_hint(e: DoesNotFit, g, m: ModelConfig, tp: int, prec: tuple[str, str, str], ms: MemorySettings) -> str:
+    """The smallest TP at which the smallest request fits, as the hint for a model that does not fit."""
+    sc = Scenario(prompt=max(e.smallest_tokens - 1, 1), output=1, tp=tp, weights=prec[0], activations=prec[1],
+                  kv=prec[2], memory=ms)
+    t = min_tp_that_fits(g, m, sc)
+    return (f"the smallest TP that fits is {t}: pass --tp {t}" if t else
+            "no TP degree up to 64 fits: use a narrower --precision (fp8, int4) or a GPU with more memory")
+
+
+def _start_hour(start_hour: Optional[int], w: Workload) -> Optional[int]:
+    if start_hour is None:
+        return None
+    if not 0 <= start_hour <= 23:
+        raise RooflineError(f"--start-hour must be an hour of the day 0-23, got {start_hour}",
+                            hint="the daily curve's peak hour is the default", exit_code=2)
+    if not w.daily_curve:
+        warn(["--start-hour has no effect: the workload has no daily curve (constant rate)"])
+    return start_hour
+
+
+def simulate(
+    model: ModelOpt = "llama-3.1-8b",
+    gpu: Annotated[str, typer.Option("--gpu", help="GPU short name or spec file.")] = "h100-sxm",
+    workload: WorkloadOpt = None, rate: RateOpt = None, prompt: PromptOpt = None, output: OutputOpt = None,
+    turns: TurnsOpt = None, think_time_s: ThinkOpt = None, ttft_p99_s: TtftOpt = None, tpot_p99_s: TpotOpt = None,
+    tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel degree.")] = 1,
+    precision: Annotated[str, typer.Option("--precision", help="bf16, fp8, int4 or weights/activations/kv.")] = "bf16",
+    replicas: Annotated[int, typer.Option("--replicas", min=1, help="Replicas (conversations routed round-robin).")] = 1,
+    requests: Annotated[int, typer.Option("--requests", min=1, help="Requests to simulate.")] = 20_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same result).")] = 0,
+    start_hour: Annotated[Optional[int], typer.Option("--start-hour", help="Hour of the workload's daily curve "
+                                                      "(0-23) at which arrivals start [default: the curve's peak "
+                                                      "hour, the load `capacity` sizes for].")] = None,
+    chunked_prefill: Annotated[bool, typer.Option("--chunked-prefill/--no-chunked-prefill",
+                                                  help="Mix prefill chunks into decode steps.")] = True,
+    find_divergence: Annotated[bool, typer.Option("--find-divergence", help="Also simulate a ladder of loads "
+                                                  "and report where latency diverges.")] = False,
+    timeseries: Annotated[bool, typer.Option("--timeseries/--no-timeseries", help="Include batch, KV "
+                                             "utilisation and queue over time in JSON.")] = False,
+    memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+) -> None:
+    """Discrete-event simulation of replicas with continuous batching, a paged KV cache, eviction and recompute:
+    TTFT/TPOT/end-to-end percentiles, throughput, batch and KV utilisation, queue, cache hit rate."""
+    ms = memory_settings(memory_utilization)
+    w = workload_from_options(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
+    hour = _start_hour(start_hour, w)
+    g, eff = load_device(gpu, profile)
+    prec = parse_precision(precision)
+    m = load_model(model)
+    s = make_setup(g, m, tp, *prec, eff)
+    cfg = SimSettings(chunked_prefill=chunked_prefill, memory=ms)
+    warn([context_warning(w, m.name, m.max_position_embeddings, seed)])
+    try:
+        res = run_simulation(s, w, requests, replicas, seed, cfg, start_hour=hour)
+    except DoesNotFit as e:
+        raise RooflineError(e.message, hint=_fit_hint(e, g, m, tp, prec, ms)) from None
+    if find_divergence:
+        res.update(divergence(s, w, max(2000, requests // 4), replicas, seed, cfg))
+    if not timeseries:
+        res.pop("timeseries")
+    res = {"model": s.model.name, "gpu": g.name, "tp": tp, "precision": precision, "workload": w.to_dict(), **res}
+    flat = {k: v for k, v in res.items() if not isinstance(v, (dict, list))}
+    for k in ("ttft_s", "tpot_s", "e2e_latency_s"):
+        flat.update({f"{k}_{q}": res[k][q] for q in ("p50", "p99")})
+    emit(res, fmt, out, lambda: _simulate_tables(res), lambda: [flat])
+
+
+def register(app: typer.Typer) -> None:
+    app.command("capacity")(capacity)
+    app.command("simulate")(simulate)

@@ -1,0 +1,207 @@
+"""`roofline plot`, `roofline report`, `roofline spreadsheet`: parse, call roofline.plots / report / spreadsheet,
+print the paths written (stdout is data: one path per line)."""
+from __future__ import annotations
+
+import math
+import shlex
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from roofline.model.analysis import Scenario
+from roofline.cli.common import DEFAULT_GPU, GpuOpt, MemOpt, ModelOpt, ProfileOpt, load_device, memory_settings
+from roofline.errors import RooflineError
+from roofline.specs.hardware import load_gpu
+from roofline.specs.models import load_model
+
+out = Console(soft_wrap=True, width=200)
+
+BatchOpt = Annotated[int, typer.Option("--batch", help="Concurrent sequences.")]
+PromptOpt = Annotated[int, typer.Option("--prompt", help="Prompt length in tokens (prefill).")]
+OutputOpt = Annotated[int, typer.Option("--output", help="Output length in tokens (decode steps + 1).")]
+ContextOpt = Annotated[Optional[int], typer.Option("--context", help="Decode position: tokens already cached "
+                                                   "[default: prompt + output].")]
+TpOpt = Annotated[int, typer.Option("--tp", help="Tensor-parallel degree.")]
+WeightsOpt = Annotated[str, typer.Option("--weights", help="Weights precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")]
+ActOpt = Annotated[str, typer.Option("--activations", help="Activations = compute precision (fp32 tf32 bf16 fp16 "
+                                     "fp8 int8 fp4).")]
+KvOpt = Annotated[str, typer.Option("--kv", help="KV-cache precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")]
+GpusOpt = Annotated[str, typer.Option("--gpus", help="GPUs to compare / draw, comma-separated (the --gpu is "
+                                      "always included).")]
+SloTpotOpt = Annotated[float, typer.Option("--slo-tpot-ms", help="TPOT service-level objective (ms).")]
+
+DEFAULT_COMPARE = "h100-sxm,a100-sxm-80gb,h200-sxm"
+
+
+class PlotKind(str, Enum):
+    roofline = "roofline"
+    regime = "regime"
+    latency = "latency"
+    memory = "memory"
+    compare = "compare"
+
+
+def _setup(gpu, model, batch, prompt, output, context, tp, weights, activations, kv, mem_util, profile):
+    """(GPUSpec, ModelConfig, Scenario, Efficiency|None, profile dict|None)."""
+    g, eff = load_device(gpu, profile, activations)
+    m = load_model(model)
+    sc = Scenario(batch, prompt, output, context, tp, weights, activations, kv, memory_settings(mem_util)).checked(m)
+    prof = None
+    if profile is not None:
+        from roofline.measure.profile import load_profile
+        prof = load_profile(profile)
+    return g, m, sc, eff, prof
+
+
+def _positive(flag: str, value: float, hint: str) -> None:
+    """Reject a value that is not a finite number > 0 (NaN and inf included) with exit code 2."""
+    if not (math.isfinite(value) and value > 0):
+        raise RooflineError(f"{flag} must be a positive number, got {value}", hint=hint, exit_code=2)
+
+
+SLO_HINT = "the TPOT target in milliseconds, e.g. 50"
+
+
+def _gpus(text: str, first) -> list:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    return [first] + [load_gpu(n) for n in names if n.lower() != first.name.lower()]
+
+
+def _command(name: str, **opts) -> str:
+    """The exact command line, every option spelled out (defaults included) so the result does not drift."""
+    parts = ["roofline", name]
+    for k, v in opts.items():
+        if v is None:
+            continue
+        parts += [f"--{k.replace('_', '-')}", str(v.value if isinstance(v, Enum) else v)]
+    return shlex.join(parts)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plot")(plot)
+    app.command("report")(report)
+    app.command("spreadsheet")(spreadsheet)
+
+
+def plot(
+    kind: Annotated[PlotKind, typer.Argument(help="roofline, regime, latency, memory or compare.")],
+    gpu: GpuOpt = None, model: ModelOpt = "llama-3.1-8b", batch: BatchOpt = 1, prompt: PromptOpt = 1024,
+    output: OutputOpt = 256, context: ContextOpt = None, tp: TpOpt = 1, weights: WeightsOpt = "bf16",
+    activations: ActOpt = "bf16", kv: KvOpt = "bf16", memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None,
+    gpus: GpusOpt = DEFAULT_COMPARE,
+    precisions: Annotated[str, typer.Option("--precisions", help="latency: precision sets to draw on the --gpu, "
+                                            "comma-separated ('bf16', 'fp8', 'int4/bf16/fp8').")] = "bf16,fp8",
+    metric: Annotated[str, typer.Option("--metric", help="regime: intensity or time.")] = "intensity",
+    axis: Annotated[str, typer.Option("--axis", help="memory: batch or context.")] = "batch",
+    slo_tpot_ms: SloTpotOpt = 50.0,
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write (.png or .svg) "
+                                                     "[default: reports/plots/<kind>-<model>-<gpu>.png].")] = None,
+) -> None:
+    """Write one plot (PNG or SVG, slide-sized) and print its path."""
+    from roofline.report import plots
+
+    _positive("--slo-tpot-ms", slo_tpot_ms, SLO_HINT)
+    if kind == PlotKind.latency and not any(p.strip() for p in precisions.split(",")):
+        raise RooflineError(f"--precisions {precisions!r} names no precision set", exit_code=2,
+                            hint="comma-separated sets such as bf16,fp8 or int4/bf16/fp8")
+    g, m, sc, eff, prof = _setup(gpu, model, batch, prompt, output, context, tp, weights, activations, kv,
+                                 memory_utilization, profile)
+    if kind == PlotKind.roofline:
+        fig = plots.roofline_chart(g, m, sc, eff, prof)
+    elif kind == PlotKind.regime:
+        fig = plots.regime_map(g, m, sc, eff, metric)
+    elif kind == PlotKind.latency:
+        from roofline.model.sweep import PrecisionSet
+        sets = [PrecisionSet.parse(p) for p in precisions.split(",") if p.strip()]
+        usable = [p for p in sets if p.activations in g.peak_flops_per_s]  # e.g. no fp8 on an A100
+        if not usable:
+            raise RooflineError(f"{g.display_name} computes in none of --precisions {precisions}",
+                                hint="it computes in: " + ", ".join(sorted(g.peak_flops_per_s)), exit_code=2)
+        series = [(f"{g.name} {p.label}", g, p.label) for p in usable]
+        prec = f"{weights}/{activations}/{kv}"
+        series += [(f"{o.name} {prec}", o, prec) for o in _gpus(gpus, g)[1:]]
+        fig = plots.latency_throughput(series, m, sc, eff, slo_tpot_ms / 1e3)
+    elif kind == PlotKind.memory:
+        fig = plots.memory_breakdown(g, m, sc, axis, None, eff)
+    else:
+        fig = plots.gpu_comparison(_gpus(gpus, g), m, sc, eff)
+    from roofline.report.document import default_name
+    path = plots.save(fig, out_path or Path("reports") / "plots" / f"{kind.value}-{default_name(m, g)}.png")
+    out.print(str(path), highlight=False)
+
+
+def report(
+    gpu: GpuOpt = None, model: ModelOpt = "llama-3.1-8b", batch: BatchOpt = 1, prompt: PromptOpt = 1024,
+    output: OutputOpt = 256, context: ContextOpt = None, tp: TpOpt = 1, weights: WeightsOpt = "bf16",
+    activations: ActOpt = "bf16", kv: KvOpt = "bf16", memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None,
+    gpus: GpusOpt = DEFAULT_COMPARE, slo_tpot_ms: SloTpotOpt = 50.0,
+    name: Annotated[Optional[str], typer.Option("--name", help="Report folder name [default: <model>-<gpu>].")] = None,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Parent folder of the reports.")] = Path("reports"),
+) -> None:
+    """Write reports/<name>/: index.html (self-contained: plots, tables, inputs, the command that reproduces
+    it), report.md, plots as PNG and SVG, analysis.json and sweep.csv. Prints the index.html path."""
+    from roofline.report.document import ReportSpec, default_name, write_report
+
+    _positive("--slo-tpot-ms", slo_tpot_ms, SLO_HINT)
+    g, m, sc, eff, prof = _setup(gpu, model, batch, prompt, output, context, tp, weights, activations, kv,
+                                 memory_utilization, profile)
+    cmd = _command("report", gpu=gpu or (None if profile else DEFAULT_GPU), model=model, batch=batch, prompt=prompt,
+                   output=output, context=context,
+                   tp=tp, weights=weights, activations=activations, kv=kv, memory_utilization=memory_utilization,
+                   profile=profile, gpus=gpus, slo_tpot_ms=slo_tpot_ms)
+    spec = ReportSpec(g, m, sc, cmd, eff, prof, str(profile) if profile else None, _gpus(gpus, g)[1:],
+                      slo_tpot_ms / 1e3)
+    path = write_report(out_dir / _safe(name or default_name(m, g)), spec)
+    out.print(str(path), highlight=False)
+
+
+def _safe(name: str) -> str:
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise RooflineError(f"bad report name {name!r}", hint="a plain folder name such as llama-h100", exit_code=2)
+    return name
+
+
+def spreadsheet(
+    gpu: GpuOpt = None, model: ModelOpt = "llama-3.1-8b", batch: BatchOpt = 32, prompt: PromptOpt = 1024,
+    output: OutputOpt = 256, context: ContextOpt = None, tp: TpOpt = 1, weights: WeightsOpt = "bf16",
+    activations: ActOpt = "bf16", kv: KvOpt = "bf16", memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None,
+    requests_per_s: Annotated[float, typer.Option("--requests-per-s", help="Traffic: requests per second.")] = 10.0,
+    slo_ttft_ms: Annotated[float, typer.Option("--slo-ttft-ms", help="TTFT service-level objective (ms).")] = 500.0,
+    slo_tpot_ms: SloTpotOpt = 50.0,
+    gpu_hour_usd: Annotated[float, typer.Option("--gpu-hour-usd", help="Price of one GPU-hour (USD; an "
+                                                "illustrative default, set your own).")] = 2.5,
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Workbook to write (.xlsx) "
+                                                     "[default: reports/<model>-<gpu>/capacity.xlsx].")] = None,
+) -> None:
+    """Write a capacity-sizing workbook whose figures are live Excel formulas of its Inputs sheet (KV bytes/token,
+    KV capacity, max batch, per-operator decode step, TPOT, throughput per GPU, GPUs needed, $/1M tokens), and
+    the batch x context sweep beside it as CSV. Prints both paths."""
+    from roofline.report.render import rows_to_csv
+    from roofline.report.document import SWEEP_BATCHES, SWEEP_CONTEXTS, default_name
+    from roofline.report.render import columns_to_rows
+    from roofline.report.spreadsheet import Traffic, write_workbook
+    from roofline.model.sweep import sweep
+
+    for flag, v, hint in (("--requests-per-s", requests_per_s, "the arrival rate of requests, e.g. 10"),
+                          ("--slo-ttft-ms", slo_ttft_ms, "the TTFT target in milliseconds, e.g. 500"),
+                          ("--slo-tpot-ms", slo_tpot_ms, SLO_HINT),
+                          ("--gpu-hour-usd", gpu_hour_usd, "the price of one GPU-hour in USD, e.g. 2.5")):
+        _positive(flag, v, hint)
+    g, m, sc, eff, _ = _setup(gpu, model, batch, prompt, output, context, tp, weights, activations, kv,
+                              memory_utilization, profile)
+    rows = columns_to_rows(sweep(g, m, SWEEP_BATCHES, SWEEP_CONTEXTS, [sc.tp],
+                                 [f"{sc.weights}/{sc.activations}/{sc.kv}"], eff, sc.memory))
+    traffic = Traffic(requests_per_s, slo_ttft_ms / 1e3, slo_tpot_ms / 1e3, gpu_hour_usd)
+    path = out_path or Path("reports") / default_name(m, g) / "capacity.xlsx"
+    path, _ = write_workbook(path, g, m, sc, eff, traffic, rows)
+    csv_path = path.with_name(path.stem + "-sweep.csv")
+    try:
+        csv_path.write_text(rows_to_csv(rows))
+    except OSError as e:
+        raise RooflineError(f"cannot write {csv_path}: {e.strerror or e}",
+                            hint="choose a file in a folder you can write to") from e
+    out.print(str(path), highlight=False)
+    out.print(str(csv_path), highlight=False)

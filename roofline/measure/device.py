@@ -1,0 +1,132 @@
+"""Device descriptions built from measurements: a measured GPU (datasheet spec with measured ceilings) and a
+CPU as a GPUSpec (the engine only needs peaks, bandwidth and memory; the rest is recorded as unknown), and
+loading a profile as (device, calibrated efficiency) for `--profile`."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from pathlib import Path
+
+from roofline.errors import RooflineError
+from roofline.measure.profile import load_profile
+from roofline.model.efficiency import Efficiency
+from roofline.specs.hardware import GPUSpec, load_gpu
+
+_NUMBER_DEFAULT = 0.0
+
+
+def build_spec(**values: Any) -> GPUSpec:
+    """A GPUSpec from keyword values; numeric fields not given are 0 (unknown), text fields ''."""
+    kw: dict[str, Any] = {}
+    for f in dataclasses.fields(GPUSpec):
+        if f.name in values:
+            kw[f.name] = values[f.name]
+        elif f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:  # type: ignore
+            continue
+        elif f.type in ("int", int):
+            kw[f.name] = 0
+        elif f.type in ("str", str):
+            kw[f.name] = ""
+        else:
+            kw[f.name] = _NUMBER_DEFAULT
+    return GPUSpec(**kw)
+
+
+def unit_spec(precision: str) -> GPUSpec:
+    """1 FLOP/s and 1 byte/s: engine times equal the FLOP and byte counts (used to count a layer's work)."""
+    return build_spec(name="unit", display_name="unit device", vendor="", architecture="", memory_bytes=1.0,
+                      memory_bandwidth_bytes_per_s=1.0, peak_flops_per_s={precision: 1.0, "fp32": 1.0},
+                      pcie_bandwidth_bytes_per_s=1.0, sources={}, path="")
+
+
+def cpu_spec(device: Mapping[str, Any], ceilings: Mapping[str, Any], profile_path: str) -> GPUSpec:
+    """The measured CPU as a GPUSpec: measured DRAM bandwidth and GEMM peaks, RAM as memory.
+
+    The CPU has no interconnect: pcie_bandwidth is set to the memory bandwidth only so TP > 1 arithmetic
+    stays finite (a CPU is a single device; analyze it with --tp 1)."""
+    bw = float(ceilings["memory_bandwidth_bytes_per_s"])
+    peaks = {k: float(v) for k, v in ceilings["peak_flops_per_s"].items()}
+    src = f"measured by `roofline bench --device cpu` (profile {profile_path})"
+    return build_spec(
+        name="cpu", display_name=str(device.get("name") or "CPU"), vendor=str(device.get("vendor") or ""),
+        architecture=str(device.get("architecture") or "cpu"), memory_bytes=float(device.get("memory_bytes") or 0),
+        memory_bandwidth_bytes_per_s=bw, l2_cache_bytes=float(device.get("cache_bytes") or 0),
+        sm_count=int(device.get("cores") or 0), clock_hz=float(device.get("clock_hz") or 0), tdp_w=0.0,
+        scaleup_bandwidth_bytes_per_s=0.0, pcie_bandwidth_bytes_per_s=bw, scaleup_domain_gpus=1,
+        peak_flops_per_s=peaks,
+        sources={"memory_bandwidth_bytes_per_s": src, **{f"peak_flops_per_s.{k}": src for k in peaks},
+                 "memory_bytes": "/proc/meminfo MemTotal", "pcie_bandwidth_bytes_per_s": "placeholder (no link)"},
+        path=profile_path)
+
+
+def measured_gpu_spec(datasheet: GPUSpec, ceilings: Mapping[str, Any], profile_path: str) -> GPUSpec:
+    """The datasheet spec with the measured HBM bandwidth and the measured peaks (precisions not measured
+    keep the datasheet value)."""
+    src = f"measured by `roofline bench --device cuda` (profile {profile_path})"
+    peaks = dict(datasheet.peak_flops_per_s)
+    peaks.update({k: float(v) for k, v in ceilings["peak_flops_per_s"].items()})
+    sources = dict(datasheet.sources)
+    sources.update({f"peak_flops_per_s.{k}": src for k in ceilings["peak_flops_per_s"]})
+    sources["memory_bandwidth_bytes_per_s"] = src
+    return dataclasses.replace(datasheet, memory_bandwidth_bytes_per_s=float(ceilings["memory_bandwidth_bytes_per_s"]),
+                               peak_flops_per_s=peaks, sources=sources)
+
+
+def datasheet_spec(profile: dict[str, Any]) -> GPUSpec | None:
+    """The spec the profile was compared against (GPU runs), or None (CPU, unknown GPU)."""
+    s = (profile.get("provenance") or {}).get("spec")
+    if not s:
+        return None
+    for ref in (s.get("path"), s.get("name")):
+        if ref:
+            try:
+                return load_gpu(ref)
+            except RooflineError:
+                continue
+    return None
+
+
+def measured_spec(profile: dict[str, Any]) -> GPUSpec:
+    """The measured device: the datasheet with measured ceilings (GPU) or the CPU as a GPUSpec."""
+    c, dev, where = profile["ceilings"], profile["device"], profile.get("_path", "this run")
+    if not c.get("memory_bandwidth_bytes_per_s") or not c.get("peak_flops_per_s"):
+        raise RooflineError(f"profile {where} has no measured ceilings (interrupted before the stream and GEMM "
+                            "points?)", hint="re-run `roofline bench` to completion")
+    if dev.get("kind") == "cpu":
+        return cpu_spec(dev, c, where)
+    sheet = datasheet_spec(profile)
+    if sheet is not None:
+        return measured_gpu_spec(sheet, c, where)
+    return build_spec(name=dev.get("name", "gpu"), display_name=dev.get("name", "GPU"), vendor="NVIDIA",
+                      architecture=str(dev.get("compute_capability", "")), memory_bytes=dev.get("memory_bytes", 0.0),
+                      memory_bandwidth_bytes_per_s=c["memory_bandwidth_bytes_per_s"],
+                      l2_cache_bytes=dev.get("cache_bytes", 0.0), sm_count=int(dev.get("sm_count", 0)),
+                      peak_flops_per_s=dict(c["peak_flops_per_s"]),
+                      pcie_bandwidth_bytes_per_s=c["memory_bandwidth_bytes_per_s"], scaleup_domain_gpus=1,
+                      sources={"*": f"measured (profile {where})",
+                               "pcie_bandwidth_bytes_per_s": "placeholder (no spec file: link unknown; use --tp 1)"},
+                      path=where)
+
+
+def load_profile_device(path: str | Path, gpu: str | None = None,
+                        precision: str | None = None) -> tuple[GPUSpec, Efficiency]:
+    """(measured device spec, calibrated Efficiency) for `analyze/sweep --profile PATH`.
+
+    `gpu` is checked against the profile: `cpu` needs a CPU profile; a GPU name is used only as the
+    datasheet when the profile names none. `precision` picks the compute precision's fitted GEMM curve
+    (default: bf16 on a GPU, fp32 on a CPU); pass the activations precision."""
+    from roofline.measure.calibrate import efficiency_for
+
+    profile = load_profile(path)
+    kind = profile["device"].get("kind")
+    if gpu and gpu.strip().lower() == "cpu" and kind != "cpu":
+        raise RooflineError(f"--gpu cpu, but {path} measured a {kind} device ({profile['device'].get('name')})",
+                            hint="pass the GPU name, or a profile from `roofline bench --device cpu`", exit_code=2)
+    if kind != "cpu" and gpu and gpu.strip().lower() != "cpu" and datasheet_spec(profile) is None:
+        profile["provenance"]["spec"] = {"name": gpu, "path": None}
+    spec = measured_spec(profile)
+    rec = profile.get("calibration")
+    if not rec:
+        return spec, Efficiency(source=f"defaults (profile {path} has no calibration)")
+    return spec, efficiency_for(rec, precision or ("fp32" if kind == "cpu" else "bf16"))

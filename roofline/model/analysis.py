@@ -1,0 +1,170 @@
+"""One deployment, end to end: memory, prefill, a decode step, a whole generation, as a JSON-ready dict.
+
+Key names are a contract (spreadsheets and other tools read them): ridge_point_flops_per_byte,
+weights_bytes, kv_cache_bytes_per_token, kv_cache_capacity_tokens, max_batch, kv_cache_utilization, flops,
+bytes, arithmetic_intensity_flops_per_byte, bound, time_s, ttft_s, tpot_s, e2e_latency_s,
+output_tokens_per_s, critical_batch; phase summaries under `prefill` and `decode`. SI units throughout.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from roofline.model import memory as mem
+from roofline.model.efficiency import Efficiency
+from roofline.model.engine import OpTime, Setup, check_tp, make_setup, total_time_s
+from roofline.errors import RooflineError
+from roofline.specs.hardware import GPUSpec
+from roofline.specs.models import ModelConfig
+from roofline.model.phases import critical_batch, decode_step, decode_time_sum, prefill
+from roofline.specs.precision import COMPUTE_PRECISIONS, check_precision
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The knobs of `roofline analyze` (defaults are the CLI's)."""
+
+    batch: int = 1
+    prompt: int = 1024
+    output: int = 256
+    context: int | None = None  # decode position; default prompt + output (the last, longest step)
+    tp: int = 1
+    weights: str = "bf16"
+    activations: str = "bf16"
+    kv: str = "bf16"
+    memory: mem.MemorySettings = field(default_factory=mem.MemorySettings)
+
+    @property
+    def decode_context(self) -> int:
+        return self.prompt + self.output if self.context is None else self.context
+
+    def checked(self, model: ModelConfig) -> "Scenario":
+        """Validate ranges (RooflineError, exit code 2) and normalise precision names."""
+        _positive("--batch", self.batch, "a batch of at least 1 sequence")
+        _positive("--prompt", self.prompt, "a prompt of at least 1 token")
+        _positive("--output", self.output, "at least 1 output token")
+        if self.context is not None and self.context < 0:
+            raise RooflineError(f"--context must be >= 0, got {self.context}", hint="the decode position in tokens",
+                                exit_code=2)
+        mem.check_memory_utilization(self.memory.memory_utilization)
+        check_tp(model, self.tp)
+        return replace(self, weights=check_precision(self.weights, "weights"),
+                       activations=check_precision(self.activations, "activations"),
+                       kv=check_precision(self.kv, "kv"))
+
+
+def _positive(flag: str, value: int, what: str) -> None:
+    if value <= 0:
+        raise RooflineError(f"{flag} must be >= 1, got {value}", hint=f"give {what}", exit_code=2)
+
+
+def _f(x) -> float:
+    return float(np.asarray(x))
+
+
+def op_summary(o: OpTime) -> dict:
+    flops, nbytes = _f(o.flops), _f(o.bytes)
+    return {"name": o.name, "unit": o.unit, "count": o.count, "flops": flops, "bytes_read": _f(o.bytes_read),
+            "bytes_written": _f(o.bytes_written), "bytes": nbytes,
+            "arithmetic_intensity_flops_per_byte": flops / nbytes if nbytes else None,
+            "bound": str(np.asarray(o.bound)), "time_s": _f(o.time_s), "compute_s": _f(o.compute_s),
+            "memory_s": _f(o.memory_s), "overhead_s": _f(o.overhead_s)}
+
+
+def collective_summary(o: OpTime) -> dict:
+    """A TP all-reduce: bytes each GPU contributes (all repetitions) and its time on the link."""
+    return {"name": o.name, "unit": o.unit, "count": o.count,
+            "bytes": float(o.count * np.asarray(o.cost.comm_bytes)), "time_s": _f(o.time_s),
+            "limiter": "interconnect"}
+
+
+def phase_summary(ops: list[OpTime]) -> dict:
+    """Totals of a phase. bound: 'compute' when the compute times (efficiency-adjusted) summed over the
+    operators exceed the memory times, else 'memory'. TP all-reduces are listed apart under `collectives`
+    (their time, `communication_s`, is part of `time_s`; their bytes cross the link, not HBM)."""
+    rows = [op_summary(o) for o in ops if o.unit != "link"]
+    comms = [collective_summary(o) for o in ops if o.unit == "link" and _f(o.time_s) > 0]  # none at TP 1
+    flops, nbytes = sum(r["flops"] for r in rows), sum(r["bytes"] for r in rows)
+    compute_s, memory_s = sum(r["compute_s"] for r in rows), sum(r["memory_s"] for r in rows)
+    return {"flops": flops, "bytes": nbytes,
+            "arithmetic_intensity_flops_per_byte": flops / nbytes if nbytes else None,
+            "bound": "compute" if compute_s >= memory_s else "memory", "time_s": _f(total_time_s(ops)),
+            "compute_s": compute_s, "memory_s": memory_s, "overhead_s": sum(r["overhead_s"] for r in rows),
+            "communication_s": sum(c["time_s"] for c in comms), "operators": rows, "collectives": comms}
+
+
+def ridge_points(gpu: GPUSpec) -> dict:
+    return {p: {"peak_flops_per_s": gpu.peak_flops(p), "ridge_point_flops_per_byte": gpu.ridge_point_flops_per_byte(p)}
+            for p in COMPUTE_PRECISIONS if p in gpu.peak_flops_per_s}
+
+
+def memory_summary(s: Setup, sc: Scenario, gpu: GPUSpec, model: ModelConfig) -> dict:
+    ms, ctx = sc.memory, sc.decode_context
+    cap = _f(mem.kv_cache_capacity_bytes(s, ms))
+    mb = int(mem.max_batch(s, ms, ctx, cap))
+    return {"memory_bytes": gpu.memory_bytes, "memory_budget_bytes": mem.budget_bytes(gpu.memory_bytes, ms),
+            "weights_bytes": _f(mem.weights_bytes(s)), "activation_bytes": _f(mem.activation_bytes(s, ms)),
+            "runtime_reserve_bytes": ms.runtime_reserve_bytes,
+            "kv_cache_bytes_per_token": _f(mem.kv_cache_bytes_per_token(s)),
+            "kv_cache_bytes_per_sequence": _f(mem.kv_cache_bytes_per_sequence(s, ctx)),
+            "kv_cache_capacity_bytes": max(cap, 0.0), "kv_cache_capacity_tokens": int(mem.kv_cache_capacity_tokens(s, ms, cap)),
+            "max_batch": mb, "kv_cache_utilization": _f(mem.kv_cache_utilization(s, ms, sc.batch, ctx, cap)),
+            "fits": mb >= 1, "batch_fits": sc.batch <= mb,
+            "min_tp_that_fits": min_tp_that_fits(gpu, model, sc) if mb < 1 else sc.tp}
+
+
+def min_tp_that_fits(gpu: GPUSpec, model: ModelConfig, sc: Scenario) -> int | None:
+    """Smallest TP degree (dividing the heads) at which one sequence of the decode context fits; None if none."""
+    for t in mem.TP_CANDIDATES:
+        if model.num_heads % t:
+            continue
+        s = make_setup(gpu, model, t, sc.weights, sc.activations, sc.kv)
+        if int(mem.max_batch(s, sc.memory, sc.decode_context)) >= 1:
+            return t
+    return None
+
+
+def analyze(gpu: GPUSpec, model: ModelConfig, sc: Scenario | None = None,
+            efficiency: Efficiency | None = None) -> dict:
+    """The full report for one deployment and scenario."""
+    sc = (sc or Scenario()).checked(model)
+    s = make_setup(gpu, model, sc.tp, sc.weights, sc.activations, sc.kv, efficiency)
+    ctx = sc.decode_context
+    pre, dec = phase_summary(prefill(s, sc.batch, sc.prompt)), phase_summary(decode_step(s, sc.batch, ctx))
+    ttft = pre["time_s"]
+    steps = _f(decode_time_sum(s, sc.batch, sc.prompt, sc.output)) if sc.output > 1 else 0.0
+    e2e = ttft + steps
+    crit = int(critical_batch(s, ctx))
+    memory = memory_summary(s, sc, gpu, model)
+    return {
+        "gpu": gpu.name, "gpu_display_name": gpu.display_name, "model": model.name,
+        "parameters": model.parameters(),
+        "config": {"batch": sc.batch, "prompt": sc.prompt, "output": sc.output, "context": ctx, "tp": sc.tp,
+                   "weights": sc.weights, "activations": sc.activations, "kv": sc.kv,
+                   "memory_utilization": sc.memory.memory_utilization},
+        "ridge_point_flops_per_byte": gpu.ridge_point_flops_per_byte(sc.activations),
+        "ridge_points": ridge_points(gpu), "memory": memory,
+        "prefill": pre, "decode": dec, "ttft_s": ttft, "tpot_s": dec["time_s"],
+        "mean_tpot_s": steps / (sc.output - 1) if sc.output > 1 else dec["time_s"],
+        "e2e_latency_s": e2e, "output_tokens_per_s": sc.batch * sc.output / e2e,
+        "critical_batch": crit if crit > 0 else "never", "efficiency": s.efficiency.to_dict(),
+        "warnings": warnings_for(model, sc, memory),
+    }
+
+
+def warnings_for(model: ModelConfig, sc: Scenario, memory: dict) -> list[str]:
+    """What the user should know before trusting the numbers: context beyond the model, batch that does not fit."""
+    out = []
+    longest = max(sc.decode_context, sc.prompt + sc.output)
+    if longest > model.max_position_embeddings:
+        out.append(f"context {longest} exceeds {model.name}'s maximum of {model.max_position_embeddings} positions")
+    if not memory["fits"]:
+        tp = memory["min_tp_that_fits"]
+        out.append(f"{model.name} does not fit at --tp {sc.tp}: not even one sequence of {sc.decode_context} tokens "
+                   "(times are for a GPU with enough memory); " + (f"the smallest TP that fits is {tp}" if tp else
+                                                                  "no TP degree up to 64 fits"))
+    elif not memory["batch_fits"]:
+        out.append(f"batch {sc.batch} does not fit: the KV cache holds {memory['max_batch']} sequences of "
+                   f"{sc.decode_context} tokens (KV utilisation {memory['kv_cache_utilization']:.0%})")
+    return out

@@ -1,0 +1,178 @@
+"""Timing a forward pass on a GPU: per-operator roofline times, vectorized.
+
+time_op = count * (max(flops / (peak * compute_fraction), bytes / (bandwidth * memory_fraction))
+                   + kernels * kernel_overhead_s)
+A TP all-reduce of B bytes per GPU: count * (allreduce_latency_s + 2 (t-1)/t * B / (link * link_fraction)),
+zero when t = 1. `tensor` operators run at the activations (compute) precision's dense peak, `attention` ones at
+the 16-bit peak when the activations are 8-bit (see attention_peak), `vector` ones at the fp32 peak.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from roofline.model.efficiency import Efficiency
+from roofline.errors import RooflineError
+from roofline.specs.hardware import GPUSpec
+from roofline.specs.models import ModelConfig
+from roofline.model.ops import OpCost, Pass, operators_for
+from roofline.specs.precision import bytes_per_element
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything that stays fixed while batch and context vary; array fields broadcast (sweeps)."""
+
+    gpu: GPUSpec
+    model: ModelConfig
+    tp: np.ndarray
+    w_bytes: np.ndarray
+    a_bytes: np.ndarray
+    kv_bytes: np.ndarray
+    tensor_flops_per_s: np.ndarray
+    efficiency: Efficiency = field(default_factory=Efficiency)
+    attention_flops_per_s: np.ndarray | None = None  # default: the tensor peak
+
+    @property
+    def attention_rate_flops_per_s(self) -> np.ndarray:
+        return self.tensor_flops_per_s if self.attention_flops_per_s is None else self.attention_flops_per_s
+
+    @property
+    def vector_flops_per_s(self) -> float:
+        return self.gpu.peak_flops("fp32")
+
+    @property
+    def link_bytes_per_s(self) -> np.ndarray:
+        """Per-direction link bandwidth of the TP group (NVLink inside the scale-up domain, else PCIe)."""
+        return self.gpu.interconnect_bandwidth_bytes_per_s(self.tp)
+
+
+def make_setup(gpu: GPUSpec, model: ModelConfig, tp=1, weights="bf16", activations="bf16", kv="bf16",
+               efficiency: Efficiency | None = None) -> Setup:
+    """A Setup for one deployment (scalars). Raises RooflineError for a TP degree that does not divide the
+    attention heads or a compute precision the GPU lacks."""
+    check_tp(model, tp)
+    peak = compute_peak(gpu, activations, weights)
+    return Setup(gpu, model, np.asarray(float(tp)), np.asarray(bytes_per_element(weights)),
+                 np.asarray(bytes_per_element(activations)), np.asarray(bytes_per_element(kv)),
+                 np.asarray(peak), efficiency or Efficiency(), np.asarray(attention_peak(gpu, activations)))
+
+
+def attention_peak(gpu: GPUSpec, activations: str) -> float:
+    """Peak for attention: the activations' peak, but 16-bit when those are 8 bits or narrower
+    (FlashAttention in serving engines computes in bf16/fp16, dequantising an FP8 KV cache)."""
+    if bytes_per_element(activations) > 1:
+        return gpu.peak_flops(activations)
+    wide = [p for p in ("bf16", "fp16") if p in gpu.peak_flops_per_s]
+    return gpu.peak_flops(wide[0]) if wide else gpu.peak_flops(activations)
+
+
+def check_tp(model: ModelConfig, tp: int) -> None:
+    """RooflineError (exit 2) unless tp >= 1 divides the attention heads."""
+    ok = [t for t in (1, 2, 4, 8, 16, 32, 64) if model.num_heads % t == 0]
+    if tp < 1:
+        raise RooflineError(f"--tp must be >= 1, got {tp}", hint="valid TP degrees: " + ", ".join(map(str, ok)),
+                            exit_code=2)
+    if model.num_heads % tp:
+        raise RooflineError(f"--tp {tp} does not divide the {model.num_heads} attention heads of {model.name}",
+                            hint="valid TP degrees: " + ", ".join(map(str, ok)), exit_code=2)
+
+
+def compute_peak(gpu: GPUSpec, activations: str, weights: str) -> float:
+    """Dense peak of the compute precision (= activations precision) on this GPU."""
+    if activations not in gpu.peak_flops_per_s:
+        have = ", ".join(sorted(gpu.peak_flops_per_s))
+        hint = f"{gpu.name} computes in: {have}"
+        if weights in ("fp8", "int8", "int4", "fp4"):
+            hint += f"; weight-only quantisation is --weights {weights} --activations bf16"
+        raise RooflineError(f"{gpu.display_name} has no {activations} matrix throughput", hint=hint, exit_code=2)
+    return gpu.peak_flops(activations)
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """One operator's totals over its `count` repetitions in a pass (per GPU). `cost` is one repetition;
+    the FLOP and byte totals are derived on demand (a sweep needs only the times)."""
+
+    name: str
+    unit: str
+    count: int
+    cost: OpCost
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    overhead_s: np.ndarray
+
+    @cached_property
+    def flops(self) -> np.ndarray:
+        return self.count * np.asarray(self.cost.flops)
+
+    @cached_property
+    def bytes_read(self) -> np.ndarray:
+        return self.count * np.asarray(self.cost.bytes_read)
+
+    @cached_property
+    def bytes_written(self) -> np.ndarray:
+        return self.count * np.asarray(self.cost.bytes_written)
+
+    @cached_property
+    def bytes(self) -> np.ndarray:
+        return self.count * (np.asarray(self.cost.bytes_read) + self.cost.bytes_written)
+
+    @cached_property
+    def time_s(self) -> np.ndarray:
+        return np.maximum(self.compute_s, self.memory_s) + self.overhead_s
+
+    @property
+    def bound(self) -> np.ndarray:
+        if self.unit == "link":
+            return np.full(np.shape(self.time_s), "interconnect", dtype=object)
+        return np.where(self.compute_s >= self.memory_s, "compute", "memory")
+
+
+def _allreduce_s(s: Setup, comm_bytes) -> np.ndarray:
+    """One all-reduce of `comm_bytes` per GPU over the TP group (ring: 2 (t-1)/t of the data per link)."""
+    eff = s.efficiency
+    t = s.tp
+    return np.where(t > 1, eff.allreduce_latency_s + 2.0 * (t - 1) / t * comm_bytes
+                    / (s.link_bytes_per_s * eff.link), 0.0)
+
+
+def op_seconds(unit: str, flops, bytes_, kernels, peak_flops_per_s, bandwidth_bytes_per_s, eff: Efficiency,
+               a_bytes=2.0):
+    """(compute_s, memory_s, overhead_s) of ONE operator instance: the roofline formula every prediction uses.
+    `peak_flops_per_s` is the ceiling of the operator's unit (tensor: compute precision; attention: 16-bit when
+    the activations are 8-bit; vector: fp32)."""
+    if unit == "attention":
+        rate = peak_flops_per_s * eff.attention_compute_fraction(flops, bytes_)
+        mem_rate = bandwidth_bytes_per_s * eff.attention_memory_fraction(flops, bytes_)
+        return flops / rate, bytes_ / mem_rate, kernels * eff.kernel_overhead_s
+    if unit == "tensor":
+        rate = peak_flops_per_s * eff.tensor_fraction(flops, bytes_, a_bytes)
+    else:
+        rate = peak_flops_per_s * eff.vector
+    mem_rate = bandwidth_bytes_per_s * eff.memory_fraction(flops, bytes_)
+    return flops / rate, bytes_ / mem_rate, kernels * eff.kernel_overhead_s
+
+
+def time_pass(s: Setup, p: Pass) -> list[OpTime]:
+    """Per-operator times of one forward pass."""
+    eff, out = s.efficiency, []
+    peaks = {"tensor": s.tensor_flops_per_s, "attention": s.attention_rate_flops_per_s,
+             "vector": s.vector_flops_per_s}
+    bw = s.gpu.memory_bandwidth_bytes_per_s
+    for op, n in operators_for(s.model):
+        c = op.formula(p)
+        if op.unit == "link":
+            comm = n * _allreduce_s(s, c.comm_bytes)
+            out.append(OpTime(op.name, op.unit, n, c, 0.0 * comm, 0.0 * comm, comm))
+            continue
+        comp, mem, over = op_seconds(op.unit, c.flops, c.bytes_read + c.bytes_written, c.kernels, peaks[op.unit],
+                                     bw, eff, s.a_bytes)
+        out.append(OpTime(op.name, op.unit, n, c, n * comp, n * mem, np.asarray(n * over)))
+    return out
+
+
+def total_time_s(ops: list[OpTime]) -> np.ndarray:
+    return sum(o.time_s for o in ops)

@@ -1,0 +1,134 @@
+"""Prefill and decode as forward passes, and sums over a whole generation without a per-token loop.
+
+A uniform batch: `batch` sequences, each adding `new` tokens on top of `cached` tokens already in the KV
+cache. Prefill of a prompt P is (new=P, cached=0); the decode step at context c is (new=1, cached=c): the
+new token attends to c + 1 keys, itself included.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from roofline.model.engine import OpTime, Setup, time_pass
+from roofline.model.ops import Pass
+
+#: bisection upper bound for the critical batch search (2**24 sequences)
+_MAX_BATCH_LOG2 = 24
+
+
+def _pairs_and_reads(new, cached, window):
+    """Query-key pairs and keys read for one sequence when each query sees at most `window` keys.
+
+    Query at absolute position p (cached <= p < cached + new) attends min(p + 1, window) keys, so
+    pairs = sum_{u=cached+1}^{cached+new} min(u, W); keys read = min(cached + new, W + new - 1).
+    Without a window (W >= cached + new) this is new*cached + new*(new+1)/2 and cached + new."""
+    lo, hi = cached + 1.0, cached + new
+    if not np.isfinite(window):
+        return new * cached + new * (new + 1.0) / 2.0, hi
+    m = np.clip(window, lo - 1.0, hi)
+    pairs = (m * (m + 1.0) - (lo - 1.0) * lo) / 2.0 + window * (hi - m)
+    reads = np.minimum(hi, window + new - 1.0)
+    return pairs, reads
+
+
+def attention_terms(model, new, cached):
+    """(attn_pairs, kv_read_tokens) of one sequence, averaged over the model's layers (full + windowed)."""
+    new, cached = np.asarray(new, dtype=float), np.asarray(cached, dtype=float)
+    full_pairs, full_reads = _pairs_and_reads(new, cached, np.inf)
+    n_win = model.sliding_window_layers if model.sliding_window else 0
+    if not n_win:
+        return full_pairs, full_reads
+    win_pairs, win_reads = _pairs_and_reads(new, cached, float(model.sliding_window))
+    f = n_win / model.num_layers
+    return (1 - f) * full_pairs + f * win_pairs, (1 - f) * full_reads + f * win_reads
+
+
+def make_pass(s: Setup, batch, new, cached) -> Pass:
+    """The Pass of a uniform batch."""
+    batch = np.asarray(batch, dtype=float)
+    pairs, reads = attention_terms(s.model, new, cached)
+    return Pass(s.model, batch * new, batch, batch * pairs, batch * reads, s.tp, s.w_bytes, s.a_bytes,
+                s.kv_bytes)
+
+
+def prefill(s: Setup, batch, prompt) -> list[OpTime]:
+    """Per-operator times of prefilling `batch` prompts of `prompt` tokens in one pass."""
+    return time_pass(s, make_pass(s, batch, np.asarray(prompt, dtype=float), 0.0))
+
+
+def decode_step(s: Setup, batch, context) -> list[OpTime]:
+    """Per-operator times of one decode step with `context` tokens already cached per sequence."""
+    return time_pass(s, make_pass(s, batch, 1.0, np.asarray(context, dtype=float)))
+
+
+def _sum_linear(f0, df, j):
+    """sum_{k=0}^{j-1} (f0 + df*k)."""
+    return j * f0 + df * j * (j - 1.0) / 2.0
+
+
+def _sum_max_affine(n, c0, c1, m0, m1):
+    """sum_{k=0}^{n-1} max(c(k), m(k)) for c, m affine in k with c(0)=c0, c(n-1)=c1 (same for m)."""
+    span = np.maximum(n - 1.0, 1.0)
+    dc, dm = (c1 - c0) / span, (m1 - m0) / span
+    d0, dd = c0 - m0, dc - dm
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        kstar = np.where(dd != 0, -d0 / np.where(dd != 0, dd, 1.0), 0.0)
+    # dd > 0: compute wins from ceil(k*) on; dd < 0: compute wins up to floor(k*); dd == 0: sign of d0
+    j_up = np.clip(np.ceil(kstar), 0, n)
+    j_dn = np.clip(np.floor(kstar) + 1.0, 0, n)
+    up = _sum_linear(m0, dm, j_up) + _sum_linear(c0, dc, n) - _sum_linear(c0, dc, j_up)
+    dn = _sum_linear(c0, dc, j_dn) + _sum_linear(m0, dm, n) - _sum_linear(m0, dm, j_dn)
+    flat = np.where(d0 >= 0, _sum_linear(c0, dc, n), _sum_linear(m0, dm, n))
+    return np.where(dd > 0, up, np.where(dd < 0, dn, flat))
+
+
+def _segment_time(s: Setup, batch, first, last):
+    """Summed decode-step time over contexts first..last (inclusive), where every operator's compute and
+    memory times are affine in the context. Empty segments (last < first) give 0."""
+    n = np.maximum(last - first + 1.0, 0.0)
+    a, b = decode_step(s, batch, first), decode_step(s, batch, np.maximum(last, first))
+    total = 0.0
+    for oa, ob in zip(a, b):
+        total = total + _sum_max_affine(n, oa.compute_s, ob.compute_s, oa.memory_s, ob.memory_s) \
+            + n * oa.overhead_s
+    return total
+
+
+def decode_time_sum(s: Setup, batch, prompt, output):
+    """Total time of the output-1 decode steps after a prefill of `prompt` (contexts prompt..prompt+output-2),
+    in closed form. Exact with constant efficiencies (every operator's compute and memory time is affine in
+    the context, with one breakpoint where a sliding window fills). With fitted efficiency curves (--profile)
+    each operator's times are interpolated linearly between the ends of each segment: an approximation."""
+    first = np.asarray(prompt, dtype=float)
+    last = first + np.asarray(output, dtype=float) - 2.0
+    w = float(s.model.sliding_window) if s.model.sliding_window else np.inf
+    if not np.isfinite(w):
+        return _segment_time(s, batch, first, last)
+    split = w - 1.0  # from context W-1 on, a windowed layer reads a constant W keys
+    return (_segment_time(s, batch, first, np.minimum(last, split - 1.0))
+            + _segment_time(s, batch, np.maximum(first, split), last))
+
+
+def compute_and_memory_s(ops: list[OpTime]):
+    """(sum of compute times, sum of memory times) over the non-collective operators."""
+    ops = [o for o in ops if o.unit != "link"]
+    return sum(o.compute_s for o in ops), sum(o.memory_s for o in ops)
+
+
+def critical_batch(s: Setup, context) -> np.ndarray:
+    """Smallest batch at which a decode step at `context` spends more time computing than moving memory
+    (summed over operators), found by integer bisection; -1 where it never happens up to 2**24 sequences
+    (the KV reads, whose intensity does not grow with batch, keep it memory-bound)."""
+    ctx = np.asarray(context, dtype=float)
+    shape = np.broadcast_shapes(np.shape(ctx), np.shape(s.tp), np.shape(s.w_bytes), np.shape(s.kv_bytes))
+    lo, hi = np.zeros(shape), np.full(shape, 2.0**_MAX_BATCH_LOG2)
+
+    def is_compute(b):
+        c, m = compute_and_memory_s(decode_step(s, b, ctx))
+        return np.broadcast_to(c >= m, shape)
+
+    never = ~is_compute(hi)
+    for _ in range(_MAX_BATCH_LOG2 + 1):
+        mid = np.floor((lo + hi) / 2.0)
+        ok = is_compute(np.maximum(mid, 1.0))
+        hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid)
+    return np.where(never, -1, np.maximum(hi, 1.0)).astype(np.int64)

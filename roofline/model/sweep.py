@@ -1,0 +1,149 @@
+"""Grids of configurations in one vectorized evaluation: batch x context x TP x precision.
+
+Each row is a full evaluation: prefill of a prompt of `context` tokens, one decode step at `context`,
+and the memory model. Large grids are evaluated in chunks that stay cache-friendly.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from roofline.model import memory as mem
+from roofline.model.efficiency import Efficiency
+from roofline.model.engine import Setup, attention_peak, check_tp, compute_peak, total_time_s
+from roofline.errors import RooflineError
+from roofline.specs.hardware import GPUSpec
+from roofline.specs.models import ModelConfig
+from roofline.model.phases import compute_and_memory_s, critical_batch, decode_step, prefill
+from roofline.specs.precision import bytes_per_element, check_precision
+
+CHUNK = 1 << 16
+#: grids larger than this skip the per-row critical-batch bisection (critical_batch is null)
+MAX_CRITICAL_ROWS = 200_000
+
+
+@dataclass(frozen=True)
+class PrecisionSet:
+    """Weights / activations (compute) / KV-cache precisions, written 'bf16' (all three) or 'int4/bf16/fp8'."""
+
+    weights: str
+    activations: str
+    kv: str
+
+    @classmethod
+    def parse(cls, text: str) -> "PrecisionSet":
+        parts = [p.strip() for p in text.split("/")]
+        if len(parts) == 1:
+            parts = parts * 3
+        if len(parts) != 3:
+            raise RooflineError(f"bad precision {text!r}", hint="write one name (bf16) or weights/activations/kv "
+                                "(int4/bf16/fp8)", exit_code=2)
+        return cls(check_precision(parts[0], "weights"), check_precision(parts[1], "activations"),
+                   check_precision(parts[2], "kv"))
+
+    @property
+    def label(self) -> str:
+        return self.weights if self.weights == self.activations == self.kv else \
+            f"{self.weights}/{self.activations}/{self.kv}"
+
+
+def evaluate(gpu: GPUSpec, model: ModelConfig, batch, context, tp, w_bytes, a_bytes, kv_bytes, peak,
+             efficiency: Efficiency | None = None, ms: mem.MemorySettings | None = None,
+             attn_peak=None) -> dict[str, np.ndarray]:
+    """Evaluate arrays of configurations (all arguments broadcast); returns one flat array per column
+    (`prefill_*`, `decode_*`, memory). `attn_peak` is the attention operators' peak (engine.attention_peak),
+    default `peak`. Memory columns use the same functions as `analyze` (roofline.memory)."""
+    s = Setup(gpu, model, tp, w_bytes, a_bytes, kv_bytes, peak, efficiency or Efficiency(), attn_peak)
+    ms = ms or mem.MemorySettings()
+    out = {}
+    for phase, ops in (("prefill", prefill(s, batch, np.maximum(context, 1.0))), ("decode", decode_step(s, batch, context))):
+        work = [o for o in ops if o.unit != "link"]
+        c, m = compute_and_memory_s(ops)
+        out[f"{phase}_flops"] = sum(o.flops for o in work)
+        out[f"{phase}_bytes"] = sum(o.bytes for o in work)
+        out[f"{phase}_compute_bound"] = c >= m
+        out[f"{phase}_time_s"] = total_time_s(ops)
+    cap = mem.kv_cache_capacity_bytes(s, ms)
+    max_b = mem.max_batch(s, ms, context, cap)
+    return {**out, "decode_tokens_per_s": batch / out["decode_time_s"], "weights_bytes": mem.weights_bytes(s),
+            "kv_cache_capacity_tokens": mem.kv_cache_capacity_tokens(s, ms, cap), "max_batch": max_b,
+            "kv_cache_utilization": mem.kv_cache_utilization(s, ms, batch, context, cap),
+            "fits": max_b >= 1, "batch_fits": max_b >= batch}
+
+
+def sweep(gpu: GPUSpec, model: ModelConfig, batches, contexts, tps=(1,), precisions=("bf16",),
+          efficiency: Efficiency | None = None, ms: mem.MemorySettings | None = None) -> dict[str, np.ndarray]:
+    """The full grid batch x context x tp x precision, one row per configuration (flat columns; see
+    `nest_row` for the JSON shape). The critical batch is computed once per (context, tp, precision)."""
+    sets = [p if isinstance(p, PrecisionSet) else PrecisionSet.parse(p) for p in precisions]
+    _check_grid(model, batches, contexts, tps)
+    peaks = [compute_peak(gpu, p.activations, p.weights) for p in sets]
+    attn_peaks = [attention_peak(gpu, p.activations) for p in sets]
+    B, C, T, P = np.meshgrid(np.asarray(batches, float), np.asarray(contexts, float), np.asarray(tps, float),
+                             np.arange(len(sets)), indexing="ij")
+    B, C, T, P = (a.ravel() for a in (B, C, T, P))
+    P = P.astype(int)
+    w = np.array([bytes_per_element(p.weights) for p in sets])[P]
+    a = np.array([bytes_per_element(p.activations) for p in sets])[P]
+    kv = np.array([bytes_per_element(p.kv) for p in sets])[P]
+    pk, apk = np.array(peaks)[P], np.array(attn_peaks)[P]
+    cols = evaluate_chunked(gpu, model, B, C, T, w, a, kv, pk, efficiency, ms, attn_peak=apk)
+    crit_setup = Setup(gpu, model, T, w, a, kv, pk, efficiency or Efficiency(), apk)
+    labels = np.array([p.label for p in sets], dtype=object)[P]
+    for ph in ("prefill", "decode"):
+        cols[f"{ph}_bound"] = np.where(cols.pop(f"{ph}_compute_bound"), "compute", "memory")
+    for k in ("max_batch", "kv_cache_capacity_tokens"):
+        cols[k] = cols[k].astype(np.int64)
+    crit = critical_batch(crit_setup, C) if len(B) <= MAX_CRITICAL_ROWS else np.full(len(B), -2)
+    return {"batch": B.astype(np.int64), "context": C.astype(np.int64), "tp": T.astype(np.int64),
+            "precision": labels, "ttft_s": cols["prefill_time_s"], "tpot_s": cols["decode_time_s"], **cols,
+            "critical_batch": np.where(crit > 0, crit.astype(object), np.where(crit == -1, "never", None))}
+
+
+def _check_grid(model: ModelConfig, batches, contexts, tps) -> None:
+    for t in tps:
+        check_tp(model, t)
+    for b in batches:
+        if b <= 0:
+            raise RooflineError(f"batch must be >= 1, got {b}", hint="give batches like 1,8,64", exit_code=2)
+    for c in contexts:
+        if c < 0:
+            raise RooflineError(f"context must be >= 0, got {c}", hint="give contexts like 512,4096", exit_code=2)
+
+
+_PHASE_KEYS = {"flops": "flops", "bytes": "bytes", "bound": "bound", "time_s": "time_s"}
+_MEMORY_KEYS = ("weights_bytes", "kv_cache_capacity_tokens", "max_batch", "kv_cache_utilization", "fits", "batch_fits")
+
+
+def nest_row(row: dict) -> dict:
+    """A flat sweep row in the JSON contract's shape: `prefill` and `decode` summaries with flops, bytes,
+    arithmetic_intensity_flops_per_byte, bound, time_s; `memory`; ttft_s, tpot_s, critical_batch on top."""
+    out = {k: row[k] for k in ("batch", "context", "tp", "precision", "ttft_s", "tpot_s", "decode_tokens_per_s",
+                               "critical_batch")}
+    for ph in ("prefill", "decode"):
+        d = {k: row[f"{ph}_{v}"] for k, v in _PHASE_KEYS.items()}
+        d["arithmetic_intensity_flops_per_byte"] = d["flops"] / d["bytes"] if d["bytes"] else None
+        out[ph] = d
+    out["memory"] = {k: row[k] for k in _MEMORY_KEYS}
+    return out
+
+
+def evaluate_chunked(gpu, model, batch, context, tp, w, a, kv, peak, efficiency=None, ms=None, chunk=CHUNK,
+                     attn_peak=None):
+    """`evaluate` over 1-D arrays in chunks, one thread per core (numpy releases the GIL in its loops),
+    concatenated in order."""
+    def run(i):
+        sl = slice(i, i + chunk)
+        ap = None if attn_peak is None else attn_peak[sl]
+        return evaluate(gpu, model, batch[sl], context[sl], tp[sl], w[sl], a[sl], kv[sl], peak[sl], efficiency, ms, ap)
+
+    starts = range(0, len(batch), chunk)
+    if len(starts) > 1:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            parts = list(pool.map(run, starts))
+    else:
+        parts = [run(0)]
+    return {k: np.concatenate([np.broadcast_to(p[k], np.shape(p["decode_time_s"])) for p in parts]) for k in parts[0]}

@@ -1,0 +1,340 @@
+"""Capacity: the highest request rate one replica sustains within the SLOs, and what a fleet costs.
+
+Steady state of one replica with continuous batching and chunked prefill (the scheduler `simulate` runs).
+Let u = requests that arrive per step (rate x mean step time). Then, by Little's law:
+
+  decoding sequences    B = u (O - 1)            (the prefill's last chunk emits the first token)
+  prefill tokens/step   u Pe                     (Pe: new tokens + recomputed history on a cache miss)
+  a step carries a prefill chunk of c = min(M - B, max(mean Pe, u Pe)) tokens with probability q = u Pe / c,
+  mean step time        t(u) = (1 - q) f(decode step) + q f(decode step + chunk)      (f: the roofline model)
+  rate                  lambda(u) = u / t(u);  TPOT ~ t(u);  TTFT ~ wait + ceil(P / (M - B)) prefill steps
+
+M is the per-step token budget (max_batched_tokens). The KV cache holds each in-flight request's pages
+(prompt + output reserved at admission) and idle conversations between turns (LRU; hit rate ~ free / needed).
+lambda(u) is evaluated on a grid of u in one vectorized call; the answer is the largest lambda whose u keeps
+TPOT and TTFT within the SLOs, the p99 concurrency within the KV cache, q < 1 and B <= max_seqs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from roofline.model import memory as mem
+from roofline.model.efficiency import Efficiency
+from roofline.model.engine import Setup, make_setup, time_pass
+from roofline.errors import RooflineError
+from roofline.specs.hardware import GPUSpec
+from roofline.specs.models import ModelConfig
+from roofline.model.phases import attention_terms
+from roofline.specs.precision import ACTIVATION_PRECISIONS
+from roofline.model.step_time import _pass
+from roofline.model.sweep import PrecisionSet
+from roofline.specs.workload import Workload, sample_requests
+
+PAGE_TOKENS = 16
+Z99 = 2.326  # standard normal 99th percentile: p99 concurrency ~ B + Z99 sqrt(B) (Poisson)
+_GRID = 1500
+_SAMPLE = 20_000
+U_GRID = np.geomspace(1e-5, 10.0, 41)
+
+
+@dataclass(frozen=True)
+class WorkloadStats:
+    """Per-request means that the steady-state model needs (from a sample of the workload)."""
+
+    output: float          # O
+    prefill_tokens: float  # Pe (with recompute of missed history)
+    prefill_tokens_sq: float
+    prefill_pairs: float
+    prefill_kv: float
+    decode_pairs: float    # summed over the request's decode steps
+    decode_kv: float
+    reserved_tokens: float  # KV pages (in tokens) an in-flight request holds
+    reserved_token_steps: float  # E[(O - 1) x reserved tokens]: decoding requests hold KV size-biased
+    p50_prompt: float
+    p99_prompt: float
+    idle_tokens: float     # KV tokens an idle conversation holds between turns, per request (0 if none)
+    chunk_share: tuple = ()  # (p50, p99) over requests of the prefill tokens per decode step they share
+                             # their steps with, per unit of u, on U_GRID (compound Poisson, by Monte Carlo)
+
+
+def workload_stats(model: ModelConfig, w: Workload, hit_rate: float, seed: int = 0) -> WorkloadStats:
+    r = sample_requests(w, _SAMPLE, seed)
+    hist = r.history_tokens.astype(float)
+    reuse = w.prefix_reuse and w.turns > 1
+    cached = hist * hit_rate if reuse else 0.0 * hist
+    pe = r.new_tokens + hist - cached
+    p_pairs, p_kv = attention_terms(model, pe, cached)
+    o = r.output_tokens.astype(float)
+    ctx0 = r.new_tokens + hist
+    d_pairs, d_kv = attention_terms(model, 1.0, ctx0 + np.maximum(o - 2.0, 0.0) / 2.0)
+    total = ctx0 + o
+    pages = np.ceil(total / PAGE_TOKENS) * PAGE_TOKENS
+    idle = np.where(r.turn < w.turns - 1, pages, 0.0) * w.think_time_s if reuse else 0.0 * pages
+    n_dec = (o[o > 1] - 1.0)[:4000] if (o > 1).any() else np.ones(1)
+    rng = np.random.default_rng(seed)
+    k = rng.poisson(U_GRID[:, None] * n_dec[None, :])  # prompts that arrive during a request's decode
+    tokens = k * pe.mean() + np.sqrt(k * pe.var()) * rng.standard_normal(k.shape)
+    share = np.maximum(tokens, 0.0) / n_dec[None, :] / U_GRID[:, None]
+    chunk_share = (np.percentile(share, 50, axis=1), np.percentile(share, 99, axis=1))
+    return WorkloadStats(float(o.mean()), float(pe.mean()), float((pe ** 2).mean()), float(p_pairs.mean()),
+                         float(p_kv.mean()), float(((o - 1) * d_pairs).mean()), float(((o - 1) * d_kv).mean()),
+                         float(pages.mean()), float(((o - 1) * pages).mean()), float(np.percentile(ctx0 - cached, 50)),
+                         float(np.percentile(ctx0 - cached, 99)), float(idle.mean()), chunk_share)
+
+
+@dataclass
+class Operating:
+    """The steady state on a grid of u (arrays) for one replica."""
+
+    u: np.ndarray
+    rate: np.ndarray
+    step_s: np.ndarray     # mean step time (= mean TPOT)
+    tpot_p50_s: np.ndarray
+    tpot_p99_s: np.ndarray
+    batch: np.ndarray
+    chunk: np.ndarray
+    q: np.ndarray
+    kv_p99_tokens: np.ndarray
+    ttft_p50_s: np.ndarray
+    ttft_p99_s: np.ndarray
+    hit_rate: np.ndarray
+    kv_capacity_tokens: float
+    stats: WorkloadStats
+
+
+def _ttft(s: Setup, st: WorkloadStats, prompt: float, u, t_d, t_p, q, B, M, p99: bool):
+    """Residual of the running step + M/G/1 wait for the prefill queue + the prompt's own chunked steps
+    (each packed with the prefill tokens that arrive meanwhile)."""
+    free = np.maximum(M - B, 1.0)
+    n = np.ceil(prompt / free)
+    chunk = np.minimum(prompt + u * st.prefill_tokens, free)
+    cp, ck = attention_terms(s.model, np.minimum(prompt, free), np.maximum(prompt - free, 0.0))
+    t_q = _time(s, B + chunk, B + 1.0, u * st.decode_pairs + cp + u * st.prefill_pairs,
+                u * st.decode_kv + ck + u * st.prefill_kv)
+    qc = np.minimum(q, 0.999)
+    n_mean = np.maximum(st.prefill_tokens / free, 1.0)
+    n2 = np.maximum(st.prefill_tokens_sq / free ** 2, n_mean)
+    wait = qc / (1.0 - qc) * t_p * n2 / (2.0 * n_mean)
+    mean_t = (1 - qc) * t_d + qc * t_p
+    if p99:
+        wait = np.maximum(np.log(100.0 * qc), 0.0) * wait / np.maximum(qc, 1e-12)
+        residual = np.where(qc > 0.01, t_p, t_d)
+    else:
+        wait = wait * math.log(2.0)
+        residual = ((1 - qc) * t_d ** 2 + qc * t_p ** 2) / (2.0 * mean_t)
+    busy = np.minimum(1.0, B + q)
+    return busy * residual + wait + n * t_q
+
+
+def _steps(s: Setup, st: WorkloadStats, u, B, c):
+    """(decode-only step time, step time with a prefill chunk of c tokens)."""
+    frac = c / st.prefill_tokens
+    dec_pairs, dec_kv = u * st.decode_pairs, u * st.decode_kv
+    t_d = _time(s, B, B, dec_pairs, dec_kv)
+    t_p = _time(s, B + c, B + np.maximum(frac, 1.0), dec_pairs + frac * st.prefill_pairs,
+                dec_kv + frac * st.prefill_kv)
+    return t_d, t_p
+
+
+def operating_curve(s: Setup, w: Workload, ms: mem.MemorySettings, hit_rate: float = 1.0) -> Operating:
+    """The replica's steady state over u (requests per step); the hit rate is iterated to a fixed point."""
+    cap = float(mem.kv_cache_capacity_tokens(s, ms))
+    M = float(ms.max_batched_tokens)
+    u = np.geomspace(1e-7, 2.0 * ms.max_seqs, _GRID)
+    hit = hit_rate
+    for _ in range(6):
+        st = workload_stats(s.model, w, hit)
+        B = u * max(st.output - 1.0, 0.0)
+        c = np.clip(np.maximum(st.prefill_tokens, u * st.prefill_tokens), 1.0, np.maximum(M - B, 1.0))
+        q = np.minimum(u * st.prefill_tokens / c, 1.0)
+        t_d, t_p = _steps(s, st, u, B, c)
+        t = (1.0 - q) * t_d + q * t_p
+        rate = u / t
+        kv_inflight = u * st.reserved_token_steps + u * np.maximum(st.prefill_tokens / c, 1.0) * st.reserved_tokens
+        kv_p99 = kv_inflight + Z99 * np.sqrt(np.maximum(kv_inflight * st.reserved_tokens, 0.0))
+        if not (st.idle_tokens > 0 and hit_rate > 0):
+            break
+        # LRU over idle conversations: the fraction of their KV that fits in what in-flight requests leave
+        # evaluated at the load one replica carries: all of it, or as much as its KV cache allows
+        free = np.maximum(cap - kv_inflight, 0.0)
+        fits = kv_p99 <= cap
+        at = min(w.peak_rate_per_s, float(rate[fits].max()) if fits.any() else float(rate[0]))
+        new_hit = float(np.clip(np.interp(at, rate, free / np.maximum(rate * st.idle_tokens, 1e-9)),
+                                0.0, 1.0)) * hit_rate
+        if abs(new_hit - hit) < 1e-3:
+            break
+        hit = new_hit
+    # a request's TPOT: its decode steps, a Binomial share of which carry prefill chunks
+    B99 = B + Z99 * np.sqrt(B)
+    d99, p99 = _steps(s, st, u, B99, np.clip(c, 1.0, np.maximum(M - B99, 1.0)))
+    lu = np.log(np.clip(u, U_GRID[0], U_GRID[-1]))
+    # marginal step time of a prefill token, taken on a full chunk (the big chunks make the tail)
+    free = np.maximum(M - B, 1.0)
+    per_token = (_steps(s, st, u, B, free)[1] - t_d) / free
+    per_token99 = (_steps(s, st, u, B99, np.maximum(M - B99, 1.0))[1] - d99) / np.maximum(M - B99, 1.0)
+    tpot50 = t_d + per_token * np.minimum(u * np.interp(lu, np.log(U_GRID), st.chunk_share[0]), free)
+    tpot99 = d99 + per_token99 * np.minimum(u * np.interp(lu, np.log(U_GRID), st.chunk_share[1]), free)
+    ttft50 = _ttft(s, st, st.p50_prompt, u, t_d, t_p, q, B, M, False)
+    ttft99 = _ttft(s, st, st.p99_prompt, u, t_d, t_p, q, B, M, True)
+    return Operating(u, rate, t, tpot50, tpot99, B, c, q, kv_p99, ttft50, ttft99, np.full_like(u, hit), cap, st)
+
+
+def _time(s: Setup, T, S, pairs, kv) -> np.ndarray:
+    ops = time_pass(s, _pass(s, np.maximum(T, 1e-9), np.maximum(S, 1e-9), pairs, kv))
+    return sum(np.broadcast_to(o.time_s, np.shape(T)) for o in ops)
+
+
+def _bottleneck(s: Setup, B: float, c: float, q: float, st: WorkloadStats, u: float) -> str:
+    """Which resource the operating point's step time goes to: compute, bandwidth or interconnect."""
+    share = {"compute": 0.0, "bandwidth": 0.0, "interconnect": 0.0}
+    frac = c / st.prefill_tokens
+    passes = ((1.0 - min(q, 1.0), (B, B, u * st.decode_pairs, u * st.decode_kv)),
+              (min(q, 1.0), (B + c, B + max(frac, 1.0), u * st.decode_pairs + frac * st.prefill_pairs,
+                             u * st.decode_kv + frac * st.prefill_kv)))
+    for weight, (T, S, P, K) in passes:
+        for o in time_pass(s, _pass(s, max(T, 1e-9), max(S, 1e-9), P, K)):
+            kind = "interconnect" if o.unit == "link" else (
+                "compute" if float(o.compute_s) >= float(o.memory_s) else "bandwidth")
+            share[kind] += weight * float(o.time_s)
+    return max(share, key=share.get)
+
+
+def replica_capacity(s: Setup, w: Workload, ms: mem.MemorySettings | None = None) -> dict:
+    """Max request rate per replica within the SLOs, what limits it, and the step time there."""
+    ms = ms or mem.MemorySettings()
+    op = operating_curve(s, w, ms)
+    st, slo = op.stats, w.slo
+    limits = {
+        "kv_capacity": op.kv_p99_tokens <= op.kv_capacity_tokens,
+        "prefill_budget": op.q < 0.98,
+        "max_seqs": op.batch + Z99 * np.sqrt(op.batch) <= ms.max_seqs,
+        "tpot_p50_slo": op.tpot_p50_s <= (slo.tpot_p50_s or np.inf),
+        "tpot_p99_slo": op.tpot_p99_s <= (slo.tpot_p99_s or np.inf),
+        "ttft_p50_slo": op.ttft_p50_s <= (slo.ttft_p50_s or np.inf),
+        "ttft_p99_slo": op.ttft_p99_s <= (slo.ttft_p99_s or np.inf),
+    }
+    hard = limits["kv_capacity"] & limits["prefill_budget"] & limits["max_seqs"]
+    ok = np.logical_and.reduce(list(limits.values()))
+    sat = _last_true(hard)
+    i = _last_true(ok)
+    fits = op.kv_capacity_tokens >= st.reserved_tokens
+    base = {"kv_cache_capacity_tokens": op.kv_capacity_tokens, "weights_bytes": float(mem.weights_bytes(s)),
+            "saturation_rate_per_replica": float(op.rate[sat]) if sat >= 0 and fits else 0.0}
+    if i < 0 or not fits:
+        reason = "kv_capacity" if not fits or not limits["kv_capacity"][0] else next(
+            k for k, v in limits.items() if not v[0])
+        return {**base, "max_request_rate_per_replica": 0.0, "limited_by": reason,
+                "bottleneck": "hbm_capacity" if reason == "kv_capacity" else _slo_bottleneck(s, op, 0),
+                "batch": 0.0, "tpot_s": None, "ttft_p50_s": None, "ttft_p99_s": None, "kv_cache_utilization": None,
+                "cache_hit_rate": None}
+    nxt = min(i + 1, len(op.u) - 1)
+    limited_by = next((k for k, v in limits.items() if not v[nxt]), "max_seqs") if nxt > i else "max_seqs"
+    bottleneck = "hbm_capacity" if limited_by == "kv_capacity" else _slo_bottleneck(s, op, i)
+    return {**base, "max_request_rate_per_replica": float(op.rate[i]), "limited_by": limited_by,
+            "bottleneck": bottleneck, "batch": float(op.batch[i]), "tpot_s": float(op.step_s[i]),
+            "tpot_p50_s": float(op.tpot_p50_s[i]), "tpot_p99_s": float(op.tpot_p99_s[i]),
+            "ttft_p50_s": float(op.ttft_p50_s[i]), "ttft_p99_s": float(op.ttft_p99_s[i]),
+            "kv_cache_utilization": float(op.kv_p99_tokens[i] / op.kv_capacity_tokens),
+            "cache_hit_rate": float(op.hit_rate[i]) if w.turns > 1 and w.prefix_reuse else None,
+            "output_tokens_per_s_per_replica": float(op.rate[i] * st.output)}
+
+
+def _slo_bottleneck(s: Setup, op: Operating, i: int) -> str:
+    return _bottleneck(s, float(op.batch[i]), float(op.chunk[i]), float(op.q[i]), op.stats, float(op.u[i]))
+
+
+def _last_true(mask: np.ndarray) -> int:
+    """Index of the last True of the leading run of True values, -1 if mask[0] is False."""
+    bad = np.flatnonzero(~mask)
+    return (len(mask) - 1) if not len(bad) else int(bad[0]) - 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# candidates
+
+def parse_precision(spec: str) -> tuple[str, str, str]:
+    """'bf16' -> (bf16, bf16, bf16); 'fp8' -> W8A8 with an fp8 KV cache; 'int4' -> W4A16; 'W/A/KV' explicit."""
+    parts = [p.strip().lower() for p in spec.split("/")]
+    if len(parts) == 1:
+        p = parts[0]
+        parts = [p, p if p in ACTIVATION_PRECISIONS else "bf16", p if p in ("fp8", "bf16", "fp16") else "bf16"]
+    if len(parts) != 3:
+        raise RooflineError(f"--precision {spec!r} is not a precision", exit_code=2,
+                            hint="a name (bf16, fp8, int4) or WEIGHTS/ACTIVATIONS/KV such as fp8/fp8/bf16")
+    ps = PrecisionSet.parse("/".join(parts))
+    return ps.weights, ps.activations, ps.kv
+
+
+@dataclass(frozen=True)
+class Candidate:
+    gpu: GPUSpec
+    tp: int
+    precision: str
+    efficiency: Efficiency | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.gpu.name} tp{self.tp} {self.precision}"
+
+
+def evaluate_candidate(c: Candidate, model: ModelConfig, w: Workload, ms: mem.MemorySettings,
+                       price_per_gpu_hour: float | None) -> dict:
+    """One row of `roofline capacity`."""
+    row = {"gpu": c.gpu.name, "tp": c.tp, "precision": c.precision, "feasible": False}
+    try:
+        wt, act, kv = parse_precision(c.precision)
+        s = make_setup(c.gpu, model, c.tp, wt, act, kv, c.efficiency)
+    except RooflineError as e:
+        return {**row, "reason": e.message, "bottleneck": None, "max_request_rate_per_replica": 0.0}
+    r = replica_capacity(s, w, ms)
+    rate = r["max_request_rate_per_replica"]
+    row.update(r, feasible=rate > 0)
+    if rate <= 0:
+        row["reason"] = ("weights and one request's KV cache do not fit" if r["limited_by"] == "kv_capacity"
+                         else f"{r['limited_by']} not met even at the lowest load")
+        return row
+    replicas = max(1, math.ceil(w.peak_rate_per_s / rate * (1 - 1e-9)))
+    gpus = replicas * c.tp
+    out_tps = w.mean_rate_per_s * r["output_tokens_per_s_per_replica"] / rate
+    row.update(replicas=replicas, gpus=gpus, headroom=1.0 - w.peak_rate_per_s / (replicas * rate),
+               price_per_gpu_hour=price_per_gpu_hour)
+    if price_per_gpu_hour is not None:
+        cost = gpus * price_per_gpu_hour
+        row.update(cost_per_hour=cost, cost_per_million_output_tokens=cost / (out_tps * 3600.0) * 1e6)
+    else:
+        row.update(cost_per_hour=None, cost_per_million_output_tokens=None)
+    return row
+
+
+def candidates(gpus: list[GPUSpec], model: ModelConfig, tps: list[int] | None, precisions: list[str],
+               efficiency: Efficiency | None = None) -> list[Candidate]:
+    """GPU x TP x precision; TP defaults to the degrees 1-8 that divide the model's heads."""
+    tps = tps or [t for t in (1, 2, 4, 8) if model.num_heads % t == 0]
+    return [Candidate(g, t, p, efficiency) for g in gpus for t in tps for p in precisions]
+
+
+def capacity_table(cands: list[Candidate], model: ModelConfig, w: Workload, prices: dict[str, float],
+                   ms: mem.MemorySettings | None = None) -> list[dict]:
+    """Every candidate's row, feasible ones first, cheapest (or fewest GPUs) first."""
+    ms = ms or mem.MemorySettings()
+    rows = [evaluate_candidate(c, model, w, ms, prices.get(c.gpu.name)) for c in cands]
+    return sorted(rows, key=lambda r: (not r["feasible"], r.get("cost_per_million_output_tokens") or np.inf,
+                                       r.get("gpus") or np.inf))
+
+
+def predict(s: Setup, w: Workload, rate_per_s: float, ms: mem.MemorySettings | None = None) -> dict:
+    """The steady-state model at one per-replica rate (interpolated on the operating curve); None past
+    saturation."""
+    op = operating_curve(s, w, ms or mem.MemorySettings())
+    if rate_per_s > op.rate.max():
+        return {"rate_per_s": rate_per_s, "saturated": True}
+    def at(y):
+        return float(np.interp(rate_per_s, op.rate, y))
+    return {"rate_per_s": rate_per_s, "saturated": False, "tpot_s": at(op.step_s),
+            "tpot_p50_s": at(op.tpot_p50_s), "tpot_p99_s": at(op.tpot_p99_s), "batch": at(op.batch),
+            "ttft_p50_s": at(op.ttft_p50_s), "ttft_p99_s": at(op.ttft_p99_s),
+            "throughput_output_tokens_per_s": rate_per_s * op.stats.output,
+            "kv_cache_utilization": at(op.kv_p99_tokens) / op.kv_capacity_tokens}

@@ -1,0 +1,532 @@
+"""Discrete-event simulation of serving replicas: continuous batching, chunked prefill, a paged KV cache,
+eviction of idle conversations and recompute when they return, admission queueing.
+
+Per replica (conversations are routed round-robin, a conversation's turns stick to its replica), every step
+(one forward pass):
+  1. arrivals up to the clock join the FIFO admission queue;
+  2. the queue head is admitted when the KV cache has pages for its prompt + output (reserved up front, so a
+     running sequence is never preempted) and fewer than max_seqs sequences are running; to make room, idle
+     conversations are evicted least-recently-used first; a returning conversation whose pages are still
+     cached prefills only its new tokens (a hit), otherwise the whole conversation is recomputed;
+  3. the step holds every decoding sequence (1 token each) plus prefill chunks, first come first served, up
+     to max_batched_tokens in all (chunked prefill); without chunking, a step is either all prefill (whole
+     prompts) or all decode;
+  4. its time is the roofline model's for the step's aggregates (`step_time.StepTimeModel`);
+  5. a finished prefill emits the first token (TTFT); a sequence finishes after output - 1 decode steps.
+Runs of pure decode steps with nothing to admit are advanced in one jump to the next arrival or completion
+(the step time is affine in the context along the run: the sum is the trapezoid, exact within a regime).
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from collections import OrderedDict, deque
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from roofline.model import memory as mem
+from roofline.model.engine import Setup
+from roofline.errors import RooflineError
+from roofline.model.step_time import StepTimeModel
+from roofline.specs.workload import Requests, Workload, sample_requests
+
+PAGE_TOKENS = 16
+SAMPLES = 200
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    chunked_prefill: bool = True
+    page_tokens: int = PAGE_TOKENS
+    warmup_fraction: float = 0.1  # of the arrival span, left out of the steady-state throughput
+    memory: mem.MemorySettings = mem.MemorySettings()
+
+
+@dataclass
+class ReplicaTrace:
+    """What one replica's run leaves behind (lists indexed like its requests)."""
+
+    idx: list
+    first_token_s: list
+    done_s: list
+    arrive_s: list
+    samples: list  # (batch, used_pages, idle_pages, queue_len) at each sample time
+    steps: int
+    hits: int
+    misses: int
+    recompute_tokens: int
+    prefill_tokens: int
+    evictions: int
+    rejected: int
+    total_pages: int
+    window_tokens: float
+
+
+def _window_terms(model):
+    """(terms, W, f): terms(c, x) = per-sequence (pairs, kv) of a prefill chunk of c new tokens after x cached,
+    averaged over layers; W the sliding window (None without), f the share of windowed layers.
+
+    This is `phases.attention_terms(model, c, x)` for scalars. The simulator calls it once per prefill chunk
+    (about a million times per million requests) in its Python loop, where numpy's per-call overhead on
+    scalars (~10 us) would dominate the step; so it is the same formula in plain floats, held to the phases
+    function by tests/test_simulate.py::test_window_terms_match_phases."""
+    W = float(model.sliding_window) if model.sliding_window else None
+    f = (model.sliding_window_layers / model.num_layers) if W else 0.0
+
+    def terms(c, x):
+        full_p, full_k = c * x + c * (c + 1) * 0.5, x + c
+        if not f:
+            return full_p, full_k
+        lo, hi = x + 1.0, x + c
+        m = min(max(W, lo - 1.0), hi)
+        win_p = (m * (m + 1.0) - (lo - 1.0) * lo) * 0.5 + W * (hi - m)
+        win_k = min(hi, W + c - 1.0)
+        return (1 - f) * full_p + f * win_p, (1 - f) * full_k + f * win_k
+    return terms, W, f
+
+
+def _jump_length(k: int, t0: float, d: float, gap: float) -> int:
+    """Decode steps (1..k) whose summed time j t0 + d j (j - 1) / 2 first reaches gap (steps grow by d)."""
+    if d > 0:
+        a = d * 0.5
+        bq = t0 - a
+        j = math.ceil((-bq + math.sqrt(bq * bq + 4 * a * gap)) / (2 * a))
+    else:
+        j = math.ceil(gap / t0)
+    return 1 if j < 1 else k if j > k else j
+
+
+class _Replica:
+    """One replica's run (see the module docstring): per-request arrays, the scheduler's queues and the KV
+    cache's pages. `run` loops over steps; each stage of a step is a method. Hot state lives in slots."""
+
+    __slots__ = ("n", "new", "hist", "out", "think", "turn", "conv", "has_next", "reuse", "P", "M", "max_seqs",
+                 "chunked", "terms", "W", "wf", "step_time", "decode_times", "w0", "w1", "sample_dt",
+                 "total_pages", "arrive", "first", "done", "starts", "later", "waiting", "prefilling", "fin", "lru",
+                 "lru_pages", "free", "B", "C", "G", "clock", "next_sample", "samples", "steps", "hits", "misses",
+                 "recompute", "prefill_tok", "evictions", "rejected", "win_tokens", "remaining", "idx")
+
+    def __init__(self, sm: StepTimeModel, r: Requests, idx: np.ndarray, w: Workload, cfg: SimSettings,
+                 sample_dt: float, total_pages: int, window: tuple[float, float]):
+        n = self.n = len(idx)
+        self.idx = idx
+        self.new, self.hist = r.new_tokens[idx].tolist(), r.history_tokens[idx].tolist()
+        self.out, self.think = r.output_tokens[idx].tolist(), r.think_s[idx].tolist()
+        self.turn, conv = r.turn[idx].tolist(), r.conv[idx]
+        self.conv = conv.tolist()
+        self.has_next = np.append(conv[1:] == conv[:-1], False).tolist()  # the conversation goes on
+        self.reuse = w.prefix_reuse
+        self.P, self.M, self.max_seqs = cfg.page_tokens, cfg.memory.max_batched_tokens, cfg.memory.max_seqs
+        self.chunked = cfg.chunked_prefill
+        self.terms, self.W, self.wf = _window_terms(sm.setup.model)
+        self.step_time, self.decode_times = sm.time, sm.decode_times
+        self.w0, self.w1 = window
+        self.sample_dt, self.total_pages = sample_dt, total_pages
+        self.arrive, self.first, self.done = [0.0] * n, [0.0] * n, [0.0] * n
+        firsts = np.flatnonzero(r.turn[idx] == 0)[::-1]  # pop() from the end = earliest first
+        self.starts = list(zip(r.start_s[idx[firsts]].tolist(), firsts.tolist()))
+        self.later = []  # heap of (time, i) for follow-up turns
+        self.waiting = deque()
+        self.prefilling = deque()  # [i, remaining new tokens, cached tokens so far, pages]
+        self.fin = []  # heap (finish decode-step count, i, context at join, pages)
+        self.lru = OrderedDict()  # conv -> pages held by an idle conversation
+        self.lru_pages, self.free = 0, total_pages
+        self.B = self.C = self.G = 0  # decoding sequences, the sum of their contexts, decode steps so far
+        self.clock = self.next_sample = 0.0
+        self.samples = []  # (batch, used_pages, idle_pages, queue_len) at each sample time
+        self.steps = self.hits = self.misses = self.recompute = self.prefill_tok = 0
+        self.evictions = self.rejected = 0
+        self.win_tokens = 0.0
+        self.remaining = n
+
+    def run(self) -> ReplicaTrace:
+        # bound methods and the (never rebound) queues as locals: this loop runs ~2.5 times per request
+        arrivals, admit, prefill_step, decode_run, complete = (self._arrivals, self._admit, self._prefill_step,
+                                                               self._decode_run, self._complete)
+        starts, later, waiting, prefilling, fin = self.starts, self.later, self.waiting, self.prefilling, self.fin
+        while self.remaining:
+            if not (self.B or prefilling or waiting):
+                self._idle_until_next_arrival()
+            clock = self.clock
+            if (starts and starts[-1][0] <= clock) or (later and later[0][0] <= clock):
+                arrivals()
+            if waiting:
+                admit()
+            if prefilling:
+                prefill_step()
+            elif self.B:
+                decode_run()
+            if fin and fin[0][0] <= self.G:
+                complete()
+            if self.next_sample <= self.clock:
+                self._sample(len(waiting))
+        return ReplicaTrace(list(self.idx), self.first, self.done, self.arrive, self.samples, self.steps,
+                            self.hits, self.misses, self.recompute, self.prefill_tok, self.evictions, self.rejected,
+                            self.total_pages, self.win_tokens)
+
+    def _next_arrival(self) -> float:
+        na = self.starts[-1][0] if self.starts else math.inf
+        nl = self.later[0][0] if self.later else math.inf
+        return na if na < nl else nl
+
+    def _sample(self, queue: int) -> None:
+        """Record (batch, pages in use, idle pages, queue) at every sample time up to the clock."""
+        row = (self.B, self.total_pages - self.free - self.lru_pages, self.lru_pages, queue)
+        while self.next_sample <= self.clock:
+            self.samples.append(row)
+            self.next_sample += self.sample_dt
+
+    def _idle_until_next_arrival(self) -> None:
+        nxt = self._next_arrival()
+        if nxt > self.clock:
+            self.clock = nxt
+            self._sample(0)
+
+    def _arrivals(self) -> None:
+        """1. Arrivals up to the clock join the FIFO admission queue."""
+        starts, later, clock, arrive, waiting = self.starts, self.later, self.clock, self.arrive, self.waiting
+        while starts and starts[-1][0] <= clock:
+            t, i = starts.pop()
+            arrive[i] = t
+            waiting.append(i)
+        while later and later[0][0] <= clock:
+            t, i = heapq.heappop(later)
+            arrive[i] = t
+            waiting.append(i)
+
+    def _admit(self) -> None:
+        """2. Admit the queue's head while a sequence slot and its KV pages (evicting idle conversations, LRU
+        first) are free; a request larger than the whole KV cache is rejected with its conversation."""
+        waiting, prefilling, lru = self.waiting, self.prefilling, self.lru
+        hist, new, out = self.hist, self.new, self.out
+        P, total_pages, slots = self.P, self.total_pages, self.max_seqs - self.B
+        free, lru_pages = self.free, self.lru_pages
+        while waiting and len(prefilling) < slots:
+            i = waiting[0]
+            h = hist[i]
+            pages = -(-(h + new[i] + out[i]) // P)
+            if pages > total_pages:
+                waiting.popleft()
+                self._reject(i)
+                continue
+            own = lru.get(self.conv[i], 0) if (self.reuse and h) else 0
+            need = pages - own
+            if need > free + lru_pages - own:
+                break
+            waiting.popleft()
+            if own:
+                del lru[self.conv[i]]
+                lru_pages -= own
+                self.hits += 1
+                cached, todo = h, new[i]
+            else:
+                if h:
+                    self.misses += 1
+                    self.recompute += h
+                cached, todo = 0, h + new[i]
+            while free < need:
+                _, p = lru.popitem(last=False)
+                lru_pages -= p
+                free += p
+                self.evictions += 1
+            free -= need
+            self.prefill_tok += todo
+            prefilling.append([i, todo, cached, pages])
+        self.free, self.lru_pages = free, lru_pages
+
+    def _reject(self, i: int) -> None:
+        """Request i can never fit: it and its conversation's later turns are rejected (NaN times)."""
+        j = i
+        while True:
+            self.first[j] = self.done[j] = self.arrive[j] = math.nan
+            self.rejected += 1
+            self.remaining -= 1
+            if not self.has_next[j]:
+                break
+            j += 1
+
+    def _compose_step(self) -> tuple[int, int, float, float, list]:
+        """3. The step's (T, S, pairs, kv) and the prefills it completes: every decoding sequence (1 token each)
+        plus prefill chunks first come first served up to max_batched_tokens (chunked prefill); without
+        chunking, whole prompts and no decode."""
+        B, wf, chunked = self.B, self.wf, self.chunked
+        if chunked:
+            T = S = B
+            pairs = kv = self.C + B
+            if wf:
+                pairs = kv = (1 - wf) * (self.C + B) + wf * min(self.C + B, B * self.W)
+            budget = self.M - B
+        else:
+            T = S = 0
+            pairs = kv = 0.0
+            budget = self.M
+        emitted = []
+        for item in self.prefilling:
+            todo, x = item[1], item[2]
+            if budget <= 0 or (not chunked and T and todo > budget):
+                break
+            c = todo if (not chunked or todo < budget) else budget
+            if wf:
+                p_, k_ = self.terms(c, x)
+            else:
+                p_, k_ = c * x + c * (c + 1) * 0.5, x + c
+            T += c
+            S += 1
+            pairs += p_
+            kv += k_
+            budget -= c
+            item[1] = todo - c
+            item[2] = x + c
+            if todo == c:
+                emitted.append(item)
+        return T, S, pairs, kv, emitted
+
+    def _prefill_step(self) -> None:
+        """3-5. One step with prefill: compose it, time it, emit the first token of finished prefills."""
+        T, S, pairs, kv, emitted = self._compose_step()
+        self.clock = clock = self.clock + self.step_time(T, S, pairs, kv)
+        self.steps += 1
+        B = self.B
+        if self.chunked or not T:
+            self.C += B
+            self.G = G = self.G + 1
+            gen = B
+        else:
+            G = self.G
+            gen = 0
+        if emitted:
+            prefilling, fin, out, first = self.prefilling, self.fin, self.out, self.first
+            for item in emitted:
+                prefilling.popleft() if prefilling[0] is item else prefilling.remove(item)
+                i = item[0]
+                first[i] = clock
+                gen += 1
+                if out[i] > 1:
+                    heapq.heappush(fin, (G + out[i] - 1, i, item[2], item[3]))
+                    self.B += 1
+                    self.C += item[2]
+                else:
+                    heapq.heappush(fin, (G, i, item[2], item[3]))
+        if self.w0 <= clock < self.w1:
+            self.win_tokens += gen
+
+    def _decode_run(self) -> None:
+        """4. A run of pure decode steps up to the next completion or arrival, in one jump: the step time is
+        affine in the context along the run, so the run's time is the trapezoid sum."""
+        B, C, wf, G, clock = self.B, self.C, self.wf, self.G, self.clock
+        k = self.fin[0][0] - G
+        x0 = C + B
+        x1 = C + B * k
+        if wf:
+            x0 = (1 - wf) * x0 + wf * min(x0, B * self.W)
+            x1 = (1 - wf) * x1 + wf * min(x1, B * self.W)
+        t0, t1 = self.decode_times(B, x0, x1)
+        d = 0.0 if k <= 1 else (t1 - t0) / (k - 1)
+        starts, later = self.starts, self.later
+        na = starts[-1][0] if starts else math.inf
+        nl = later[0][0] if later else math.inf
+        gap = (na if na < nl else nl) - clock
+        if k > 1 and gap < t0 * k + d * k * (k - 1) * 0.5:
+            k = _jump_length(k, t0, d, gap)  # stop at the first step that reaches the next arrival
+        self.clock = clock = clock + (t0 * k + d * k * (k - 1) * 0.5)
+        self.steps += k
+        self.C = C + B * k
+        self.G = G + k
+        if self.w0 <= clock < self.w1:
+            self.win_tokens += B * k
+
+    def _complete(self) -> None:
+        """5. Sequences whose last decode step has run finish; a conversation that goes on keeps its pages
+        (idle, evictable) when prefixes are reused, else frees them, and its next turn is scheduled."""
+        fin, out, G, clock, done, has_next = self.fin, self.out, self.G, self.clock, self.done, self.has_next
+        while fin and fin[0][0] <= G:
+            _, i, ctx0, pages = heapq.heappop(fin)
+            if out[i] > 1:
+                self.B -= 1
+                self.C -= ctx0 + out[i] - 1
+            done[i] = clock
+            self.remaining -= 1
+            if has_next[i]:
+                heapq.heappush(self.later, (clock + self.think[i + 1], i + 1))
+                if self.reuse:
+                    self.lru[self.conv[i]] = pages
+                    self.lru_pages += pages
+                    continue
+            self.free += pages
+
+
+def simulate_replica(sm: StepTimeModel, r: Requests, idx: np.ndarray, w: Workload, cfg: SimSettings,
+                     sample_dt: float, total_pages: int, window: tuple[float, float]) -> ReplicaTrace:
+    """Run one replica over the requests idx (ordered by conversation, then turn)."""
+    return _Replica(sm, r, idx, w, cfg, sample_dt, total_pages, window).run()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the whole fleet and its summary
+
+def _pct(x: np.ndarray) -> dict:
+    x = x[np.isfinite(x)]
+    if not len(x):
+        return {"mean": None, "p50": None, "p90": None, "p99": None, "max": None}
+    p50, p90, p99 = np.percentile(x, [50, 90, 99])
+    return {"mean": float(x.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(x.max())}
+
+
+def step_time_model(s: Setup, w: Workload, r: Requests, cfg: SimSettings) -> StepTimeModel:
+    """The step-time table, sized to the largest pass this run can form."""
+    longest = int((r.history_tokens + r.new_tokens).max())
+    t_max = cfg.memory.max_batched_tokens + cfg.memory.max_seqs
+    return StepTimeModel(s, t_max if cfg.chunked_prefill else max(t_max, longest + cfg.memory.max_seqs))
+
+
+class DoesNotFit(RooflineError):
+    """The replica's memory holds none of the workload's requests; smallest_tokens: the smallest request."""
+
+    def __init__(self, message: str, hint: str, smallest_tokens: int):
+        super().__init__(message, hint)
+        self.smallest_tokens = smallest_tokens
+
+
+def check_fits(s: Setup, r: Requests, total_pages: int, page_tokens: int) -> None:
+    """DoesNotFit when the replica's KV cache holds none of the requests (the weights alone may not fit):
+    simulating would only reject every request."""
+    smallest = int((r.history_tokens + r.new_tokens + r.output_tokens).min())
+    if -(-smallest // page_tokens) <= total_pages:
+        return
+    why = ("the weights and runtime leave no memory for a KV cache" if total_pages <= 0 else
+           f"its KV cache holds {total_pages * page_tokens:,} tokens, less than the smallest request's {smallest:,}")
+    raise DoesNotFit(f"{s.model.name} does not fit on {s.gpu.name} at TP {int(s.tp)}: {why}",
+                     "use a higher --tp, a narrower --precision (fp8, int4) or a GPU with more memory", smallest)
+
+
+def simulate(s: Setup, w: Workload, requests: int = 10_000, replicas: int = 1, seed: int = 0,
+             cfg: SimSettings | None = None, rate_per_s: float | None = None, start_hour: int | None = None) -> dict:
+    """Simulate `requests` requests of workload w (at rate_per_s total, default w.rate_per_s) on `replicas`
+    replicas of setup s; with a daily curve, arrivals start at `start_hour` (default: the curve's peak hour,
+    the load a fleet is sized for). Returns the JSON-ready summary (see `summarize`)."""
+    cfg = cfg or SimSettings()
+    if rate_per_s is not None:
+        w = w.with_rate(rate_per_s)
+    hour = w.peak_hour if start_hour is None else int(start_hour) % 24
+    r = sample_requests(w, requests, seed, start_hour=hour)
+    cap_tokens = float(mem.kv_cache_capacity_tokens(s, cfg.memory))
+    total_pages = max(int(cap_tokens // cfg.page_tokens), 0)
+    check_fits(s, r, total_pages, cfg.page_tokens)
+    sm = step_time_model(s, w, r, cfg)
+    span = float(r.start_s.max())
+    window = (cfg.warmup_fraction * span, span)
+    sample_dt = max(span, 1e-3) / SAMPLES
+    route = r.conv % replicas
+    traces = [simulate_replica(sm, r, np.flatnonzero(route == k), w, cfg, sample_dt, total_pages, window)
+              for k in range(replicas)]
+    return {**summarize(traces, r, w, replicas, window, sample_dt, cap_tokens, cfg), **_hours(w, hour, span)}
+
+
+def _hours(w: Workload, start_hour: int, span_s: float) -> dict:
+    """Which hours of the daily curve the arrivals covered (None without a curve)."""
+    if not w.daily_curve:
+        return {"start_hour": None, "hours_simulated": None, "daily_curve_multipliers": None}
+    hours = [(start_hour + k) % 24 for k in range(min(24, int(span_s // 3600) + 1))]
+    return {"start_hour": start_hour, "hours_simulated": hours,
+            "daily_curve_multipliers": [w.daily_curve[h] for h in hours]}
+
+
+def _request_times(traces: list[ReplicaTrace], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(arrival, first token, done) per request, NaN for rejected ones."""
+    arrive, first, done = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    for tr in traces:
+        arrive[tr.idx], first[tr.idx], done[tr.idx] = tr.arrive_s, tr.first_token_s, tr.done_s
+    return arrive, first, done
+
+
+def _littles_law(arrive: np.ndarray, done: np.ndarray, e2e: np.ndarray, window) -> dict:
+    """Mean requests in flight over the window vs admitted arrival rate x mean latency."""
+    w0, w1 = window
+    length = max(w1 - w0, 1e-12)
+    in_win = (arrive >= w0) & (arrive < w1)
+    grid = np.linspace(w0, w1, 4000, endpoint=False)
+    ok = np.isfinite(done)
+    in_flight = (np.searchsorted(np.sort(arrive[ok]), grid, side="right")
+                 - np.searchsorted(np.sort(done[ok]), grid, side="right"))
+    lam = in_win.sum() / length
+    latency = float(np.nanmean(e2e[in_win])) if in_win.any() else None
+    return {"mean_in_flight": float(in_flight.mean()), "arrival_rate_per_s": float(lam),
+            "mean_latency_s": latency, "rate_x_latency": float(lam * latency) if latency is not None else None}
+
+
+def _over_time(traces: list[ReplicaTrace], replicas: int, sample_dt: float) -> dict:
+    """Batch per replica, KV utilisation and queue length at the sample times, and their mean/max."""
+    ns = max(len(t.samples) for t in traces)
+    smp = np.zeros((ns, 4))
+    for t in traces:
+        a = np.asarray(t.samples, dtype=float).reshape(-1, 4)
+        smp[:len(a)] += a
+    pages_total = max(traces[0].total_pages * replicas, 1)
+    util = (smp[:, 1] + smp[:, 2]) / pages_total
+    batch = smp[:, 0] / replicas
+
+    def mean_max(x):
+        return {"mean": float(x.mean()) if ns else 0.0, "max": float(x.max()) if ns else 0.0}
+    return {"batch_size": mean_max(batch),
+            "kv_cache_utilization": {**mean_max(util),
+                                     "in_flight_mean": float(smp[:, 1].mean() / pages_total) if ns else 0.0},
+            "queue_length": mean_max(smp[:, 3]),
+            "timeseries": {"time_s": (np.arange(ns) * sample_dt).tolist(), "batch_size": batch.tolist(),
+                           "kv_cache_utilization": util.tolist(), "queue_length": smp[:, 3].tolist()}}
+
+
+def summarize(traces: list[ReplicaTrace], r: Requests, w: Workload, replicas: int, window, sample_dt: float,
+              cap_tokens: float, cfg: SimSettings) -> dict:
+    """Latency percentiles, throughput over the window after warm-up, the KV cache and queue over time, cache
+    hits and recompute, Little's law. offered_rate_per_s counts every request of the conversations that
+    started in the window (rejected ones too); littles_law.arrival_rate_per_s only the admitted ones."""
+    arrive, first, done = _request_times(traces, len(r))
+    out = r.output_tokens.astype(float)
+    ttft, e2e = first - arrive, done - arrive
+    tpot = np.where(out > 1, (done - first) / np.maximum(out - 1, 1), np.nan)
+    w0, w1 = window
+    length = max(w1 - w0, 1e-12)
+    hits, misses = sum(t.hits for t in traces), sum(t.misses for t in traces)
+    recompute, prefill_tok = sum(t.recompute_tokens for t in traces), sum(t.prefill_tokens for t in traces)
+    return {
+        "requests": len(r), "replicas": replicas, "rejected_requests": sum(t.rejected for t in traces),
+        "offered_rate_per_s": float(((r.start_s >= w0) & (r.start_s < w1)).sum() / length),
+        "steps": sum(t.steps for t in traces),
+        "duration_s": float(np.nanmax(done)) if np.isfinite(done).any() else 0.0,
+        "ttft_s": _pct(ttft), "tpot_s": _pct(tpot), "e2e_latency_s": _pct(e2e),
+        "throughput_output_tokens_per_s": sum(t.window_tokens for t in traces) / length,
+        "throughput_requests_per_s": float(((done >= w0) & (done < w1)).sum() / length),
+        "kv_cache_capacity_tokens_per_replica": cap_tokens,
+        "cache_hit_rate": (hits / (hits + misses) if hits + misses else None) if w.turns > 1 else None,
+        "recompute_tokens": recompute, "recompute_fraction_of_prefill": recompute / max(prefill_tok, 1),
+        "evictions": sum(t.evictions for t in traces),
+        "littles_law": _littles_law(arrive, done, e2e, window),
+        **_over_time(traces, replicas, sample_dt),
+    }
+
+
+#: loads tried by `divergence`, as fractions of the analytic saturation rate
+LADDER = (0.5, 0.7, 0.85, 0.95, 1.05, 1.2, 1.4)
+
+
+def divergence(s: Setup, w: Workload, requests: int, replicas: int = 1, seed: int = 0,
+               cfg: SimSettings | None = None) -> dict:
+    """Simulate a ladder of loads around capacity's saturation estimate; latency diverges at the first load
+    whose mean or p99 TTFT is 10x that of the lightest load (the admission queue grows without bound)."""
+    from roofline.plan.capacity import replica_capacity
+    cfg = cfg or SimSettings()
+    w = replace(w, daily_curve=None)  # each rung at its own constant rate
+    sat = replica_capacity(s, w.with_rate(1.0), cfg.memory)["saturation_rate_per_replica"] * replicas
+    rows, first, base = [], None, None
+    for f in LADDER:
+        r = simulate(s, w, requests, replicas, seed, cfg, rate_per_s=sat * f)
+        ttft = (r["ttft_s"]["mean"] or float("inf"), r["ttft_s"]["p99"] or float("inf"))
+        base = ttft if base is None else base
+        bad = ttft[0] > 10 * base[0] or ttft[1] > 10 * base[1]
+        rows.append({"rate_per_s": sat * f, "throughput_output_tokens_per_s": r["throughput_output_tokens_per_s"],
+                     "ttft_p99_s": r["ttft_s"]["p99"], "tpot_p99_s": r["tpot_s"]["p99"],
+                     "e2e_latency_p99_s": r["e2e_latency_s"]["p99"], "diverged": bool(bad)})
+        if bad and first is None:
+            first = sat * f
+    return {"divergence_rate_per_s": first, "analytic_saturation_rate_per_s": sat, "load_sweep": rows}

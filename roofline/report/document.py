@@ -1,0 +1,256 @@
+"""`roofline report`: one folder per deployment with a self-contained index.html (plots embedded as base64
+PNG, tables, the inputs and the exact command that reproduces it), report.md, the plots as PNG and SVG, the
+analysis as JSON and a sweep as CSV. Everything is computed from spec files and, optionally, a saved
+measured profile, so a report re-renders anywhere without the device.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from roofline.report import plots
+from roofline.model.analysis import Scenario, analyze
+from roofline.model.efficiency import Efficiency
+from roofline.errors import RooflineError
+from roofline.specs.hardware import GPUSpec
+from roofline.specs.models import ModelConfig
+from roofline.report.render import columns_to_rows, dumps_json, rows_to_csv
+from roofline.model.sweep import sweep
+from roofline.units import format_bytes, format_count, format_rate, format_time_s
+
+SWEEP_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+SWEEP_CONTEXTS = (512, 1024, 2048, 4096, 8192, 16384, 32768)
+
+
+@dataclass
+class ReportSpec:
+    """What a report shows. `profile` is the parsed profile JSON (measured roofs and points are overlaid);
+    `efficiency` the calibrated one from it, or None for the documented defaults."""
+
+    gpu: GPUSpec
+    model: ModelConfig
+    scenario: Scenario
+    command: str
+    efficiency: Efficiency | None = None
+    profile: dict | None = None
+    profile_path: str | None = None
+    compare: list[GPUSpec] = field(default_factory=list)
+    slo_tpot_s: float = 0.05
+
+
+def default_name(model: ModelConfig, gpu: GPUSpec) -> str:
+    """Folder name `<model>-<gpu>` with anything but letters, digits, '.', '_' and '-' replaced."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{model.name}-{gpu.name}")
+
+
+def figures(spec: ReportSpec, result: dict) -> dict[str, tuple[str, object]]:
+    """name -> (caption, Figure) for every plot of the report."""
+    sc, g, m, eff = spec.scenario, spec.gpu, spec.model, spec.efficiency
+    prec = f"{sc.weights}/{sc.activations}/{sc.kv}"
+    series = [(f"{g.name} {prec}", g, prec)]
+    if sc.activations in ("bf16", "fp16") and "fp8" in g.peak_flops_per_s:
+        series.append((f"{g.name} fp8", g, "fp8"))
+    series += [(f"{c.name} {prec} (datasheet)", c, prec) for c in spec.compare if c.name != g.name]
+    out = {
+        "roofline": ("Roofline: every operator of prefill and of one decode step at its arithmetic intensity and "
+                     "achieved FLOP/s" + ("; measured roofs (dashed) and kernels (x) from the profile"
+                                          if spec.profile else ""),
+                     plots.roofline_chart(g, m, sc, eff, spec.profile, result=result)),
+        "regime": ("Regime map: where decode and prefill are memory- or compute-bound over batch x context, "
+                   "with the largest batch whose KV cache fits", plots.regime_map(g, m, sc, eff)),
+        "latency": ("Latency vs throughput: decode TPOT against output tokens/s per GPU as the batch grows",
+                    plots.latency_throughput(series, m, sc, eff, spec.slo_tpot_s)),
+        "memory": ("Memory per GPU across batch sizes", plots.memory_breakdown(g, m, sc, "batch", None, eff)),
+    }
+    gpus = [g] + [c for c in spec.compare if c.name != g.name]
+    if len(gpus) > 1:
+        out["compare"] = ("GPU comparison. " + compare_note(spec),
+                          plots.gpu_comparison(gpus, m, sc, None, rows=compare_table(spec)))
+    return out
+
+
+def compare_note(spec: ReportSpec) -> str:
+    """One sentence on where the comparison's numbers come from (a profile measures only its own device)."""
+    others = ", ".join(c.name for c in spec.compare if c.name != spec.gpu.name)
+    if spec.profile is None:
+        return "Every GPU is modelled from its datasheet peaks with the default efficiencies."
+    return (f"Only {spec.gpu.name} uses the profile's measured ceilings and fitted efficiencies; the other GPUs "
+            f"({others}) use datasheet peaks with the default efficiencies (nothing was measured on them), so "
+            "their bars are datasheet estimates, not measurements.")
+
+
+def compare_table(spec: ReportSpec) -> list[dict]:
+    rows = plots.compare_rows([spec.gpu], spec.model, spec.scenario, spec.efficiency)
+    others = [c for c in spec.compare if c.name != spec.gpu.name]
+    return rows + (plots.compare_rows(others, spec.model, spec.scenario) if others else [])
+
+
+def summary_rows(r: dict) -> list[tuple[str, str]]:
+    mem = r["memory"]
+    return [
+        ("TTFT (prefill of the batch)", format_time_s(r["ttft_s"])),
+        ("TPOT (decode step at context %d)" % r["config"]["context"], format_time_s(r["tpot_s"])),
+        ("mean TPOT over the generation", format_time_s(r["mean_tpot_s"])),
+        ("end-to-end latency", format_time_s(r["e2e_latency_s"])),
+        ("output tokens/s (batch)", f"{r['output_tokens_per_s']:,.1f}"),
+        ("prefill / decode bound", f"{r['prefill']['bound']} / {r['decode']['bound']}"),
+        ("decode arithmetic intensity", f"{r['decode']['arithmetic_intensity_flops_per_byte']:,.1f} FLOP/B "
+         f"(ridge {r['ridge_point_flops_per_byte']:,.0f})"),
+        ("critical batch (decode turns compute-bound)", str(r["critical_batch"])),
+        ("weights per GPU", format_bytes(mem["weights_bytes"], binary=True)),
+        ("KV cache per token", format_bytes(mem["kv_cache_bytes_per_token"], binary=True)),
+        ("KV-cache capacity", f"{format_bytes(mem['kv_cache_capacity_bytes'], binary=True)} = "
+         f"{mem['kv_cache_capacity_tokens']:,} tokens"),
+        ("max batch at the decode context", f"{mem['max_batch']:,}"),
+        ("batch fits", "yes" if mem["batch_fits"] else "NO"),
+    ]
+
+
+def operator_rows(r: dict, phase: str) -> list[list[str]]:
+    return [[o["name"], str(o["count"]), format_count(o["flops"]), format_bytes(o["bytes"]),
+             "-" if o["arithmetic_intensity_flops_per_byte"] is None else f"{o['arithmetic_intensity_flops_per_byte']:,.1f}",
+             o["bound"], format_time_s(o["time_s"]), f"{100 * o['time_s'] / r[phase]['time_s']:.1f}%"]
+            for o in r[phase]["operators"]]
+
+
+OP_HEADERS = ["operator", "count", "FLOPs", "bytes", "FLOP/B", "bound", "time", "share"]
+
+
+def input_rows(spec: ReportSpec, r: dict) -> dict[str, list[tuple[str, str]]]:
+    g, m, c = spec.gpu, spec.model, r["config"]
+    gpu = [("GPU", f"{g.display_name} ({g.name})"), ("spec file", str(g.path)),
+           ("memory", format_bytes(g.memory_bytes, binary=True)),
+           ("HBM bandwidth", format_rate(g.memory_bandwidth_bytes_per_s, "B/s"))]
+    gpu += [(f"{p} dense peak", format_rate(v, "FLOP/s")) for p, v in g.peak_flops_per_s.items()]
+    model = [(k, str(v)) for k, v in m.to_dict().items() if not isinstance(v, (dict, list))]
+    model.append(("parameters", format_count(r["parameters"])))
+    scen = [(k, str(v)) for k, v in c.items()]
+    eff = [(k, str(v)) for k, v in r["efficiency"].items()]
+    out = {"GPU": gpu, "Model": model, "Scenario": scen, "Efficiency": eff}
+    if spec.profile is not None:
+        ceil = plots.measured_ceilings(spec.profile)
+        prof = [("profile", str(spec.profile_path)),
+                ("measured device", str((spec.profile.get("device") or {}).get("name", "?"))),
+                ("measured HBM bandwidth", format_rate(ceil["memory_bandwidth_bytes_per_s"] or 0, "B/s"))]
+        prof += [(f"measured {p} peak", format_rate(v, "FLOP/s")) for p, v in ceil["peak_flops_per_s"].items()]
+        prof.append(("measured kernels plotted", str(len(plots.measured_points(spec.profile)))))
+        out["Measured profile"] = prof
+    return out
+
+
+def sweep_rows(spec: ReportSpec) -> list[dict]:
+    sc = spec.scenario
+    cols = sweep(spec.gpu, spec.model, SWEEP_BATCHES, SWEEP_CONTEXTS, [sc.tp], [f"{sc.weights}/{sc.activations}/{sc.kv}"],
+                 spec.efficiency, sc.memory)
+    return columns_to_rows(cols)
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1500px;margin:24px auto;
+padding:0 24px;color:#222}h1{margin-bottom:4px}h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:36px}
+pre{background:#f4f4f4;padding:10px;white-space:pre-wrap;word-break:break-all;font-size:14px}table{border-collapse:collapse;margin:8px 0}
+td,th{border:1px solid #ccc;padding:3px 9px;font-size:14px}th{background:#eef3fa}td.n{text-align:right}
+figure{margin:18px 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:15px;color:#444}
+.grid{display:flex;flex-wrap:wrap;gap:28px;align-items:flex-start}.muted{color:#666}"""
+
+
+def _html_table(headers: list[str] | None, rows) -> str:
+    e = html.escape
+    head = "<tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr>" if headers else ""
+    body = "".join("<tr>" + "".join(f"<td{' class=n' if i else ''}>{e(str(c))}</td>" for i, c in enumerate(r))
+                   + "</tr>" for r in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def _md_table(headers: list[str], rows) -> str:
+    esc = [[str(c).replace("|", "\\|") for c in r] for r in rows]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in esc])
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    with plots.plt.rc_context(plots.SLIDE_STYLE):
+        fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _compare_display(rows: list[dict]) -> list[list[str]]:
+    def t(x):
+        return "does not fit" if x is None else format_time_s(x)
+    return [[r["gpu"], t(r["ttft_s"]), t(r["tpot_s"]), f"{r['max_batch']:,}",
+             "-" if r["peak_decode_tokens_per_s_per_gpu"] is None else f"{r['peak_decode_tokens_per_s_per_gpu']:,.0f}",
+             r["decode_bound"]] for r in rows]
+
+
+COMPARE_HEADERS = ["GPU", "TTFT", "TPOT", "max batch", "decode tokens/s/GPU at max batch", "decode bound"]
+
+
+def write_report(out_dir: str | Path, spec: ReportSpec) -> Path:
+    """Write the report folder; returns the path of index.html."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        r = analyze(spec.gpu, spec.model, spec.scenario, spec.efficiency)
+        figs = figures(spec, r)
+        pngs = {}
+        for name, (_, fig) in figs.items():
+            pngs[name] = _png(fig)
+            (out / f"{name}.png").write_bytes(pngs[name])
+            plots.save(fig, out / f"{name}.svg")
+        (out / "analysis.json").write_text(dumps_json(r) + "\n")
+        (out / "sweep.csv").write_text(rows_to_csv(sweep_rows(spec)))
+        comp = _compare_display(compare_table(spec)) if "compare" in figs else []
+        title = f"{spec.model.name} on {spec.gpu.display_name}"
+        (out / "index.html").write_text(_html(spec, r, figs, pngs, comp, title))
+        (out / "report.md").write_text(_markdown(spec, r, figs, comp, title))
+    except OSError as e:
+        raise RooflineError(f"cannot write {e.filename or out}: {e.strerror or e}",
+                            hint="choose an --out-dir you can write to") from e
+    return out / "index.html"
+
+
+def _html(spec, r, figs, pngs, comp, title) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{CSS}</style>"
+             f"</head><body><h1>{e(title)}</h1><p class=muted>roofline (ops:bytes) model of LLM inference. "
+             "Reproduce with:</p>", f"<pre>{e(spec.command)}</pre>"]
+    for w in r["warnings"]:
+        parts.append(f"<p><b>Warning:</b> {e(w)}</p>")
+    parts.append("<h2>Summary</h2>" + _html_table(["quantity", "value"], summary_rows(r)))
+    parts.append("<h2>Plots</h2>")
+    for name, (caption, _) in figs.items():
+        data = base64.b64encode(pngs[name]).decode("ascii")
+        parts.append(f"<figure id='{name}'><img alt='{e(name)}' src='data:image/png;base64,{data}'>"
+                     f"<figcaption>{e(caption)}</figcaption></figure>")
+    if comp:
+        parts.append(f"<h2>GPU comparison</h2><p>{e(compare_note(spec))}</p>" + _html_table(COMPARE_HEADERS, comp))
+    for phase in ("decode", "prefill"):
+        parts.append(f"<h2>{phase.capitalize()} operators</h2>" + _html_table(OP_HEADERS, operator_rows(r, phase)))
+    parts.append("<h2>Inputs</h2><div class=grid>")
+    for section, rows in input_rows(spec, r).items():
+        parts.append(f"<div><h3>{e(section)}</h3>{_html_table(None, rows)}</div>")
+    parts.append("</div><p class=muted>Files beside this page: report.md, the plots as PNG and SVG, "
+                 "analysis.json (the full analysis), sweep.csv (batch x context).</p></body></html>")
+    return "\n".join(parts)
+
+
+def _markdown(spec, r, figs, comp, title) -> str:
+    md = [f"# {title}", "", "Reproduce with:", "", "```", spec.command, "```", ""]
+    md += [f"> Warning: {w}" for w in r["warnings"]]
+    md += ["## Summary", "", _md_table(["quantity", "value"], summary_rows(r)), "", "## Plots", ""]
+    for name, (caption, _) in figs.items():
+        md += [f"![{name}]({name}.png)", "", f"*{caption}*", ""]
+    if comp:
+        md += ["## GPU comparison", "", compare_note(spec), "", _md_table(COMPARE_HEADERS, comp), ""]
+    for phase in ("decode", "prefill"):
+        md += [f"## {phase.capitalize()} operators", "", _md_table(OP_HEADERS, operator_rows(r, phase)), ""]
+    md += ["## Inputs", ""]
+    for section, rows in input_rows(spec, r).items():
+        md += [f"### {section}", "", _md_table(["field", "value"], rows), ""]
+    return "\n".join(md) + "\n"

@@ -1,0 +1,58 @@
+"""`roofline validate` output: the validation of a profile as tables, one JSON document, or CSV rows."""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console
+
+from roofline.report.render import dumps_json, rows_to_csv, table
+from roofline.units import format_rate, format_time_s
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def render_validation(result: dict[str, Any], fmt: str = "table") -> str:
+    """The validation as a table (text), one JSON document, or CSV rows (one per point)."""
+    fmt = getattr(fmt, "value", fmt)
+    if fmt == "json":
+        return dumps_json(result) + "\n"
+    if fmt == "csv":
+        cols = ("id", "family", "kind", "precision", "split", "measured_s", "predicted_s", "error",
+                "predicted_s_ceilings", "error_ceilings", "predicted_s_datasheet", "error_datasheet",
+                "roofline_fraction", "flops", "bytes", "intensity_flops_per_byte", "cache_resident", "throttled",
+                "cause")
+        return rows_to_csv([{c: r[c] for c in cols} for r in result["points"]])
+    return _tables(result)
+
+
+def _tables(result: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    con = Console(file=buf, width=160, force_terminal=False, color_system=None)
+    c = result["ceilings"]
+    peaks = ", ".join(f"{k} {format_rate(v, 'FLOP/s')}" for k, v in (c["peak_flops_per_s"] or {}).items())
+    head = [("device", f"{result['device']} ({result['kind']})"), ("profile", result["profile"]),
+            ("complete", f"{result['complete']} (missing {result['missing']})"),
+            ("memory bandwidth", format_rate(c["memory_bandwidth_bytes_per_s"] or 0, "B/s")), ("peaks", peaks),
+            ("launch overhead", format_time_s(c["launch_overhead_s"] or 0)),
+            ("calibration", f"{result['calibration']['calibration_points']} stream/GEMM/attention points fit, "
+                            f"{result['calibration']['held_out_points']} held out, "
+                            f"{result['calibration']['not_fitted_points']} never fitted (layer, cache sweep, ...); "
+                            f"per-kernel overhead {format_time_s(result['calibration']['kernel_overhead_s'])}")]
+    con.print(table("Validation", ["", ""], head, justify_right=False))
+    for k, v in (result["ceilings_vs_datasheet"] or {}).items():
+        con.print(f"  {k}: {_pct(v['fraction'])} of datasheet (target {_pct(v['target'])})")
+    fam_rows = [(f, s["points"], s["held_out"], _pct(s["median_abs_error"]), _pct(s["p90_abs_error"]),
+                 _pct(s["median_abs_error_ceilings"]), _pct(s["median_abs_error_datasheet"]), _pct(s["target"]),
+                 {True: "yes", False: "NO", None: "-"}[s["meets_target"]]) for f, s in result["families"].items()]
+    con.print(table("Error on points not used by the fit, by family (|predicted - measured| / measured)",
+                    ["family", "points", "not fitted", "median", "p90", "median (bare ceilings)",
+                     "median (datasheet)", "target", "met"], fam_rows))
+    out_rows = [(o["id"], _pct(o["error"]), o["cause"]) for o in result["outliers"]]
+    if out_rows:
+        con.print(table("Outliers", ["point", "error", "likely cause"], out_rows, justify_right=False))
+    if result["above_ceiling"]:
+        con.print("Above 105% of a ceiling (counting bug?): " + ", ".join(result["above_ceiling"]))
+    return buf.getvalue()
+

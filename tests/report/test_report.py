@@ -1,0 +1,146 @@
+"""`roofline report` writes a self-contained folder; re-renders from a saved profile; renders in Chromium."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from roofline import cli
+from roofline.model.analysis import Scenario
+from roofline.specs.hardware import load_gpu
+from roofline.specs.models import load_model
+from roofline.report.document import ReportSpec, compare_note
+
+REPO = Path(__file__).resolve().parents[2]
+CPU_PROFILE = REPO / "profiles" / "cpu-quick-vm.json"
+
+
+@pytest.fixture(scope="module")
+def default_report(tmp_path_factory):
+    """`roofline report` with no arguments, run in an empty folder."""
+    cwd = tmp_path_factory.mktemp("rep")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(cwd)
+    try:
+        import io
+        from contextlib import redirect_stdout
+        buf = io.StringIO()
+        with redirect_stdout(buf):
+            rc = cli.main(["report"])
+    finally:
+        mp.undo()
+    return rc, buf.getvalue(), cwd
+
+
+def test_report_with_no_arguments(default_report):
+    rc, stdout, cwd = default_report
+    assert rc == 0
+    assert stdout.strip() == "reports/llama-3.1-8b-h100-sxm/index.html"
+    folder = cwd / "reports" / "llama-3.1-8b-h100-sxm"
+    for name in ("index.html", "report.md", "analysis.json", "sweep.csv", "roofline.png", "roofline.svg",
+                 "regime.png", "latency.png", "memory.png", "compare.png"):
+        assert (folder / name).stat().st_size > 0, name
+
+
+def test_index_html_is_self_contained(default_report):
+    _, _, cwd = default_report
+    page = (cwd / "reports" / "llama-3.1-8b-h100-sxm" / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 5
+    assert "src='http" not in page and 'src="http' not in page  # nothing fetched from elsewhere
+    assert "roofline report --gpu h100-sxm --model llama-3.1-8b --batch 1 --prompt 1024 --output 256" in page
+    for text in ("TPOT", "qkv_proj", "Inputs", "HBM bandwidth", "a100-sxm-80gb"):
+        assert text in page
+
+
+def test_report_md_links_the_plots(default_report):
+    _, _, cwd = default_report
+    md = (cwd / "reports" / "llama-3.1-8b-h100-sxm" / "report.md").read_text()
+    assert "![roofline](roofline.png)" in md and "| qkv_proj |" in md and "```\nroofline report" in md
+
+
+@pytest.mark.skipif(not CPU_PROFILE.exists(), reason="no saved CPU profile in profiles/")
+def test_report_rerenders_from_a_saved_profile(tmp_path, capsys):
+    rc = cli.main(["report", "--gpu", "cpu", "--model", "llama-3.2-1b", "--profile", str(CPU_PROFILE),
+                   "--weights", "fp32", "--activations", "fp32", "--kv", "fp32", "--gpus", "",
+                   "--out-dir", str(tmp_path), "--name", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    page = (tmp_path / "cpu" / "index.html").read_text()
+    assert "Measured profile" in page and "measured kernels plotted" in page
+    assert f"--profile {CPU_PROFILE}" in page
+
+
+def test_the_comparison_says_where_its_numbers_come_from(default_report):
+    _, _, cwd = default_report
+    folder = cwd / "reports" / "llama-3.1-8b-h100-sxm"
+    datasheet = "Every GPU is modelled from its datasheet peaks with the default efficiencies."
+    assert datasheet in (folder / "index.html").read_text() and datasheet in (folder / "report.md").read_text()
+    # with a profile only the measured device is measured: the other GPUs' bars are datasheet estimates
+    h100, a100 = load_gpu("h100-sxm"), load_gpu("a100-sxm-80gb")
+    spec = ReportSpec(h100, load_model("llama-3.1-8b"), Scenario(), "roofline report", profile={"points": []},
+                      compare=[h100, a100])
+    assert compare_note(spec).startswith("Only h100-sxm uses the profile's measured ceilings")
+    assert "the other GPUs (a100-sxm-80gb) use datasheet peaks" in compare_note(spec)
+
+
+def test_report_errors_are_one_line(tmp_path, capsys):
+    assert cli.main(["report", "--out-dir", str(tmp_path), "--name", "../up"]) == 2
+    assert "Error: bad report name" in capsys.readouterr().err
+    assert cli.main(["report", "--gpu", "nope-gpu", "--out-dir", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("Error:") and "Traceback" not in err
+
+
+def test_plot_command_writes_png_and_svg(tmp_path, capsys):
+    for kind, name in (("memory", "m.svg"), ("compare", "c.png")):
+        assert cli.main(["plot", kind, "--out", str(tmp_path / name), "--gpus", "h100-sxm,a100-sxm-80gb"]) == 0
+        assert capsys.readouterr().out.strip() == str(tmp_path / name)
+        assert (tmp_path / name).stat().st_size > 5000
+    assert cli.main(["plot", "pie"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_index_html_renders_in_headless_chromium(default_report, tmp_path):
+    _, _, cwd = default_report
+    page = cwd / "reports" / "llama-3.1-8b-h100-sxm" / "index.html"
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1400,2000",
+                    page.as_uri()], check=True, timeout=90, capture_output=True)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000  # a blank page is ~10 kB
+
+
+def _fails(capsys, args: list[str], code: int, *words: str) -> str:
+    """The CLI exits with `code` and one `Error: ...` line (plus a hint), no traceback."""
+    assert cli.main(args) == code, args
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and "Traceback" not in err, err
+    assert err.count("Error:") == 1 and "Hint: " in err, err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf"])
+def test_plot_and_report_reject_a_bad_slo(tmp_path, capsys, value):
+    _fails(capsys, ["plot", "latency", "--slo-tpot-ms", value, "-o", str(tmp_path / "l.png")], 2, "--slo-tpot-ms")
+    _fails(capsys, ["report", "--slo-tpot-ms", value, "--out-dir", str(tmp_path)], 2, "--slo-tpot-ms")
+    assert not any(tmp_path.iterdir())
+
+
+def test_plot_rejects_empty_precisions(tmp_path, capsys):
+    _fails(capsys, ["plot", "latency", "--precisions", ",", "-o", str(tmp_path / "l.png")], 2, "--precisions")
+
+
+def test_unwritable_outputs_are_named(tmp_path, capsys):
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    _fails(capsys, ["plot", "memory", "-o", str(blocker / "x.png")], 1, f"cannot write {blocker / 'x.png'}")
+    _fails(capsys, ["report", "--out-dir", str(blocker)], 1, f"cannot write {blocker}")
+    if Path("/proc/self").is_dir():  # Linux: nothing can be created in /proc, not even by root
+        _fails(capsys, ["plot", "roofline", "-o", "/proc/x.png"], 1, "cannot write /proc/x.png")
+        _fails(capsys, ["report", "--out-dir", "/proc/nope"], 1, "cannot write /proc/nope")
