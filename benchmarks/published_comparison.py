@@ -3,7 +3,7 @@
     python benchmarks/published_comparison.py > docs/published-comparison.md
     python benchmarks/published_comparison.py --data my_measurements.json
 
-Everything numeric in the output is computed here from roofline/data/published_measurements.json and the
+Everything numeric in the output is computed here from roofline/measure/data/published_measurements.json and the
 model's current defaults, so regenerate the page after changing either.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ INTRO = """\
 This page compares roofline's predictions (datasheet peaks, default efficiencies of `roofline.efficiency`)
 with measurements that serving stacks have **published**: TensorRT-LLM's performance pages and blog, NVIDIA
 NIM's benchmark tables, vLLM's CI latency tests, gpt-fast's README and a blog post benchmarking vLLM. Each point in
-`roofline/data/published_measurements.json` carries its source address and the snippet its numbers were read
+`roofline/measure/data/published_measurements.json` carries its source address and the snippet its numbers were read
 from; where a source leaves a setting unstated (GPU variant, KV-cache precision, output length) the entry's
 `notes` say what was assumed. Nothing here was measured by us.
 

@@ -10,11 +10,21 @@ from __future__ import annotations
 import argparse
 import time
 
+from dataclasses import replace
+
 import numpy as np
 
 from roofline.specs.hardware import load_gpu
 from roofline.specs.models import load_model
+from roofline.model.efficiency import Efficiency
+from roofline.model.engine import Setup
 from roofline.model.sweep import evaluate_chunked
+
+
+def _first(s: Setup, n: int) -> Setup:
+    """The Setup of the first n rows."""
+    return replace(s, **{f: getattr(s, f)[:n] for f in ("tp", "w_bytes", "a_bytes", "kv_bytes", "tensor_flops_per_s",
+                                                        "attention_flops_per_s")})
 
 
 def main() -> None:
@@ -36,12 +46,12 @@ def main() -> None:
     kv = np.array([2.0, 1.0, 2.0])[prec]
     peak = np.array([gpu.peak_flops("bf16"), gpu.peak_flops("fp8"), gpu.peak_flops("bf16")])[prec]
     attn = np.full(n, gpu.peak_flops("bf16"))  # attention computes in 16 bits (engine.attention_peak)
-    evaluate_chunked(gpu, model, batch[:1000], context[:1000], tp[:1000], w[:1000], a[:1000], kv[:1000],
-                     peak[:1000], attn_peak=attn[:1000])  # warm-up
+    grid = Setup(gpu, model, tp, w, a, kv, peak, Efficiency(), attn)
+    evaluate_chunked(_first(grid, 1000), batch[:1000], context[:1000])  # warm-up
     times = []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        out = evaluate_chunked(gpu, model, batch, context, tp, w, a, kv, peak, attn_peak=attn)
+        out = evaluate_chunked(grid, batch, context)
         times.append(time.perf_counter() - t0)
         assert len(out["decode_time_s"]) == n and np.all(np.isfinite(out["decode_time_s"]))
     best, median = min(times), float(np.median(times))

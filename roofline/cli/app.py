@@ -10,7 +10,9 @@ from roofline import __version__
 from roofline.report import views
 from roofline.model.analysis import Scenario, analyze as run_analysis
 from roofline.errors import RooflineError
-from roofline.cli.common import FormatOpt, GpuOpt, MemOpt, ModelOpt, ProfileOpt, err, load_device, memory_settings, out, warn
+from roofline.cli.common import (ActOpt, BatchOpt, ContextOpt, FormatOpt, GpuOpt, KvOpt, MemOpt, ModelOpt, OutputOpt,
+                                  PrecisionsOpt, ProfileOpt, PromptOpt, TpOpt, WeightsOpt, err, flag_text, ints,
+                                  load_device, memory_settings, out, precision_list, warn)
 from roofline.specs.hardware import list_gpus, load_gpu
 from roofline.specs.models import list_models, load_model
 from roofline.report.render import Format, columns_to_rows, emit
@@ -76,15 +78,8 @@ def models(name: Annotated[Optional[str], typer.Argument(help="Show one model (n
 @app.command()
 def analyze(
     gpu: GpuOpt = None, model: ModelOpt = "llama-3.1-8b",
-    batch: Annotated[int, typer.Option(help="Concurrent sequences.")] = 1,
-    prompt: Annotated[int, typer.Option(help="Prompt length in tokens (prefill).")] = 1024,
-    output: Annotated[int, typer.Option(help="Output length in tokens (decode steps + 1).")] = 256,
-    context: Annotated[Optional[int], typer.Option(help="Decode position: tokens already cached "
-                                                   "[default: prompt + output].")] = None,
-    tp: Annotated[int, typer.Option(help="Tensor-parallel degree.")] = 1,
-    weights: Annotated[str, typer.Option(help="Weights precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")] = "bf16",
-    activations: Annotated[str, typer.Option(help="Activations = compute precision (fp32 tf32 bf16 fp16 fp8 int8 fp4).")] = "bf16",
-    kv: Annotated[str, typer.Option(help="KV-cache precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")] = "bf16",
+    batch: BatchOpt = 1, prompt: PromptOpt = 1024, output: OutputOpt = 256, context: ContextOpt = None,
+    tp: TpOpt = 1, weights: WeightsOpt = "bf16", activations: ActOpt = "bf16", kv: KvOpt = "bf16",
     memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
 ) -> None:
     """Per-operator FLOPs, bytes, intensity, bound and time for prefill and a decode step; TTFT, TPOT,
@@ -97,32 +92,20 @@ def analyze(
     emit(r, fmt, out, lambda: views.analyze_tables(r), lambda: views.analyze_csv_rows(r))
 
 
-def _ints(text: str, flag: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        values = []
-    if not values:
-        raise RooflineError(f"{flag} takes comma-separated integers, got {text!r}", hint=f"e.g. {flag} 1,8,64",
-                            exit_code=2)
-    return values
-
-
 @app.command()
 def sweep(
     gpu: GpuOpt = None, model: ModelOpt = "llama-3.1-8b",
     batch: Annotated[str, typer.Option(help="Batches, comma-separated.")] = "1,2,4,8,16,32,64,128,256",
     context: Annotated[str, typer.Option(help="Contexts (decode position = prompt length), comma-separated.")] = "512,2048,8192",
     tp: Annotated[str, typer.Option(help="Tensor-parallel degrees, comma-separated.")] = "1",
-    precision: Annotated[str, typer.Option(help="Precision sets, comma-separated: 'bf16' (all three) or "
-                                           "weights/activations/kv such as 'int4/bf16/fp8'.")] = "bf16",
+    precision: PrecisionsOpt = "bf16",
     memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
 ) -> None:
     """Evaluate a grid batch x context x TP x precision in one vectorized pass."""
     g, eff = load_device(gpu, profile)
     m = load_model(model)
-    cols = run_sweep(g, m, _ints(batch, "--batch"), _ints(context, "--context"), _ints(tp, "--tp"),
-                     [p for p in precision.split(",") if p.strip()], eff, memory_settings(memory_utilization))
+    cols = run_sweep(g, m, ints(batch, "--batch"), ints(context, "--context"), ints(tp, "--tp"),
+                     precision_list(precision), eff, memory_settings(memory_utilization))
     rows = columns_to_rows(cols)
     emit([nest_row(r) for r in rows], fmt, out, lambda: views.sweep_table(rows), lambda: rows)
 
@@ -147,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         app(args=args or ["--help"], prog_name="roofline", standalone_mode=False)
-    except RooflineError as e:
-        err.print(f"Error: {e.message}", highlight=False, markup=False, soft_wrap=True)
+    except RooflineError as e:  # the library names its arguments; the user reads the flags (flag_text)
+        err.print(f"Error: {flag_text(e.message, e.param)}", highlight=False, markup=False, soft_wrap=True)
         if e.hint:
-            err.print(f"Hint: {e.hint}", highlight=False, markup=False, soft_wrap=True)
+            err.print(f"Hint: {flag_text(e.hint)}", highlight=False, markup=False, soft_wrap=True)
         return e.exit_code
     except _USAGE_ERROR as e:
         err.print(f"Error: {e.format_message()}", highlight=False, markup=False, soft_wrap=True)

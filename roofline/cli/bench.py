@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from roofline.cli.common import FormatOpt
+from roofline.cli.common import FormatOpt, err
 from roofline.measure.bench import run_bench
 from roofline.measure.validate import validate_profile
 from roofline.report.render import Format
@@ -74,11 +74,10 @@ class _ProgressBar:
 
     def update(self, i: int, n: int, what: str) -> None:
         if self.p is None:
-            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                              console=Console(stderr=True), transient=False)
+                              console=err, transient=False)
             self.p.__enter__()
             self.task = self.p.add_task("bench", total=n)
         self.p.update(self.task, completed=i, description=f"bench {what[:60]:60s}")

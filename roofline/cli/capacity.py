@@ -7,16 +7,18 @@ from typing import Annotated, Optional
 import typer
 
 from roofline.model.analysis import Scenario, min_tp_that_fits
-from roofline.cli.common import FormatOpt, MemOpt, ModelOpt, ProfileOpt, load_device, memory_settings, out, warn
-from roofline.plan.capacity import candidates, capacity_table, parse_precision
-from roofline.model.engine import check_tp, make_setup
+from roofline.cli.common import (FormatOpt, MemOpt, ModelOpt, PrecisionOpt, PrecisionsOpt, ProfileOpt, flag_text, ints,
+                                  load_device, memory_settings, out, precision_list, warn)
+from roofline.plan.capacity import capacity_table
+from roofline.plan.options import CAPACITY_COLUMNS, DEFAULT_GPUS, check_tp_degrees, device_candidates, gpu_prices
+from roofline.model.engine import TP_DEGREES, make_setup
 from roofline.errors import RooflineError
 from roofline.plan.fleet import plan_fleet
 from roofline.specs.fleet import Fleet, load_fleet
-from roofline.specs.hardware import load_gpu
 from roofline.model.memory import MemorySettings
 from roofline.specs.models import ModelConfig, load_model
 from roofline.report.render import Format, emit, table
+from roofline.specs.precision import PrecisionSet
 from roofline.plan.simulate import DoesNotFit, SimSettings, divergence, simulate as run_simulation
 from roofline.specs.workload import Workload, context_warning, workload_from_options
 
@@ -35,19 +37,7 @@ TpotOpt = Annotated[Optional[float], typer.Option("--tpot-p99-s", help="SLO: p99
 
 
 def _prices(items: list[str]) -> dict[str, float]:
-    prices = {}
-    for it in items:
-        name, _, value = it.partition("=")
-        try:
-            usd = float(value)
-        except ValueError:
-            raise RooflineError(f"--price {it!r} is not GPU=USD_PER_HOUR", hint="e.g. --price h100-sxm=2.49",
-                                exit_code=2) from None
-        if not 0.0 <= usd < float("inf"):
-            raise RooflineError(f"--price {it!r}: the price must be >= 0 USD per GPU-hour, got {value}",
-                                hint="e.g. --price h100-sxm=2.49", exit_code=2)
-        prices[load_gpu(name.strip()).name] = usd
-    return prices
+    return gpu_prices((*it.partition("=")[::2], it) for it in items)
 
 
 def _tp_degrees(text: Optional[str], m: ModelConfig) -> Optional[list[int]]:
@@ -55,38 +45,19 @@ def _tp_degrees(text: Optional[str], m: ModelConfig) -> Optional[list[int]]:
     row; when none of them does, that is a flag error."""
     if not text:
         return None
-    try:
-        tps = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        tps = []
-    if not tps:
-        raise RooflineError(f"--tp takes comma-separated integers, got {text!r}", hint="e.g. --tp 2,4,8",
+    return check_tp_degrees(ints(text, "--tp", "2,4,8"), m, text)
+
+
+def _workload(workload: Optional[Path], rate: Optional[float], *overrides) -> Workload:
+    """The --workload file with the flags' overrides, or (no file) a workload from the flags alone."""
+    if workload is None and rate is None:
+        raise RooflineError("no workload given", hint="pass --workload FILE, or --rate N with --prompt and --output",
                             exit_code=2)
-    if all(t < 1 or m.num_heads % t for t in tps):
-        try:
-            check_tp(m, tps[0])
-        except RooflineError as e:
-            if len(tps) == 1:
-                raise
-            raise RooflineError(f"--tp {text}: none of these degrees divides the {m.num_heads} attention heads of "
-                                f"{m.name}", hint=e.hint, exit_code=2) from None
-    return tps
-
-
-def _precisions(text: str) -> list[str]:
-    precisions = [p.strip() for p in text.split(",") if p.strip()]
-    for p in precisions:
-        parse_precision(p)
-    return precisions
+    return workload_from_options(workload, rate, *overrides)
 
 
 def _fmt(x, spec=".3g", scale=1.0, unit=""):
     return "-" if x is None else f"{x * scale:{spec}}{unit}"
-
-
-CAPACITY_COLUMNS = ["gpu", "tp", "precision", "max_request_rate_per_replica", "replicas", "gpus", "cost_per_hour",
-                    "cost_per_million_output_tokens", "headroom", "limited_by", "bottleneck", "batch", "tpot_s",
-                    "tpot_p99_s", "ttft_p99_s", "kv_cache_utilization", "saturation_rate_per_replica", "reason"]
 
 
 def _capacity_tables(res: dict) -> list:
@@ -122,8 +93,7 @@ def capacity(
                                                      "[default: the fleet's GPUs, else h100-sxm and h200-sxm].")] = None,
     tp: Annotated[Optional[str], typer.Option("--tp", help="TP degrees, comma-separated [default: 1,2,4,8 that "
                                               "divide the heads].")] = None,
-    precision: Annotated[str, typer.Option("--precision", help="Precisions, comma-separated: bf16, fp8 (W8A8, fp8 "
-                                           "KV), int4 (W4A16) or weights/activations/kv.")] = "bf16,fp8",
+    precision: PrecisionsOpt = "bf16,fp8",
     price: Annotated[Optional[list[str]], typer.Option("--price", help="GPU=USD per GPU-hour (repeat); overrides "
                                                        "the fleet file's prices.")] = None,
     fleet: Annotated[Optional[Path], typer.Option("--fleet", exists=True, dir_okay=False,
@@ -134,13 +104,13 @@ def capacity(
     """Highest request rate per replica within the SLOs for each GPU x TP x precision, replicas, GPUs, cost,
     headroom and the binding bottleneck; with --fleet, the cheapest mix across regions (an ILP)."""
     ms = memory_settings(memory_utilization)
-    w = workload_from_options(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
+    w = _workload(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
     m = load_model(model)
-    tps, precisions = _tp_degrees(tp, m), _precisions(precision)
+    tps, precisions = _tp_degrees(tp, m), precision_list(precision)
     overrides = _prices(price or [])
     fl = load_fleet(fleet).with_prices(overrides) if fleet else None
     prices = {**(fl.prices if fl else {}), **overrides}
-    names = gpu or (fl.gpu_names if fl else ["h100-sxm", "h200-sxm"])
+    names = gpu or (fl.gpu_names if fl else list(DEFAULT_GPUS))
     cands = _candidates(names, m, tps, precisions, profile)
     warn([context_warning(w, m.name, m.max_position_embeddings)])
     res = _capacity_result(m, w, capacity_table(cands, m, w, prices, ms), fl)
@@ -150,15 +120,14 @@ def capacity(
 
 
 def _candidates(names: list[str], m: ModelConfig, tps, precisions: list[str], profile: Optional[Path]) -> list:
-    cands = []
-    for name in names:
-        g, eff = load_device(name, profile)
-        cands += candidates([g], m, tps, precisions, eff)
-    return cands
+    return device_candidates((load_device(name, profile) for name in names), m, tps, precisions)
 
 
 def _capacity_result(m: ModelConfig, w: Workload, rows: list[dict], fl: Optional[Fleet]) -> dict:
     """The JSON document: the candidates' rows, the best one, and with a fleet the cheapest mix."""
+    for r in rows:  # a TP degree that does not divide the heads is noted in its row in the library's words
+        if "reason" in r:
+            r["reason"] = flag_text(r["reason"], "tp")
     feasible = [r for r in rows if r["feasible"]]
     res = {"model": m.name, "workload": w.to_dict(), "candidates": rows, "best": feasible[0] if feasible else None}
     if fl:
@@ -201,13 +170,14 @@ def _hours_text(res: dict) -> str:
     return f"{span} of the daily curve (rate {mult})"
 
 
-def _fit_hint(e: DoesNotFit, g, m: ModelConfig, tp: int, prec: tuple[str, str, str], ms: MemorySettings) -> str:
+def _fit_hint(e: DoesNotFit, g, m: ModelConfig, tp: int, prec: PrecisionSet, ms: MemorySettings) -> str:
     """The smallest TP at which the smallest request fits, as the hint for a model that does not fit."""
-    sc = Scenario(prompt=max(e.smallest_tokens - 1, 1), output=1, tp=tp, weights=prec[0], activations=prec[1],
-                  kv=prec[2], memory=ms)
+    sc = Scenario(prompt=max(e.smallest_tokens - 1, 1), output=1, tp=tp, weights=prec.weights,
+                  activations=prec.activations, kv=prec.kv, memory=ms)
     t = min_tp_that_fits(g, m, sc)
     return (f"the smallest TP that fits is {t}: pass --tp {t}" if t else
-            "no TP degree up to 64 fits: use a narrower --precision (fp8, int4) or a GPU with more memory")
+            f"no TP degree up to {TP_DEGREES[-1]} fits: use a narrower --precision (fp8, int4) or a GPU with more "
+            "memory")
 
 
 def _start_hour(start_hour: Optional[int], w: Workload) -> Optional[int]:
@@ -227,7 +197,7 @@ def simulate(
     workload: WorkloadOpt = None, rate: RateOpt = None, prompt: PromptOpt = None, output: OutputOpt = None,
     turns: TurnsOpt = None, think_time_s: ThinkOpt = None, ttft_p99_s: TtftOpt = None, tpot_p99_s: TpotOpt = None,
     tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel degree.")] = 1,
-    precision: Annotated[str, typer.Option("--precision", help="bf16, fp8, int4 or weights/activations/kv.")] = "bf16",
+    precision: PrecisionOpt = "bf16",
     replicas: Annotated[int, typer.Option("--replicas", min=1, help="Replicas (conversations routed round-robin).")] = 1,
     requests: Annotated[int, typer.Option("--requests", min=1, help="Requests to simulate.")] = 20_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same result).")] = 0,
@@ -245,12 +215,12 @@ def simulate(
     """Discrete-event simulation of replicas with continuous batching, a paged KV cache, eviction and recompute:
     TTFT/TPOT/end-to-end percentiles, throughput, batch and KV utilisation, queue, cache hit rate."""
     ms = memory_settings(memory_utilization)
-    w = workload_from_options(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
+    w = _workload(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
     hour = _start_hour(start_hour, w)
     g, eff = load_device(gpu, profile)
-    prec = parse_precision(precision)
+    prec = PrecisionSet.parse(precision)
     m = load_model(model)
-    s = make_setup(g, m, tp, *prec, eff)
+    s = make_setup(g, m, tp, prec.weights, prec.activations, prec.kv, eff)
     cfg = SimSettings(chunked_prefill=chunked_prefill, memory=ms)
     warn([context_warning(w, m.name, m.max_position_embeddings, seed)])
     try:

@@ -1,6 +1,8 @@
-"""What every command module shares: consoles, the common options, loading a device, warnings."""
+"""What every command module shares: consoles, the common options, comma-separated values, loading a device,
+warnings, and the library's argument names shown as flags."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -8,22 +10,91 @@ import typer
 from rich.console import Console
 
 from roofline.errors import RooflineError
-from roofline.specs.hardware import load_gpu
+from roofline.specs.hardware import DEFAULT_GPU
+from roofline.specs.precision import PRECISION_SET_RULE, PrecisionSet
 from roofline.model.memory import MemorySettings, check_memory_utilization
 from roofline.report.render import Format
 
 out = Console(soft_wrap=False, width=200)
 err = Console(stderr=True)
 
-DEFAULT_GPU = "h100-sxm"
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format: table, json or csv.")]
 GpuOpt = Annotated[Optional[str], typer.Option("--gpu", help="GPU short name (see `roofline gpus`) or a spec file "
                                                f"path [default: {DEFAULT_GPU}; with --profile: the profile's device].")]
 ModelOpt = Annotated[str, typer.Option("--model", help="Model name (see `roofline models`) or a config.json path.")]
 ProfileOpt = Annotated[Optional[Path], typer.Option("--profile", help="Measured profile (from `roofline bench`): "
                                                     "use its ceilings and fitted efficiencies.")]
+# The request and deployment of one scenario (analyze, plot, report, spreadsheet).
+BatchOpt = Annotated[int, typer.Option("--batch", help="Concurrent sequences.")]
+PromptOpt = Annotated[int, typer.Option("--prompt", help="Prompt length in tokens (prefill).")]
+OutputOpt = Annotated[int, typer.Option("--output", help="Output length in tokens (decode steps + 1).")]
+ContextOpt = Annotated[Optional[int], typer.Option("--context", help="Decode position: tokens already cached "
+                                                   "[default: prompt + output].")]
+TpOpt = Annotated[int, typer.Option("--tp", help="Tensor-parallel degree.")]
+WeightsOpt = Annotated[str, typer.Option("--weights", help="Weights precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")]
+ActOpt = Annotated[str, typer.Option("--activations", help="Activations = compute precision (fp32 tf32 bf16 fp16 "
+                                     "fp8 int8 fp4).")]
+KvOpt = Annotated[str, typer.Option("--kv", help="KV-cache precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")]
 MemOpt = Annotated[float, typer.Option("--memory-utilization", help="Fraction of GPU memory the engine may use "
                                        "(vLLM's gpu_memory_utilization).")]
+# Precision sets (sweep, capacity, simulate; plot --precisions): one meaning, PrecisionSet's.
+PrecisionsOpt = Annotated[str, typer.Option("--precision", help="Precision sets, comma-separated: "
+                                            f"{PRECISION_SET_RULE}.")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help=f"Precision set: {PRECISION_SET_RULE}.")]
+
+#: library argument -> flag: the CLI shows RooflineError.param, and the `name` / `name=value` references of
+#: library messages and hints, as the flag that sets the argument
+FLAGS: dict[str, str] = {
+    "batch": "--batch", "prompt": "--prompt", "output": "--output", "context": "--context", "tp": "--tp",
+    "weights": "--weights", "activations": "--activations", "kv": "--kv", "model": "--model", "gpu": "--gpu",
+    "gpu_spec": "--gpu", "device": "--device", "quick": "--quick", "profile": "--profile",
+    "memory_utilization": "--memory-utilization",
+    "rate_per_s": "--rate", "turns": "--turns", "think_time_s": "--think-time-s", "ttft_p99_s": "--ttft-p99-s",
+    "tpot_p99_s": "--tpot-p99-s", "price": "--price",
+}
+_ARGUMENT = re.compile(r"`(\w+)(?:=([^`]*))?`")
+
+
+def flag_text(text: str, param: str | None = None) -> str:
+    """A library message or hint in the CLI's words: a leading `param` ("tp must be >= 1", "tp=3 does not
+    divide ...") and every backquoted `name` or `name=value` that FLAGS knows become the flag ("--tp must be >= 1",
+    "--tp 3 does not divide ...", "--device cpu"); anything else is left as it is."""
+    flag = FLAGS.get(param or "")
+    if flag and text.startswith(f"{param}="):
+        text = f"{flag} {text[len(param) + 1:]}"
+    elif flag and (text == param or text.startswith(f"{param} ")):
+        text = flag + text[len(param):]
+
+    def argument(m: re.Match) -> str:
+        f = FLAGS.get(m.group(1))
+        return m.group(0) if f is None else f if m.group(2) is None else f"{f} {m.group(2)}"
+
+    return _ARGUMENT.sub(argument, text)
+
+
+def comma_list(text: str) -> list[str]:
+    """The items of a comma-separated value, stripped, empty ones dropped (' 1, 8,,64' -> ['1', '8', '64'])."""
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def ints(text: str, flag: str, example: str = "1,8,64") -> list[int]:
+    """A comma-separated value of `flag` as integers; RooflineError (exit 2) when it holds none or a non-integer."""
+    try:
+        values = [int(x) for x in comma_list(text)]
+    except ValueError:
+        values = []
+    if not values:
+        raise RooflineError(f"{flag} takes comma-separated integers, got {text!r}", hint=f"e.g. {flag} {example}",
+                            exit_code=2)
+    return values
+
+
+def precision_list(text: str) -> list[str]:
+    """The comma-separated precision sets as written, each checked (PrecisionSet.parse: RooflineError, exit 2)."""
+    sets = comma_list(text)
+    for p in sets:
+        PrecisionSet.parse(p)
+    return sets
 
 
 def warn(messages) -> None:
@@ -41,13 +112,7 @@ def memory_settings(memory_utilization: float) -> MemorySettings:
 def load_device(gpu: Optional[str], profile: Optional[Path], precision: Optional[str] = None):
     """(GPUSpec, Efficiency or None): the datasheet, or a measured profile's ceilings and the efficiency
     curves fitted for the compute `precision`. With a profile its device wins; a different --gpu is warned about."""
-    if profile is None:
-        if (gpu or "").lower() == "cpu":
-            raise RooflineError("--gpu cpu needs a measured profile", hint="run `roofline bench --device cpu --quick` "
-                                "and pass --profile PATH", exit_code=2)
-        return load_gpu(gpu or DEFAULT_GPU), None
-    from roofline.measure.device import load_profile_device
-    spec, eff = load_profile_device(profile, gpu, precision)
-    if gpu and gpu.lower() != "cpu" and load_gpu(gpu).name != spec.name:
-        warn([f"--gpu {gpu} ignored: {profile} measured {spec.display_name}"])
+    from roofline.measure.device import resolve_device
+    spec, eff, notes = resolve_device(gpu, profile, precision)
+    warn(notes)
     return spec, eff

@@ -1,18 +1,13 @@
-"""`roofline published`: the model's predictions against published serving measurements (roofline/published.py)."""
+"""`roofline published`: the model's predictions against published serving measurements (roofline/measure/published.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from roofline.cli.common import FormatOpt, out
 from roofline.report.render import Format, emit, table
-
-_CSV_FIELDS = ("id", "engine", "gpu", "model", "tp", "num_gpus", "batch", "prompt", "output", "weights",
-               "activations", "kv", "metric", "measured", "predicted", "error", "speed_ratio", "basis",
-               "decode_bound", "batch_fits", "source_url")
-
 
 def _tables(result: dict) -> list:
     from roofline.measure.published import format_error, format_value
@@ -41,13 +36,11 @@ def register(app: typer.Typer) -> None:
     @app.command("published")
     def published(
         data: Annotated[Optional[Path], typer.Option("--data", help="Measurements JSON file (default: the shipped "
-                                                     "dataset, roofline/data/published_measurements.json).")] = None,
-        fmt: Annotated[Format, typer.Option("--format", "-f",
-                                            help="Output format: table, json or csv.")] = Format.table,
+                                                     "dataset, roofline/measure/data/published_measurements.json).")] = None,
+        fmt: FormatOpt = Format.table,
     ) -> None:
         """Compare roofline's predictions with published measurements of real serving stacks."""
-        from roofline.measure.published import compare, load_measurements
+        from roofline.measure.published import CSV_FIELDS, compare, load_measurements
         result = compare(load_measurements(data))
-        out = Console(soft_wrap=False, width=240)
         emit(result, fmt, out, lambda: _tables(result),
-             lambda: [{k: r[k] for k in _CSV_FIELDS} for r in result["rows"]])
+             lambda: [{k: r[k] for k in CSV_FIELDS} for r in result["rows"]], width=240)

@@ -9,26 +9,16 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from roofline.model.analysis import Scenario
-from roofline.cli.common import DEFAULT_GPU, GpuOpt, MemOpt, ModelOpt, ProfileOpt, load_device, memory_settings
+from roofline.cli.common import (DEFAULT_GPU, ActOpt, BatchOpt, ContextOpt, GpuOpt, KvOpt, MemOpt, ModelOpt, OutputOpt,
+                                  ProfileOpt, PromptOpt, TpOpt, WeightsOpt, comma_list, load_device, memory_settings,
+                                  out)
 from roofline.errors import RooflineError
 from roofline.specs.hardware import load_gpu
 from roofline.specs.models import load_model
+from roofline.specs.precision import PRECISION_SET_RULE, PrecisionSet
 
-out = Console(soft_wrap=True, width=200)
-
-BatchOpt = Annotated[int, typer.Option("--batch", help="Concurrent sequences.")]
-PromptOpt = Annotated[int, typer.Option("--prompt", help="Prompt length in tokens (prefill).")]
-OutputOpt = Annotated[int, typer.Option("--output", help="Output length in tokens (decode steps + 1).")]
-ContextOpt = Annotated[Optional[int], typer.Option("--context", help="Decode position: tokens already cached "
-                                                   "[default: prompt + output].")]
-TpOpt = Annotated[int, typer.Option("--tp", help="Tensor-parallel degree.")]
-WeightsOpt = Annotated[str, typer.Option("--weights", help="Weights precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")]
-ActOpt = Annotated[str, typer.Option("--activations", help="Activations = compute precision (fp32 tf32 bf16 fp16 "
-                                     "fp8 int8 fp4).")]
-KvOpt = Annotated[str, typer.Option("--kv", help="KV-cache precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")]
 GpusOpt = Annotated[str, typer.Option("--gpus", help="GPUs to compare / draw, comma-separated (the --gpu is "
                                       "always included).")]
 SloTpotOpt = Annotated[float, typer.Option("--slo-tpot-ms", help="TPOT service-level objective (ms).")]
@@ -66,8 +56,7 @@ SLO_HINT = "the TPOT target in milliseconds, e.g. 50"
 
 
 def _gpus(text: str, first) -> list:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    return [first] + [load_gpu(n) for n in names if n.lower() != first.name.lower()]
+    return [first] + [load_gpu(n) for n in comma_list(text) if n.lower() != first.name.lower()]
 
 
 def _command(name: str, **opts) -> str:
@@ -93,7 +82,7 @@ def plot(
     activations: ActOpt = "bf16", kv: KvOpt = "bf16", memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None,
     gpus: GpusOpt = DEFAULT_COMPARE,
     precisions: Annotated[str, typer.Option("--precisions", help="latency: precision sets to draw on the --gpu, "
-                                            "comma-separated ('bf16', 'fp8', 'int4/bf16/fp8').")] = "bf16,fp8",
+                                            f"comma-separated: {PRECISION_SET_RULE}.")] = "bf16,fp8",
     metric: Annotated[str, typer.Option("--metric", help="regime: intensity or time.")] = "intensity",
     axis: Annotated[str, typer.Option("--axis", help="memory: batch or context.")] = "batch",
     slo_tpot_ms: SloTpotOpt = 50.0,
@@ -104,7 +93,7 @@ def plot(
     from roofline.report import plots
 
     _positive("--slo-tpot-ms", slo_tpot_ms, SLO_HINT)
-    if kind == PlotKind.latency and not any(p.strip() for p in precisions.split(",")):
+    if kind == PlotKind.latency and not comma_list(precisions):
         raise RooflineError(f"--precisions {precisions!r} names no precision set", exit_code=2,
                             hint="comma-separated sets such as bf16,fp8 or int4/bf16/fp8")
     g, m, sc, eff, prof = _setup(gpu, model, batch, prompt, output, context, tp, weights, activations, kv,
@@ -114,8 +103,7 @@ def plot(
     elif kind == PlotKind.regime:
         fig = plots.regime_map(g, m, sc, eff, metric)
     elif kind == PlotKind.latency:
-        from roofline.model.sweep import PrecisionSet
-        sets = [PrecisionSet.parse(p) for p in precisions.split(",") if p.strip()]
+        sets = [PrecisionSet.parse(p) for p in comma_list(precisions)]
         usable = [p for p in sets if p.activations in g.peak_flops_per_s]  # e.g. no fp8 on an A100
         if not usable:
             raise RooflineError(f"{g.display_name} computes in none of --precisions {precisions}",
@@ -130,7 +118,7 @@ def plot(
         fig = plots.gpu_comparison(_gpus(gpus, g), m, sc, eff)
     from roofline.report.document import default_name
     path = plots.save(fig, out_path or Path("reports") / "plots" / f"{kind.value}-{default_name(m, g)}.png")
-    out.print(str(path), highlight=False)
+    out.print(str(path), highlight=False, soft_wrap=True)
 
 
 def report(
@@ -155,7 +143,7 @@ def report(
     spec = ReportSpec(g, m, sc, cmd, eff, prof, str(profile) if profile else None, _gpus(gpus, g)[1:],
                       slo_tpot_ms / 1e3)
     path = write_report(out_dir / _safe(name or default_name(m, g)), spec)
-    out.print(str(path), highlight=False)
+    out.print(str(path), highlight=False, soft_wrap=True)
 
 
 def _safe(name: str) -> str:
@@ -203,5 +191,5 @@ def spreadsheet(
     except OSError as e:
         raise RooflineError(f"cannot write {csv_path}: {e.strerror or e}",
                             hint="choose a file in a folder you can write to") from e
-    out.print(str(path), highlight=False)
-    out.print(str(csv_path), highlight=False)
+    out.print(str(path), highlight=False, soft_wrap=True)
+    out.print(str(csv_path), highlight=False, soft_wrap=True)

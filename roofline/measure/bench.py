@@ -32,11 +32,11 @@ def resolve_device(device: str | None) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     d = device.strip().lower()
     if d not in DEVICES:
-        raise RooflineError(f"unknown device {device!r}", hint="use --device cuda or --device cpu", exit_code=2)
+        raise RooflineError(f"unknown device {device!r}", hint="use `device=cuda` or `device=cpu`", exit_code=2)
     if d == "cuda" and not torch.cuda.is_available():
         why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
         raise RooflineError(f"CUDA is not available ({why}; torch {torch.__version__})",
-                            hint="use --device cpu to measure this machine's CPU")
+                            hint="use `device=cpu` to measure this machine's CPU")
     return d
 
 
@@ -67,8 +67,8 @@ def run_bench(device: str | None = None, quick: bool = False, output: Path | Non
 
     dev = resolve_device(device)
     if dev == "cpu" and gpu_spec:
-        raise RooflineError("--gpu names a GPU spec to compare against; a CPU run has no datasheet",
-                            hint="drop --gpu, or run with --device cuda", exit_code=2)
+        raise RooflineError("gpu_spec names a GPU spec to compare against; a CPU run has no datasheet",
+                            hint="drop `gpu_spec`, or run with `device=cuda`", exit_code=2, param="gpu_spec")
     info = gpu_info(0) if dev == "cuda" else cpu_info()
     spec = load_gpu(gpu_spec) if gpu_spec else (detect_gpu_spec(info["name"]) if dev == "cuda" else None)
     ctx = BenchContext(dev, quick, float(info["cache_bytes"] or 32 * 2**20), float(info["memory_bytes"]), model)

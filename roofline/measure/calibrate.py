@@ -38,6 +38,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from roofline.model.efficiency import Efficiency
+from roofline.measure.points import STREAM_FAMILIES
 from roofline.measure.timing import ROUND_AGREEMENT, reference_s, round_disagreement
 
 H_LOG_I, H_LOG_B = 0.15, 0.1  # smoothing bandwidths, decades
@@ -201,7 +202,7 @@ def sample_weight(p: dict) -> float:
     that contention slowed in most of its rounds cannot drag its neighbourhood of the curve (it keeps its
     weight where no better-measured point is near: the kernel weights still decide locally)."""
     r = p.get("round_p25_s")
-    if not r or p.get("family") in ("stream", "cache_sweep", "copy_engine"):
+    if not r or p.get("family") in STREAM_FAMILIES:
         return 1.0  # streaming points are compared by their best round: no agreement needed
     d = round_disagreement(r)
     return float(1.0 / (1.0 + (d / ROUND_AGREEMENT) ** 2))

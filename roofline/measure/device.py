@@ -11,7 +11,7 @@ from pathlib import Path
 from roofline.errors import RooflineError
 from roofline.measure.profile import load_profile
 from roofline.model.efficiency import Efficiency
-from roofline.specs.hardware import GPUSpec, load_gpu
+from roofline.specs.hardware import DEFAULT_GPU, GPUSpec, load_gpu
 
 _NUMBER_DEFAULT = 0.0
 
@@ -121,8 +121,9 @@ def load_profile_device(path: str | Path, gpu: str | None = None,
     profile = load_profile(path)
     kind = profile["device"].get("kind")
     if gpu and gpu.strip().lower() == "cpu" and kind != "cpu":
-        raise RooflineError(f"--gpu cpu, but {path} measured a {kind} device ({profile['device'].get('name')})",
-                            hint="pass the GPU name, or a profile from `roofline bench --device cpu`", exit_code=2)
+        raise RooflineError(f"gpu=cpu, but {path} measured a {kind} device ({profile['device'].get('name')})",
+                            hint="pass the GPU name, or a profile measured with `device=cpu`", exit_code=2,
+                            param="gpu")
     if kind != "cpu" and gpu and gpu.strip().lower() != "cpu" and datasheet_spec(profile) is None:
         profile["provenance"]["spec"] = {"name": gpu, "path": None}
     spec = measured_spec(profile)
@@ -130,3 +131,27 @@ def load_profile_device(path: str | Path, gpu: str | None = None,
     if not rec:
         return spec, Efficiency(source=f"defaults (profile {path} has no calibration)")
     return spec, efficiency_for(rec, precision or ("fp32" if kind == "cpu" else "bf16"))
+
+
+def resolve_device(gpu: str | Path | GPUSpec | None, profile: str | Path | None = None,
+                   precision: str | None = None) -> tuple[GPUSpec, Efficiency | None, list[str]]:
+    """(device spec, Efficiency or None, notes) for `--gpu` and `--profile`, as every command and the Python
+    API resolve them. Without a profile: the datasheet `gpu` (default DEFAULT_GPU) and no efficiency (the
+    defaults apply); `cpu` needs a profile (RooflineError). With a profile: its measured device and the
+    efficiency fitted for the compute `precision` (see `load_profile_device`); the profile's device wins, and
+    a `gpu` naming another device gives a note (the caller warns)."""
+    if profile is None:
+        if isinstance(gpu, GPUSpec):
+            return gpu, None, []
+        if str(gpu or "").lower() == "cpu":
+            raise RooflineError("gpu=cpu needs a measured profile", hint="measure it first (`roofline bench` with "
+                                "`device=cpu`, `quick`) and pass `profile=PATH`", exit_code=2, param="gpu")
+        return load_gpu(gpu or DEFAULT_GPU), None, []
+    name = gpu.name if isinstance(gpu, GPUSpec) else (str(gpu) if gpu else None)
+    spec, eff = load_profile_device(profile, name, precision)
+    notes = []
+    if name and name.lower() != "cpu":
+        wanted = gpu.name if isinstance(gpu, GPUSpec) else load_gpu(name).name
+        if wanted != spec.name:
+            notes.append(f"--gpu {name} ignored: {profile} measured {spec.display_name}")
+    return spec, eff, notes

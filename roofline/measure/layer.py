@@ -31,7 +31,7 @@ def scaled_model(name: str, factor: int, layers: int) -> ModelConfig:
     m = load_model(name)
     if m.is_moe or m.is_mla:
         raise RooflineError(f"the layer benchmark builds dense GQA/MHA models; {m.name} is MoE or MLA",
-                            hint="use e.g. --model llama-3.1-8b")
+                            hint="use e.g. `model=llama-3.1-8b`")
     if m.hidden_size % factor or m.num_heads % factor or m.intermediate_size % factor:
         raise RooflineError(f"cannot scale {m.name} down by {factor}", hint="use a factor dividing its widths")
     heads = m.num_heads // factor

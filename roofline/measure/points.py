@@ -18,6 +18,8 @@ from typing import Any, Callable
 from roofline.measure.timing import FULL_CPU, FULL_CUDA, QUICK_CPU, TimingBudget
 
 FAMILIES = ("stream", "cache_sweep", "copy_engine", "launch", "gemm", "attention", "layer")
+#: the streaming families: compared by their best round, and they share their arrays between points
+STREAM_FAMILIES = ("stream", "cache_sweep", "copy_engine")
 
 TORCH_DTYPES = {"fp32": "float32", "tf32": "float32", "bf16": "bfloat16", "fp16": "float16",
                 "fp8": "float8_e4m3fn", "int8": "int8"}

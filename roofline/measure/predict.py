@@ -13,9 +13,11 @@ import numpy as np
 
 from roofline.model.efficiency import Efficiency
 from roofline.model.engine import make_setup, op_seconds, time_pass
+from roofline.measure.points import STREAM_FAMILIES
 from roofline.specs.hardware import GPUSpec
 
-VECTOR_FAMILIES = ("stream", "cache_sweep", "copy_engine", "launch")
+#: families timed as vector kernels at the fp32 peak: the streaming ones and the launch-overhead points
+VECTOR_FAMILIES = STREAM_FAMILIES + ("launch",)
 
 
 def op_time_s(flops: float, bytes_: float, kernels: float, peak: float, bandwidth: float,

@@ -48,6 +48,10 @@ METRICS: dict[str, str] = {
 }
 #: metrics where bigger is faster (the rest are times)
 RATE_METRICS = frozenset({"output_tokens_per_s"})
+#: the columns of one compared point in `roofline published --format csv` and `roofline.published()`
+CSV_FIELDS: tuple[str, ...] = ("id", "engine", "gpu", "model", "tp", "num_gpus", "batch", "prompt", "output",
+                               "weights", "activations", "kv", "metric", "measured", "predicted", "error",
+                               "speed_ratio", "basis", "decode_bound", "batch_fits", "source_url")
 
 _TEXT = ("id", "source_url", "source_title", "quote", "engine", "gpu", "model", "weights", "activations", "kv",
          "metric", "notes")

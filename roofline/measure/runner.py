@@ -17,13 +17,12 @@ from typing import Any, Callable
 from roofline.measure import attention, compute, layer, stream, intensity
 from roofline.measure.calibrate import ceilings, fit_record, hot_cache_bytes
 from roofline.measure.compute import Unsupported
-from roofline.measure.points import BenchContext, PointSpec, set_cpu_threads
+from roofline.measure.points import STREAM_FAMILIES, BenchContext, PointSpec, set_cpu_threads
 from roofline.measure.profile import new_profile, write_profile
 from roofline.measure.telemetry import sampler_factory
 from roofline.measure.timing import REFERENCE, reps_for, ROUND_AGREEMENT, robust_round_s, round_disagreement, time_fn
 
 Progress = Callable[[int, int, str], None]
-STREAM_FAMILIES = ("stream", "cache_sweep", "copy_engine")  # share their arrays between points
 #: re-measurement after the planned rounds (CPU): points whose two fastest rounds disagree by more than
 #: REMEASURE_DISAGREEMENT (2x timing.ROUND_AGREEMENT: on this shared VM half of the points disagree by
 #: more than 7%, a quarter by more than 17%) get up to REMEASURE_PASSES more rounds, the worst first,

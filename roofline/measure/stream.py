@@ -8,8 +8,8 @@ Bytes counted STREAM-style (compulsory traffic, no write-allocate): with n eleme
   add   (c = a + b)        2 n*s read, n*s written, 1 FLOP/elem
   triad (c = b + 3 a)      2 n*s read, n*s written, 2 FLOP/elem
 On a GPU, `copy_` of a contiguous tensor goes through cudaMemcpyAsync, which reaches ~67-75% of HBM on
-Hopper (shared/MEASURING.md), so it is family `copy_engine`, not a streaming ceiling; on a CPU it is a plain
-streaming loop and belongs to `stream`.
+Hopper (https://github.com/NVIDIA/cccl/issues/1672: 67% of H200 HBM; https://github.com/NVIDIA/nccl/issues/1264),
+so it is family `copy_engine`, not a streaming ceiling; on a CPU it is a plain streaming loop and belongs to `stream`.
 """
 from __future__ import annotations
 

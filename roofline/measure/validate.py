@@ -37,6 +37,11 @@ GPU_CEILING_TARGETS = {"memory_bandwidth": 0.90, "bf16": 0.80, "fp8": 0.70}
 OUTLIER_ERROR = 0.25
 ABOVE_CEILING = 1.05
 LAUNCH_BOUND_FACTOR = 10.0  # measured time < 10x (kernels x launch overhead)
+#: the columns of one point in `roofline validate --format csv` and `roofline.validate()`
+POINT_COLUMNS: tuple[str, ...] = ("id", "family", "kind", "precision", "split", "measured_s", "predicted_s", "error",
+                                  "predicted_s_ceilings", "error_ceilings", "predicted_s_datasheet",
+                                  "error_datasheet", "roofline_fraction", "flops", "bytes", "intensity_flops_per_byte",
+                                  "cache_resident", "throttled", "cause")
 
 
 def sweep_line(p: dict) -> tuple:

@@ -13,7 +13,7 @@ import numpy as np
 
 from roofline.model import memory as mem
 from roofline.model.efficiency import Efficiency
-from roofline.model.engine import OpTime, Setup, check_tp, make_setup, total_time_s
+from roofline.model.engine import TP_DEGREES, OpTime, Setup, check_tp, make_setup, total_time_s, tp_degrees
 from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
@@ -41,12 +41,12 @@ class Scenario:
 
     def checked(self, model: ModelConfig) -> "Scenario":
         """Validate ranges (RooflineError, exit code 2) and normalise precision names."""
-        _positive("--batch", self.batch, "a batch of at least 1 sequence")
-        _positive("--prompt", self.prompt, "a prompt of at least 1 token")
-        _positive("--output", self.output, "at least 1 output token")
+        _positive("batch", self.batch, "a batch of at least 1 sequence")
+        _positive("prompt", self.prompt, "a prompt of at least 1 token")
+        _positive("output", self.output, "at least 1 output token")
         if self.context is not None and self.context < 0:
-            raise RooflineError(f"--context must be >= 0, got {self.context}", hint="the decode position in tokens",
-                                exit_code=2)
+            raise RooflineError(f"context must be >= 0, got {self.context}", hint="the decode position in tokens",
+                                exit_code=2, param="context")
         mem.check_memory_utilization(self.memory.memory_utilization)
         check_tp(model, self.tp)
         return replace(self, weights=check_precision(self.weights, "weights"),
@@ -54,9 +54,9 @@ class Scenario:
                        kv=check_precision(self.kv, "kv"))
 
 
-def _positive(flag: str, value: int, what: str) -> None:
+def _positive(name: str, value: int, what: str) -> None:
     if value <= 0:
-        raise RooflineError(f"{flag} must be >= 1, got {value}", hint=f"give {what}", exit_code=2)
+        raise RooflineError(f"{name} must be >= 1, got {value}", hint=f"give {what}", exit_code=2, param=name)
 
 
 def _f(x) -> float:
@@ -116,9 +116,7 @@ def memory_summary(s: Setup, sc: Scenario, gpu: GPUSpec, model: ModelConfig) -> 
 
 def min_tp_that_fits(gpu: GPUSpec, model: ModelConfig, sc: Scenario) -> int | None:
     """Smallest TP degree (dividing the heads) at which one sequence of the decode context fits; None if none."""
-    for t in mem.TP_CANDIDATES:
-        if model.num_heads % t:
-            continue
+    for t in tp_degrees(model):
         s = make_setup(gpu, model, t, sc.weights, sc.activations, sc.kv)
         if int(mem.max_batch(s, sc.memory, sc.decode_context)) >= 1:
             return t
@@ -163,7 +161,7 @@ def warnings_for(model: ModelConfig, sc: Scenario, memory: dict) -> list[str]:
         tp = memory["min_tp_that_fits"]
         out.append(f"{model.name} does not fit at --tp {sc.tp}: not even one sequence of {sc.decode_context} tokens "
                    "(times are for a GPU with enough memory); " + (f"the smallest TP that fits is {tp}" if tp else
-                                                                  "no TP degree up to 64 fits"))
+                                                                  f"no TP degree up to {TP_DEGREES[-1]} fits"))
     elif not memory["batch_fits"]:
         out.append(f"batch {sc.batch} does not fit: the KV cache holds {memory['max_batch']} sequences of "
                    f"{sc.decode_context} tokens (KV utilisation {memory['kv_cache_utilization']:.0%})")

@@ -2,7 +2,10 @@
 
 These are model parameters, not hardware facts: the hardware facts (peaks, bandwidths) live in
 `hardware_specs/`. The defaults below are the documented fractions that good tools reach on Hopper/Ampere
-(shared/MEASURING.md), and a measured profile (`roofline bench`) replaces them with fitted curves.
+(streaming kernels: te42kyfo/gpu-benches gpu-stream results, https://github.com/te42kyfo/gpu-benches; GEMMs:
+the MAMF table of stas00/ml-engineering, https://github.com/stas00/ml-engineering/tree/master/compute/accelerator;
+all-reduce: https://github.com/NVIDIA/nccl-tests/issues/212), and a measured profile (`roofline bench`) replaces
+them with fitted curves.
 
 | default                   | value  | where it comes from                                                       |
 |---------------------------|--------|---------------------------------------------------------------------------|
@@ -23,9 +26,12 @@ serving engines' FlashAttention kernels compute in bf16/fp16 and dequantise an F
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+
+from roofline.errors import RooflineError
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,19 @@ class Efficiency:
     kernel_overhead_s: float = 4e-6
     allreduce_latency_s: float = 15e-6
     source: str = "datasheet defaults (roofline.efficiency)"
+
+    def __post_init__(self) -> None:
+        """Fractions must lie in (0, 1] and fixed costs be finite and >= 0 (a profile's fit included)."""
+        for name in ("compute", "compute_8bit", "vector", "memory", "link"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and 0.0 < v <= 1.0):
+                raise RooflineError(f"efficiency {name} must be a fraction in (0, 1], got {v!r}",
+                                    hint=f"{self.source}: a fraction of the ceiling the operators reach")
+        for name in ("kernel_overhead_s", "allreduce_latency_s"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0.0):
+                raise RooflineError(f"efficiency {name} must be a finite number of seconds >= 0, got {v!r}",
+                                    hint=f"{self.source}: a fixed cost per kernel or per collective")
 
     def compute_fraction(self, flops: np.ndarray, bytes_: np.ndarray) -> np.ndarray | float:
         """Fraction of the tensor (matrix-unit) peak a GEMM-like operator reaches."""

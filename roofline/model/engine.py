@@ -69,15 +69,23 @@ def attention_peak(gpu: GPUSpec, activations: str) -> float:
     return gpu.peak_flops(wide[0]) if wide else gpu.peak_flops(activations)
 
 
+#: the tensor-parallel degrees deployments use (powers of two up to 64)
+TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def tp_degrees(model: ModelConfig, max_tp: int = TP_DEGREES[-1]) -> list[int]:
+    """The degrees of TP_DEGREES up to `max_tp` that divide the model's attention heads."""
+    return [t for t in TP_DEGREES if t <= max_tp and model.num_heads % t == 0]
+
+
 def check_tp(model: ModelConfig, tp: int) -> None:
-    """RooflineError (exit 2) unless tp >= 1 divides the attention heads."""
-    ok = [t for t in (1, 2, 4, 8, 16, 32, 64) if model.num_heads % t == 0]
+    """RooflineError (exit 2, param "tp") unless tp >= 1 divides the attention heads."""
+    hint = "valid TP degrees: " + ", ".join(map(str, tp_degrees(model)))
     if tp < 1:
-        raise RooflineError(f"--tp must be >= 1, got {tp}", hint="valid TP degrees: " + ", ".join(map(str, ok)),
-                            exit_code=2)
+        raise RooflineError(f"tp must be >= 1, got {tp}", hint=hint, exit_code=2, param="tp")
     if model.num_heads % tp:
-        raise RooflineError(f"--tp {tp} does not divide the {model.num_heads} attention heads of {model.name}",
-                            hint="valid TP degrees: " + ", ".join(map(str, ok)), exit_code=2)
+        raise RooflineError(f"tp={tp} does not divide the {model.num_heads} attention heads of {model.name}",
+                            hint=hint, exit_code=2, param="tp")
 
 
 def compute_peak(gpu: GPUSpec, activations: str, weights: str) -> float:
@@ -86,7 +94,7 @@ def compute_peak(gpu: GPUSpec, activations: str, weights: str) -> float:
         have = ", ".join(sorted(gpu.peak_flops_per_s))
         hint = f"{gpu.name} computes in: {have}"
         if weights in ("fp8", "int8", "int4", "fp4"):
-            hint += f"; weight-only quantisation is --weights {weights} --activations bf16"
+            hint += f"; weight-only quantisation is `weights={weights}` `activations=bf16`"
         raise RooflineError(f"{gpu.display_name} has no {activations} matrix throughput", hint=hint, exit_code=2)
     return gpu.peak_flops(activations)
 

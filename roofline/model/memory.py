@@ -13,11 +13,11 @@ import numpy as np
 
 from roofline.model.engine import Setup
 from roofline.errors import RooflineError
-from roofline.specs.precision import bytes_per_element
+from roofline.specs.precision import bytes_per_element, embedding_bytes_per_element
 from roofline.units import GiB
 
-#: TP degrees tried when weights do not fit
-TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
+#: tokens per page of the paged KV cache (vLLM's default block_size): a sequence holds whole pages
+KV_PAGE_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class MemorySettings:
     """Serving-engine memory settings (vLLM's meanings and defaults).
 
     runtime_reserve_bytes: CUDA context (~300-500 MiB with lazy module loading) plus cuBLAS workspaces and
-    NCCL buffers; 1 GiB per GPU process (hardware_specs_notes: pytorch#107667, #109888, verl#5979).
+    NCCL buffers; 1 GiB per GPU process (https://github.com/pytorch/pytorch/issues/107667,
+    https://github.com/pytorch/pytorch/issues/109888, https://github.com/verl-project/verl/issues/5979).
     max_batched_tokens: tokens in the largest forward pass (vLLM max_num_batched_tokens, 8192).
     max_seqs: sequences in the largest pass (vLLM max_num_seqs, 256) - sizes the fp32 logits buffer."""
 
@@ -36,10 +37,10 @@ class MemorySettings:
 
 
 def check_memory_utilization(util: float) -> float:
-    """`util` if it is a fraction in (0, 1], else RooflineError (exit 2)."""
+    """`util` if it is a fraction in (0, 1], else RooflineError (exit 2, param "memory_utilization")."""
     if not 0.0 < util <= 1.0:
-        raise RooflineError(f"--memory-utilization must be in (0, 1], got {util}", hint="vLLM's default is 0.9",
-                            exit_code=2)
+        raise RooflineError(f"memory_utilization must be in (0, 1], got {util}", hint="vLLM's default is 0.9",
+                            exit_code=2, param="memory_utilization")
     return util
 
 
@@ -48,16 +49,12 @@ def weights_bytes(s: Setup) -> np.ndarray:
     br = s.model.parameter_breakdown()
     emb = br.get("embedding", 0) + br.get("lm_head", 0)
     rest = s.model.parameters() - emb
-    return (rest * s.w_bytes + emb * np.maximum(s.w_bytes, 2.0)) / s.tp
+    return (rest * s.w_bytes + emb * embedding_bytes_per_element(s.w_bytes)) / s.tp
 
 
 def kv_bytes_per_token_layer(s: Setup) -> np.ndarray:
-    m = s.model
-    if m.is_mla:
-        elems = float(m.kv_lora_rank + m.qk_rope_head_dim)
-    else:
-        elems = np.maximum(m.num_kv_heads / s.tp, 1.0) * (m.head_dim + m.v_head_dim)
-    return elems * s.kv_bytes
+    """KV bytes one token adds to one layer on one GPU."""
+    return s.model.kv_cache_elements_per_token_per_layer(s.tp) * s.kv_bytes
 
 
 def kv_cache_bytes_per_token(s: Setup) -> np.ndarray:
@@ -67,17 +64,14 @@ def kv_cache_bytes_per_token(s: Setup) -> np.ndarray:
 
 def kv_cache_bytes_per_sequence(s: Setup, context) -> np.ndarray:
     """KV bytes of one sequence of `context` tokens on one GPU; windowed layers keep at most the window."""
-    m, ctx = s.model, np.asarray(context, dtype=float)
-    n_win = m.sliding_window_layers if m.sliding_window else 0
-    kept = (m.num_layers - n_win) * ctx + n_win * np.minimum(ctx, m.sliding_window or 0)
-    return kept * kv_bytes_per_token_layer(s)
+    return s.model.kv_cache_token_layers(np.asarray(context, dtype=float)) * kv_bytes_per_token_layer(s)
 
 
 def activation_bytes(s: Setup, ms: MemorySettings) -> np.ndarray:
     """Peak transient activations of the largest pass: per token the residual stream and its copies (4h),
     the QKV output, the MLP intermediate (gate, up, product), and the fp32 logits of max_seqs sequences."""
     m = s.model
-    heads, kvh = m.num_heads / s.tp, np.maximum(m.num_kv_heads / s.tp, 1.0)
+    heads, kvh = m.num_heads / s.tp, m.kv_heads_per_gpu(s.tp)
     inter = max(m.intermediate_size, m.moe_intermediate_size * max(m.num_experts_per_tok, 1)) / s.tp
     per_token = 4 * m.hidden_size + heads * m.head_dim + kvh * (m.head_dim + m.v_head_dim) + 3 * inter
     logits = ms.max_seqs * m.vocab_size / s.tp * bytes_per_element("fp32")

@@ -22,6 +22,7 @@ import numpy as np
 
 from roofline.errors import RooflineError
 from roofline.specs.models import ModelConfig
+from roofline.specs.precision import embedding_bytes_per_element
 
 #: bytes of one fp32 logit, written by the LM head whatever the activation precision
 LOGIT_BYTES = 4.0
@@ -62,12 +63,12 @@ class Pass:
     @cached_property
     def kv_heads(self) -> np.ndarray:
         """KV heads per GPU: max(kv_heads / tp, 1) (a KV head is replicated when tp exceeds them)."""
-        return np.maximum(self.model.num_kv_heads / self.tp, 1.0)
+        return self.model.kv_heads_per_gpu(self.tp)
 
     @cached_property
     def emb_bytes(self) -> np.ndarray:
         """Embedding / LM-head weights stay 16-bit when linear weights are quantised below 16 bits."""
-        return np.maximum(self.w_bytes, 2.0)
+        return embedding_bytes_per_element(self.w_bytes)
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,8 @@ class Operator:
         """How many times the operator runs in one forward pass."""
         if not self.applies(m):
             return 0
-        moe_layers = m.num_layers - m.first_k_dense_layers if m.num_experts else 0
-        return {"layer": m.num_layers, "model": 1, "moe_mlp": moe_layers,
-                "dense_mlp": m.num_layers - moe_layers}[self.scope]
+        return {"layer": m.num_layers, "model": 1, "moe_mlp": m.num_moe_layers,
+                "dense_mlp": m.num_dense_layers}[self.scope]
 
 
 REGISTRY: dict[str, Operator] = {}
@@ -173,17 +173,17 @@ def attn_norm(p: Pass) -> OpCost:
     return elementwise(p.tokens * p.model.hidden_size, 4.0, 1.0, 1.0, p.a_bytes)
 
 
-def _counted_norms(m: ModelConfig) -> int:
+def counted_norms(m: ModelConfig) -> int:
     """Hidden-size norms per layer that attn_norm and mlp_norm already count (1 with GPT-J's shared norm)."""
     return 2 if _separate_mlp_norm(m) else 1
 
 
-@register("extra_norms", "vector", "layer", lambda m: m.norms_per_layer > _counted_norms(m) or m.qk_norm)
+@register("extra_norms", "vector", "layer", lambda m: m.norms_per_layer > counted_norms(m) or m.qk_norm)
 def extra_norms(p: Pass) -> OpCost:
     """Norms beyond the pre-attention and pre-MLP ones: Gemma-2's post-attention and post-MLP norms over
     T*h, and Qwen3's per-head RMSNorm on Q and K over T*(heads + kv_heads)*d; one kernel each."""
     m = p.model
-    extra = m.norms_per_layer - _counted_norms(m)
+    extra = m.norms_per_layer - counted_norms(m)
     elems = extra * p.tokens * m.hidden_size
     kernels = float(extra)
     if m.qk_norm:
@@ -235,7 +235,7 @@ def rotary(p: Pass) -> OpCost:
 @register("kv_cache_write", "vector", "layer")
 def kv_cache_write(p: Pass) -> OpCost:
     """Store the new tokens' K/V (or MLA latent) in the paged cache, converting to the KV precision."""
-    e = kv_elements_per_token_per_layer(p)
+    e = p.model.kv_cache_elements_per_token_per_layer(p.tp)
     return OpCost(0.0 * p.tokens, p.tokens * e * p.a_bytes, p.tokens * e * p.kv_bytes)
 
 
@@ -251,7 +251,7 @@ def attn_scores(p: Pass) -> OpCost:
         flops = 2.0 * p.attn_pairs * p.heads * m.head_dim
         read = p.tokens * p.heads * m.head_dim * p.a_bytes + p.kv_read_tokens * p.kv_heads * m.head_dim * p.kv_bytes
         return OpCost(flops, read, 0.0 * read)
-    lat = m.kv_lora_rank + m.qk_rope_head_dim
+    lat = m.kv_cache_elements_per_token_per_layer()  # the latent one cached token holds
     absorb_w = m.kv_lora_rank * p.heads * m.qk_nope_head_dim
     dec_flops = 2.0 * p.tokens * absorb_w + 2.0 * p.attn_pairs * p.heads * lat
     dec_read = absorb_w * p.w_bytes + p.kv_read_tokens * lat * p.kv_bytes
@@ -403,12 +403,3 @@ def lm_head(p: Pass) -> OpCost:
     """Logits for the LAST token of each sequence only (as serving engines do): S x h x vocab/tp, fp32 out."""
     m = p.model
     return matmul(p.seqs, m.vocab_size / p.tp, m.hidden_size, p.emb_bytes, p.a_bytes, LOGIT_BYTES)
-
-
-def kv_elements_per_token_per_layer(p: Pass) -> np.ndarray:
-    """Cache elements one token adds per layer on one GPU: K and V of the local KV heads, or the MLA
-    latent (kv_lora_rank + rope dims), which every TP rank keeps whole."""
-    m = p.model
-    if m.is_mla:
-        return np.asarray(float(m.kv_lora_rank + m.qk_rope_head_dim))
-    return p.kv_heads * (m.head_dim + m.v_head_dim)

@@ -24,25 +24,27 @@ from roofline.model.ops import Pass
 _PROBE = dict(T=96.0, S=24.0, pairs=40000.0, kv=30000.0)
 
 
-def _pass(s: Setup, T, S, pairs, kv) -> Pass:
+def mixed_pass(s: Setup, T, S, pairs, kv) -> Pass:
+    """The Pass of a mixed continuous-batching step from its totals: T tokens processed (prefill chunks + one
+    per decoding sequence), S sequences, `pairs` attention query-key pairs and `kv` KV-cache tokens read."""
     return Pass(s.model, np.asarray(T, float), np.asarray(S, float), np.asarray(pairs, float),
                 np.asarray(kv, float), s.tp, s.w_bytes, s.a_bytes, s.kv_bytes)
 
 
 def exact_step_time_s(s: Setup, T, S, pairs, kv) -> np.ndarray:
     """The exact model's step time (vectorized)."""
-    return sum(o.time_s for o in time_pass(s, _pass(s, T, S, pairs, kv)))
+    return sum(o.time_s for o in time_pass(s, mixed_pass(s, T, S, pairs, kv)))
 
 
 def _classify(s: Setup) -> list[str]:
     """Per operator: 'T' (depends on tokens only), 'S' (sequences only) or 'A' (attention-like)."""
     base = dict(_PROBE)
-    ref = time_pass(s, _pass(s, **base))
+    ref = time_pass(s, mixed_pass(s, **base))
     moved = {}
     for key in base:
         probe = dict(base, **{key: base[key] * 1.7 + 3.0})
         moved[key] = [not np.allclose(a.time_s, b.time_s, rtol=1e-12, atol=0)
-                      for a, b in zip(ref, time_pass(s, _pass(s, **probe)))]
+                      for a, b in zip(ref, time_pass(s, mixed_pass(s, **probe)))]
     kinds = []
     for i in range(len(ref)):
         dep = {k for k in base if moved[k][i]}
@@ -61,7 +63,7 @@ def _fit_affine(s: Setup, idx: list[int], decode: bool, t_max: float) -> np.ndar
     kv = S * ctx + (T - S) * rng.random(n) + T
     pairs = kv + (T - S) * ctx * rng.random(n)
     X = np.column_stack([np.ones(n), T, S, pairs, kv])
-    ops = time_pass(s, _pass(s, T, S, pairs, kv))
+    ops = time_pass(s, mixed_pass(s, T, S, pairs, kv))
     rows = []
     for i in idx:
         o = ops[i]
@@ -78,8 +80,8 @@ class StepTimeModel:
         self.setup, self.t_max = setup, int(t_max)
         kinds = _classify(setup)
         grid = np.arange(self.t_max + 1, dtype=float)
-        ops = time_pass(setup, _pass(setup, grid, np.maximum(grid, 1.0), 0.0 * grid, 0.0 * grid))
-        ops_s = time_pass(setup, _pass(setup, np.maximum(grid, 1.0), grid, 0.0 * grid, 0.0 * grid))
+        ops = time_pass(setup, mixed_pass(setup, grid, np.maximum(grid, 1.0), 0.0 * grid, 0.0 * grid))
+        ops_s = time_pass(setup, mixed_pass(setup, np.maximum(grid, 1.0), grid, 0.0 * grid, 0.0 * grid))
         self.table_T = sum((np.broadcast_to(o.time_s, grid.shape) for o, k in zip(ops, kinds) if k == "T"),
                            np.zeros_like(grid))
         self.table_S = sum((np.broadcast_to(o.time_s, grid.shape) for o, k in zip(ops_s, kinds) if k == "S"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 
@@ -18,45 +18,17 @@ from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
 from roofline.model.phases import compute_and_memory_s, critical_batch, decode_step, prefill
-from roofline.specs.precision import bytes_per_element, check_precision
+from roofline.specs.precision import PrecisionSet, bytes_per_element
 
 CHUNK = 1 << 16
 #: grids larger than this skip the per-row critical-batch bisection (critical_batch is null)
 MAX_CRITICAL_ROWS = 200_000
 
 
-@dataclass(frozen=True)
-class PrecisionSet:
-    """Weights / activations (compute) / KV-cache precisions, written 'bf16' (all three) or 'int4/bf16/fp8'."""
-
-    weights: str
-    activations: str
-    kv: str
-
-    @classmethod
-    def parse(cls, text: str) -> "PrecisionSet":
-        parts = [p.strip() for p in text.split("/")]
-        if len(parts) == 1:
-            parts = parts * 3
-        if len(parts) != 3:
-            raise RooflineError(f"bad precision {text!r}", hint="write one name (bf16) or weights/activations/kv "
-                                "(int4/bf16/fp8)", exit_code=2)
-        return cls(check_precision(parts[0], "weights"), check_precision(parts[1], "activations"),
-                   check_precision(parts[2], "kv"))
-
-    @property
-    def label(self) -> str:
-        return self.weights if self.weights == self.activations == self.kv else \
-            f"{self.weights}/{self.activations}/{self.kv}"
-
-
-def evaluate(gpu: GPUSpec, model: ModelConfig, batch, context, tp, w_bytes, a_bytes, kv_bytes, peak,
-             efficiency: Efficiency | None = None, ms: mem.MemorySettings | None = None,
-             attn_peak=None) -> dict[str, np.ndarray]:
-    """Evaluate arrays of configurations (all arguments broadcast); returns one flat array per column
-    (`prefill_*`, `decode_*`, memory). `attn_peak` is the attention operators' peak (engine.attention_peak),
-    default `peak`. Memory columns use the same functions as `analyze` (roofline.memory)."""
-    s = Setup(gpu, model, tp, w_bytes, a_bytes, kv_bytes, peak, efficiency or Efficiency(), attn_peak)
+def evaluate(s: Setup, batch, context, ms: mem.MemorySettings | None = None) -> dict[str, np.ndarray]:
+    """Evaluate arrays of configurations: the Setup's array fields (TP, precisions, peaks), `batch` and
+    `context` broadcast together; returns one flat array per column (`prefill_*`, `decode_*`, memory).
+    Memory columns use the same functions as `analyze` (roofline.model.memory)."""
     ms = ms or mem.MemorySettings()
     out = {}
     for phase, ops in (("prefill", prefill(s, batch, np.maximum(context, 1.0))), ("decode", decode_step(s, batch, context))):
@@ -77,7 +49,8 @@ def evaluate(gpu: GPUSpec, model: ModelConfig, batch, context, tp, w_bytes, a_by
 def sweep(gpu: GPUSpec, model: ModelConfig, batches, contexts, tps=(1,), precisions=("bf16",),
           efficiency: Efficiency | None = None, ms: mem.MemorySettings | None = None) -> dict[str, np.ndarray]:
     """The full grid batch x context x tp x precision, one row per configuration (flat columns; see
-    `nest_row` for the JSON shape). The critical batch is computed once per (context, tp, precision)."""
+    `nest_row` for the JSON shape). `precisions`: PrecisionSets or their text ('int4', 'int4/bf16/fp8': see
+    PrecisionSet). The critical batch is computed once per (context, tp, precision)."""
     sets = [p if isinstance(p, PrecisionSet) else PrecisionSet.parse(p) for p in precisions]
     _check_grid(model, batches, contexts, tps)
     peaks = [compute_peak(gpu, p.activations, p.weights) for p in sets]
@@ -90,14 +63,14 @@ def sweep(gpu: GPUSpec, model: ModelConfig, batches, contexts, tps=(1,), precisi
     a = np.array([bytes_per_element(p.activations) for p in sets])[P]
     kv = np.array([bytes_per_element(p.kv) for p in sets])[P]
     pk, apk = np.array(peaks)[P], np.array(attn_peaks)[P]
-    cols = evaluate_chunked(gpu, model, B, C, T, w, a, kv, pk, efficiency, ms, attn_peak=apk)
-    crit_setup = Setup(gpu, model, T, w, a, kv, pk, efficiency or Efficiency(), apk)
+    grid = Setup(gpu, model, T, w, a, kv, pk, efficiency or Efficiency(), apk)
+    cols = evaluate_chunked(grid, B, C, ms)
     labels = np.array([p.label for p in sets], dtype=object)[P]
     for ph in ("prefill", "decode"):
         cols[f"{ph}_bound"] = np.where(cols.pop(f"{ph}_compute_bound"), "compute", "memory")
     for k in ("max_batch", "kv_cache_capacity_tokens"):
         cols[k] = cols[k].astype(np.int64)
-    crit = critical_batch(crit_setup, C) if len(B) <= MAX_CRITICAL_ROWS else np.full(len(B), -2)
+    crit = critical_batch(grid, C) if len(B) <= MAX_CRITICAL_ROWS else np.full(len(B), -2)
     return {"batch": B.astype(np.int64), "context": C.astype(np.int64), "tp": T.astype(np.int64),
             "precision": labels, "ttft_s": cols["prefill_time_s"], "tpot_s": cols["decode_time_s"], **cols,
             "critical_batch": np.where(crit > 0, crit.astype(object), np.where(crit == -1, "never", None))}
@@ -131,14 +104,13 @@ def nest_row(row: dict) -> dict:
     return out
 
 
-def evaluate_chunked(gpu, model, batch, context, tp, w, a, kv, peak, efficiency=None, ms=None, chunk=CHUNK,
-                     attn_peak=None):
-    """`evaluate` over 1-D arrays in chunks, one thread per core (numpy releases the GIL in its loops),
-    concatenated in order."""
+def evaluate_chunked(s: Setup, batch: np.ndarray, context: np.ndarray, ms: mem.MemorySettings | None = None,
+                     chunk: int = CHUNK) -> dict[str, np.ndarray]:
+    """`evaluate` over 1-D arrays (`batch`, `context` and the Setup's array fields, all of one length) in
+    chunks, one thread per core (numpy releases the GIL in its loops), concatenated in order."""
     def run(i):
         sl = slice(i, i + chunk)
-        ap = None if attn_peak is None else attn_peak[sl]
-        return evaluate(gpu, model, batch[sl], context[sl], tp[sl], w[sl], a[sl], kv[sl], peak[sl], efficiency, ms, ap)
+        return evaluate(_slice_setup(s, sl, len(batch)), batch[sl], context[sl], ms)
 
     starts = range(0, len(batch), chunk)
     if len(starts) > 1:
@@ -147,3 +119,13 @@ def evaluate_chunked(gpu, model, batch, context, tp, w, a, kv, peak, efficiency=
     else:
         parts = [run(0)]
     return {k: np.concatenate([np.broadcast_to(p[k], np.shape(p["decode_time_s"])) for p in parts]) for k in parts[0]}
+
+
+_ARRAY_FIELDS = ("tp", "w_bytes", "a_bytes", "kv_bytes", "tensor_flops_per_s", "attention_flops_per_s")
+
+
+def _slice_setup(s: Setup, sl: slice, n: int) -> Setup:
+    """The Setup of rows `sl`: per-row array fields (length n) sliced, scalars and None kept."""
+    def cut(v):
+        return v[sl] if v is not None and np.ndim(v) == 1 and len(v) == n else v
+    return replace(s, **{f: cut(getattr(s, f)) for f in _ARRAY_FIELDS})

@@ -23,17 +23,15 @@ import numpy as np
 
 from roofline.model import memory as mem
 from roofline.model.efficiency import Efficiency
-from roofline.model.engine import Setup, make_setup, time_pass
+from roofline.model.engine import Setup, make_setup, time_pass, tp_degrees
 from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
 from roofline.model.phases import attention_terms
-from roofline.specs.precision import ACTIVATION_PRECISIONS
-from roofline.model.step_time import _pass
-from roofline.model.sweep import PrecisionSet
+from roofline.specs.precision import PrecisionSet
+from roofline.model.step_time import mixed_pass
 from roofline.specs.workload import Workload, sample_requests
 
-PAGE_TOKENS = 16
 Z99 = 2.326  # standard normal 99th percentile: p99 concurrency ~ B + Z99 sqrt(B) (Poisson)
 _GRID = 1500
 _SAMPLE = 20_000
@@ -71,7 +69,7 @@ def workload_stats(model: ModelConfig, w: Workload, hit_rate: float, seed: int =
     ctx0 = r.new_tokens + hist
     d_pairs, d_kv = attention_terms(model, 1.0, ctx0 + np.maximum(o - 2.0, 0.0) / 2.0)
     total = ctx0 + o
-    pages = np.ceil(total / PAGE_TOKENS) * PAGE_TOKENS
+    pages = np.ceil(total / mem.KV_PAGE_TOKENS) * mem.KV_PAGE_TOKENS
     idle = np.where(r.turn < w.turns - 1, pages, 0.0) * w.think_time_s if reuse else 0.0 * pages
     n_dec = (o[o > 1] - 1.0)[:4000] if (o > 1).any() else np.ones(1)
     rng = np.random.default_rng(seed)
@@ -105,9 +103,24 @@ class Operating:
     stats: WorkloadStats
 
 
-def _ttft(s: Setup, st: WorkloadStats, prompt: float, u, t_d, t_p, q, B, M, p99: bool):
+@dataclass(frozen=True)
+class _Load:
+    """A replica's load on the grid of u (requests per step): what the TTFT queue model needs."""
+
+    stats: WorkloadStats
+    u: np.ndarray                # requests admitted per step
+    decode_batch: np.ndarray     # B: sequences decoding in a step
+    decode_step_s: np.ndarray    # t_d: a decode-only step
+    prefill_step_s: np.ndarray   # t_p: a step carrying a prefill chunk
+    prefill_share: np.ndarray    # q: fraction of steps carrying a prefill chunk
+    max_batched_tokens: float    # M: tokens per step the engine allows
+
+
+def _ttft(s: Setup, load: _Load, prompt: float, p99: bool):
     """Residual of the running step + M/G/1 wait for the prefill queue + the prompt's own chunked steps
     (each packed with the prefill tokens that arrive meanwhile)."""
+    st, u, B, M = load.stats, load.u, load.decode_batch, load.max_batched_tokens
+    t_d, t_p, q = load.decode_step_s, load.prefill_step_s, load.prefill_share
     free = np.maximum(M - B, 1.0)
     n = np.ceil(prompt / free)
     chunk = np.minimum(prompt + u * st.prefill_tokens, free)
@@ -177,13 +190,14 @@ def operating_curve(s: Setup, w: Workload, ms: mem.MemorySettings, hit_rate: flo
     per_token99 = (_steps(s, st, u, B99, np.maximum(M - B99, 1.0))[1] - d99) / np.maximum(M - B99, 1.0)
     tpot50 = t_d + per_token * np.minimum(u * np.interp(lu, np.log(U_GRID), st.chunk_share[0]), free)
     tpot99 = d99 + per_token99 * np.minimum(u * np.interp(lu, np.log(U_GRID), st.chunk_share[1]), free)
-    ttft50 = _ttft(s, st, st.p50_prompt, u, t_d, t_p, q, B, M, False)
-    ttft99 = _ttft(s, st, st.p99_prompt, u, t_d, t_p, q, B, M, True)
+    load = _Load(st, u, B, t_d, t_p, q, M)
+    ttft50 = _ttft(s, load, st.p50_prompt, False)
+    ttft99 = _ttft(s, load, st.p99_prompt, True)
     return Operating(u, rate, t, tpot50, tpot99, B, c, q, kv_p99, ttft50, ttft99, np.full_like(u, hit), cap, st)
 
 
 def _time(s: Setup, T, S, pairs, kv) -> np.ndarray:
-    ops = time_pass(s, _pass(s, np.maximum(T, 1e-9), np.maximum(S, 1e-9), pairs, kv))
+    ops = time_pass(s, mixed_pass(s, np.maximum(T, 1e-9), np.maximum(S, 1e-9), pairs, kv))
     return sum(np.broadcast_to(o.time_s, np.shape(T)) for o in ops)
 
 
@@ -195,7 +209,7 @@ def _bottleneck(s: Setup, B: float, c: float, q: float, st: WorkloadStats, u: fl
               (min(q, 1.0), (B + c, B + max(frac, 1.0), u * st.decode_pairs + frac * st.prefill_pairs,
                              u * st.decode_kv + frac * st.prefill_kv)))
     for weight, (T, S, P, K) in passes:
-        for o in time_pass(s, _pass(s, max(T, 1e-9), max(S, 1e-9), P, K)):
+        for o in time_pass(s, mixed_pass(s, max(T, 1e-9), max(S, 1e-9), P, K)):
             kind = "interconnect" if o.unit == "link" else (
                 "compute" if float(o.compute_s) >= float(o.memory_s) else "bandwidth")
             share[kind] += weight * float(o.time_s)
@@ -203,7 +217,8 @@ def _bottleneck(s: Setup, B: float, c: float, q: float, st: WorkloadStats, u: fl
 
 
 def replica_capacity(s: Setup, w: Workload, ms: mem.MemorySettings | None = None) -> dict:
-    """Max request rate per replica within the SLOs, what limits it, and the step time there."""
+    """Max request rate per replica within the SLOs, what limits it, and the step time there. The same keys
+    whether or not any rate is feasible (latencies None and rates 0 when none is)."""
     ms = ms or mem.MemorySettings()
     op = operating_curve(s, w, ms)
     st, slo = op.stats, w.slo
@@ -228,8 +243,9 @@ def replica_capacity(s: Setup, w: Workload, ms: mem.MemorySettings | None = None
             k for k, v in limits.items() if not v[0])
         return {**base, "max_request_rate_per_replica": 0.0, "limited_by": reason,
                 "bottleneck": "hbm_capacity" if reason == "kv_capacity" else _slo_bottleneck(s, op, 0),
-                "batch": 0.0, "tpot_s": None, "ttft_p50_s": None, "ttft_p99_s": None, "kv_cache_utilization": None,
-                "cache_hit_rate": None}
+                "batch": 0.0, "tpot_s": None, "tpot_p50_s": None, "tpot_p99_s": None, "ttft_p50_s": None,
+                "ttft_p99_s": None, "kv_cache_utilization": None, "cache_hit_rate": None,
+                "output_tokens_per_s_per_replica": 0.0}
     nxt = min(i + 1, len(op.u) - 1)
     limited_by = next((k for k, v in limits.items() if not v[nxt]), "max_seqs") if nxt > i else "max_seqs"
     bottleneck = "hbm_capacity" if limited_by == "kv_capacity" else _slo_bottleneck(s, op, i)
@@ -255,21 +271,11 @@ def _last_true(mask: np.ndarray) -> int:
 # ---------------------------------------------------------------------------------------------------------
 # candidates
 
-def parse_precision(spec: str) -> tuple[str, str, str]:
-    """'bf16' -> (bf16, bf16, bf16); 'fp8' -> W8A8 with an fp8 KV cache; 'int4' -> W4A16; 'W/A/KV' explicit."""
-    parts = [p.strip().lower() for p in spec.split("/")]
-    if len(parts) == 1:
-        p = parts[0]
-        parts = [p, p if p in ACTIVATION_PRECISIONS else "bf16", p if p in ("fp8", "bf16", "fp16") else "bf16"]
-    if len(parts) != 3:
-        raise RooflineError(f"--precision {spec!r} is not a precision", exit_code=2,
-                            hint="a name (bf16, fp8, int4) or WEIGHTS/ACTIVATIONS/KV such as fp8/fp8/bf16")
-    ps = PrecisionSet.parse("/".join(parts))
-    return ps.weights, ps.activations, ps.kv
-
-
 @dataclass(frozen=True)
 class Candidate:
+    """One GPU x TP x precision to size; `precision` is a precision set as text ('fp8', 'int4/bf16/fp8': see
+    PrecisionSet), shown as given in its row."""
+
     gpu: GPUSpec
     tp: int
     precision: str
@@ -285,8 +291,8 @@ def evaluate_candidate(c: Candidate, model: ModelConfig, w: Workload, ms: mem.Me
     """One row of `roofline capacity`."""
     row = {"gpu": c.gpu.name, "tp": c.tp, "precision": c.precision, "feasible": False}
     try:
-        wt, act, kv = parse_precision(c.precision)
-        s = make_setup(c.gpu, model, c.tp, wt, act, kv, c.efficiency)
+        p = PrecisionSet.parse(c.precision)
+        s = make_setup(c.gpu, model, c.tp, p.weights, p.activations, p.kv, c.efficiency)
     except RooflineError as e:
         return {**row, "reason": e.message, "bottleneck": None, "max_request_rate_per_replica": 0.0}
     r = replica_capacity(s, w, ms)
@@ -312,7 +318,7 @@ def evaluate_candidate(c: Candidate, model: ModelConfig, w: Workload, ms: mem.Me
 def candidates(gpus: list[GPUSpec], model: ModelConfig, tps: list[int] | None, precisions: list[str],
                efficiency: Efficiency | None = None) -> list[Candidate]:
     """GPU x TP x precision; TP defaults to the degrees 1-8 that divide the model's heads."""
-    tps = tps or [t for t in (1, 2, 4, 8) if model.num_heads % t == 0]
+    tps = tps or tp_degrees(model, max_tp=8)
     return [Candidate(g, t, p, efficiency) for g in gpus for t in tps for p in precisions]
 
 

@@ -19,7 +19,7 @@ def _columns(rows: list[dict], fleet: Fleet) -> list[tuple[str, str, dict]]:
             if row["feasible"] and row["gpu"] == g and fleet.supply[(r, g)][0] >= row["tp"]]
     if not cols:
         raise RooflineError("no feasible candidate runs on the fleet's GPUs",
-                            hint="check that the fleet's GPU names match --gpu names and that the model fits")
+                            hint="check that the fleet's GPU names match `gpu` names and that the model fits")
     return cols
 
 

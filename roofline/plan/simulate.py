@@ -31,14 +31,13 @@ from roofline.errors import RooflineError
 from roofline.model.step_time import StepTimeModel
 from roofline.specs.workload import Requests, Workload, sample_requests
 
-PAGE_TOKENS = 16
 SAMPLES = 200
 
 
 @dataclass(frozen=True)
 class SimSettings:
     chunked_prefill: bool = True
-    page_tokens: int = PAGE_TOKENS
+    page_tokens: int = mem.KV_PAGE_TOKENS
     warmup_fraction: float = 0.1  # of the arrival span, left out of the steady-state throughput
     memory: mem.MemorySettings = mem.MemorySettings()
 
@@ -397,7 +396,7 @@ def check_fits(s: Setup, r: Requests, total_pages: int, page_tokens: int) -> Non
     why = ("the weights and runtime leave no memory for a KV cache" if total_pages <= 0 else
            f"its KV cache holds {total_pages * page_tokens:,} tokens, less than the smallest request's {smallest:,}")
     raise DoesNotFit(f"{s.model.name} does not fit on {s.gpu.name} at TP {int(s.tp)}: {why}",
-                     "use a higher --tp, a narrower --precision (fp8, int4) or a GPU with more memory", smallest)
+                     "use a higher `tp`, narrower precisions (fp8, int4) or a GPU with more memory", smallest)
 
 
 def simulate(s: Setup, w: Workload, requests: int = 10_000, replicas: int = 1, seed: int = 0,

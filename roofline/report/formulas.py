@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from roofline.specs.models import ModelConfig
-from roofline.model.ops import _counted_norms
+from roofline.model.ops import counted_norms
 
 Exprs = tuple[str, str, str, float, str]
 
@@ -77,7 +77,7 @@ for _name in ("attn_norm", "mlp_norm", "final_norm"):
 @formula("extra_norms")
 def extra_norms(m, r):
     """ops.extra_norms: (norms_per_layer - counted) hidden-size norms (Gemma-2), plus Qwen3's per-head q/k norm."""
-    extra = m.norms_per_layer - _counted_norms(m)
+    extra = m.norms_per_layer - counted_norms(m)
     elems, kernels = f"{extra}*{r.T}*in_h", float(extra)
     if m.qk_norm:
         elems, kernels = f"{elems}+{r.T}*({r.heads}+{r.kvh})*in_d", kernels + 2.0

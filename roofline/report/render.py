@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from enum import Enum
 from typing import Callable, Iterable
 
@@ -12,26 +11,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from roofline.jsonfile import to_jsonable
+
 
 class Format(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
-
-
-def to_jsonable(x):
-    """numpy scalars/arrays -> Python; non-finite floats -> None (JSON has no inf/nan)."""
-    if isinstance(x, dict):
-        return {str(k): to_jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return to_jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def dumps_json(data) -> str:
@@ -66,12 +52,14 @@ def table(title: str | None, headers: list[str], rows: Iterable[Iterable], justi
     return t
 
 
-def emit(data, fmt: Format, console: Console, tables: Callable[[], list], csv_rows: Callable[[], list[dict]]):
-    """Print `data` in `fmt`: json -> one document; csv -> csv_rows(); table -> the rich renderables."""
+def emit(data, fmt: Format, console: Console, tables: Callable[[], list], csv_rows: Callable[[], list[dict]],
+         width: int | None = None):
+    """Print `data` in `fmt`: json -> one document; csv -> csv_rows(); table -> the rich renderables
+    (`width` characters wide, default: the console's)."""
     if fmt == Format.json:
         console.file.write(dumps_json(data) + "\n")
     elif fmt == Format.csv:
         console.file.write(rows_to_csv(csv_rows()))
     else:
         for t in tables():
-            console.print(t)
+            console.print(t, width=width)

@@ -29,12 +29,15 @@ from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
 from roofline.model.ops import operators_for
-from roofline.specs.precision import bytes_per_element
+from roofline.specs.precision import EMBEDDING_MIN_BYTES, bytes_per_element
 from roofline.report.formulas import OPERATOR_FORMULAS, PassRefs
 
 BOLD = Font(bold=True)
 HEAD = PatternFill("solid", fgColor="DDEBF7")
 INPUT = PatternFill("solid", fgColor="FFF2CC")
+#: the engine's rules as formulas of the Inputs sheet: ModelConfig.kv_heads_per_gpu, embedding_bytes_per_element
+KV_HEADS_PER_GPU = "MAX(in_kvh/in_tp,1)"
+EMBEDDING_BYTES = f"MAX(in_w,{EMBEDDING_MIN_BYTES:g})"
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,6 @@ def _inputs(gpu: GPUSpec, model: ModelConfig, sc: Scenario, eff: Efficiency, tra
     """(key, label, value, unit) rows and ('#', section title) headers of the Inputs sheet."""
     m, ms = model, sc.memory
     win = m.sliding_window or 0
-    moe_layers = m.num_layers - m.first_k_dense_layers if m.num_experts else 0
     br = m.parameter_breakdown()
     return [
         ("#", "GPU (datasheet, dense peaks)"),
@@ -91,7 +93,7 @@ def _inputs(gpu: GPUSpec, model: ModelConfig, sc: Scenario, eff: Efficiency, tra
         ("topk", "experts per token", m.num_experts_per_tok, ""),
         ("moe_inter", "expert intermediate size", m.moe_intermediate_size, ""),
         ("shared", "shared experts", m.num_shared_experts, ""),
-        ("moe_layers", "MoE layers", moe_layers, ""), ("dense_layers", "dense-MLP layers", m.num_layers - moe_layers, ""),
+        ("moe_layers", "MoE layers", m.num_moe_layers, ""), ("dense_layers", "dense-MLP layers", m.num_dense_layers, ""),
         ("q_lora", "MLA q_lora_rank", m.q_lora_rank or 0, ""), ("kv_lora", "MLA kv_lora_rank", m.kv_lora_rank or 0, ""),
         ("rope", "MLA rope head dim", m.qk_rope_head_dim or 0, ""), ("nope", "MLA nope head dim", m.qk_nope_head_dim or 0, ""),
         ("params", "parameters (total)", m.parameters(), ""),
@@ -161,11 +163,11 @@ def _named_block(ws, title: str, rows: list[tuple[str, str, str, str]], cells: d
 
 def _write_memory(wb: Workbook, model: ModelConfig, cells: dict) -> None:
     ws = wb.create_sheet("Memory")
-    kvh = "MAX(in_kvh/in_tp,1)"
+    kvh = KV_HEADS_PER_GPU
     kv_layer = "(in_kv_lora+in_rope)*in_kv" if model.is_mla else f"{kvh}*(in_d+in_vd)*in_kv"
     per_seq = "((in_layers-in_win_layers)*{c}+in_win_layers*MIN({c},in_window))*B4"
     rows = [
-        ("weights_bytes", "weights per GPU", "=((in_params-in_emb_params)*in_w+in_emb_params*MAX(in_w,2))/in_tp",
+        ("weights_bytes", "weights per GPU", f"=((in_params-in_emb_params)*in_w+in_emb_params*{EMBEDDING_BYTES})/in_tp",
          "bytes"),
         ("activation_bytes", "activation workspace per GPU",
          f"=in_mbt*(4*in_h+in_heads/in_tp*in_d+{kvh}*(in_d+in_vd)+3*MAX(in_inter,in_moe_inter*MAX(in_topk,1))/in_tp)"
@@ -204,7 +206,7 @@ def _write_pass(wb: Workbook, model: ModelConfig, title: str, new: str, cached: 
             ("query-key pairs (T*)", "=B2*((1-B5)*(B3*B4+B3*(B3+1)/2)+B5*((B6*(B6+1)-B4*(B4+1))/2+in_window*(B4+B3-B6)))"),
             ("KV tokens read", "=B2*((1-B5)*(B4+B3)+B5*MIN(B4+B3,in_window+B3-1))"),
             ("new tokens (T)", "=B2*B3"), ("heads per GPU", "=in_heads/in_tp"),
-            ("KV heads per GPU", "=MAX(in_kvh/in_tp,1)"), ("embedding bytes per element", "=MAX(in_w,2)")]
+            ("KV heads per GPU", "=" + KV_HEADS_PER_GPU), ("embedding bytes per element", "=" + EMBEDDING_BYTES)]
     for i, (label, f) in enumerate(head, start=2):
         ws.cell(i, 1, label)
         ws.cell(i, 2, f)

@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.console import Console
 
+from roofline.measure.validate import POINT_COLUMNS
 from roofline.report.render import dumps_json, rows_to_csv, table
 from roofline.units import format_rate, format_time_s
 
@@ -19,11 +20,7 @@ def render_validation(result: dict[str, Any], fmt: str = "table") -> str:
     if fmt == "json":
         return dumps_json(result) + "\n"
     if fmt == "csv":
-        cols = ("id", "family", "kind", "precision", "split", "measured_s", "predicted_s", "error",
-                "predicted_s_ceilings", "error_ceilings", "predicted_s_datasheet", "error_datasheet",
-                "roofline_fraction", "flops", "bytes", "intensity_flops_per_byte", "cache_resident", "throttled",
-                "cause")
-        return rows_to_csv([{c: r[c] for c in cols} for r in result["points"]])
+        return rows_to_csv([{c: r[c] for c in POINT_COLUMNS} for r in result["points"]])
     return _tables(result)
 
 

@@ -23,6 +23,8 @@ from roofline.specs.precision import COMPUTE_PRECISIONS
 
 SCHEMA_VERSION = 1
 EXAMPLE_FILE = "hardware_specs/h100-sxm.json"
+#: the GPU a command or a Python API call uses when none is named
+DEFAULT_GPU = "h100-sxm"
 
 # JSON field -> smallest allowed value ("int" = a positive whole number)
 _FIGURES: dict[str, str] = {

@@ -12,9 +12,10 @@ Counting conventions (every count is a number of elements, not bytes):
 * ``active_parameters()`` is ``parameters()`` minus the routed experts a token does not visit
   (per MoE layer: ``num_experts - num_experts_per_tok`` experts).  ``include_embedding=False`` also
   drops the input-embedding table (a lookup, not a matmul) unless it is tied to the LM head.
-* ``kv_cache_elements_per_token_per_layer()`` is what one token adds to one layer's KV cache:
-  ``num_kv_heads * (head_dim + v_head_dim)`` for MHA/GQA/MQA, ``kv_lora_rank + qk_rope_head_dim``
-  for MLA (the compressed latent that DeepSeek-style engines cache).
+* ``kv_cache_elements_per_token_per_layer(tp)`` is what one token adds to one layer's KV cache on one GPU
+  of a tp-way group: ``max(num_kv_heads / tp, 1) * (head_dim + v_head_dim)`` for MHA/GQA/MQA,
+  ``kv_lora_rank + qk_rope_head_dim`` for MLA (the compressed latent that DeepSeek-style engines cache,
+  whole on every rank); tp = 1 gives the model's count.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+import numpy as np
 
 from roofline.errors import RooflineError
 
@@ -223,17 +226,30 @@ class ModelConfig:
         return self.mtp_layers * (unique + copies)
 
     # ----- KV cache -----
-    def kv_cache_elements_per_token_per_layer(self) -> int:
-        """Elements one token adds to one layer's KV cache (multiply by bytes per element)."""
+    def kv_heads_per_gpu(self, tp=1):
+        """KV heads each GPU of a ``tp``-way tensor-parallel group holds: max(num_kv_heads / tp, 1) (a KV head
+        is replicated when tp exceeds them). Array-friendly."""
+        return np.maximum(self.num_kv_heads / tp, 1.0)
+
+    def kv_cache_elements_per_token_per_layer(self, tp=1):
+        """Elements one token adds to one layer's KV cache on one GPU of a ``tp``-way group (multiply by bytes
+        per element): K and V of its KV heads, or the MLA latent, which every rank keeps whole. At tp 1: the
+        model's count (llama-2-7b: 2 x 4096 = 8192). Array-friendly in ``tp``."""
         if self.is_mla:
             return self.kv_lora_rank + self.qk_rope_head_dim
-        return self.num_kv_heads * (self.head_dim + self.v_head_dim)
+        return self.kv_heads_per_gpu(tp) * (self.head_dim + self.v_head_dim)
+
+    def kv_cache_token_layers(self, context_tokens):
+        """(token, layer) entries one sequence of ``context_tokens`` keeps in the KV cache: every token in the
+        full-attention layers, at most the window in the sliding-window ones. Array-friendly."""
+        if not self.sliding_window:
+            return self.num_layers * context_tokens
+        return (self.full_attention_layers * context_tokens
+                + self.sliding_window_layers * np.minimum(context_tokens, self.sliding_window))
 
     def kv_cache_elements(self, context_tokens: int) -> int:
         """KV elements for one sequence of ``context_tokens``; sliding-window layers keep at most the window."""
-        per_layer = self.kv_cache_elements_per_token_per_layer()
-        windowed = min(context_tokens, self.sliding_window) if self.sliding_window else context_tokens
-        return per_layer * (self.full_attention_layers * context_tokens + self.sliding_window_layers * windowed)
+        return int(self.kv_cache_elements_per_token_per_layer() * self.kv_cache_token_layers(context_tokens))
 
     # ----- export -----
     def to_dict(self) -> dict[str, Any]:
@@ -247,7 +263,7 @@ class ModelConfig:
             embedding_parameters=self.embedding_parameters(),
             mtp_parameters=self.mtp_parameters(),
             parameter_breakdown=self.parameter_breakdown(),
-            kv_cache_elements_per_token_per_layer=self.kv_cache_elements_per_token_per_layer(),
+            kv_cache_elements_per_token_per_layer=int(self.kv_cache_elements_per_token_per_layer()),
             metadata=dict(self.metadata),
         )
         return out

@@ -276,81 +276,89 @@ def load_workload(path: str | Path) -> Workload:
 _FLAG_HINT = "use N, uniform:MIN:MAX, lognormal:MEDIAN:SIGMA[:MAX] or csv:PATH (token counts >= 1)"
 
 
-def _flag_error(flag: str, what: str) -> RooflineError:
-    return RooflineError(f"{flag} {what}", hint=_FLAG_HINT, exit_code=2)
+def _flag_error(name: str, what: str) -> RooflineError:
+    return RooflineError(f"{name} {what}", hint=_FLAG_HINT, exit_code=2, param=name)
 
 
-def parse_length_flag(spec: str, flag: str) -> LengthDist:
-    """A length from a flag: '512' (fixed), 'uniform:100:2000', 'lognormal:MEDIAN:SIGMA[:MAX]', 'csv:PATH'.
-    A bad value is a flag error (exit 2) that names the flag; a bad CSV file is a file error (exit 1)."""
+def parse_length_flag(spec: str, name: str) -> LengthDist:
+    """A length written as one string (as a flag takes it): '512' (fixed), 'uniform:100:2000',
+    'lognormal:MEDIAN:SIGMA[:MAX]', 'csv:PATH'. A bad value is a usage error (exit 2) about the argument
+    `name` (its param, and the first word of its message); a bad CSV file is a file error (exit 1)."""
     kind, *args = spec.split(":")
     if kind == "csv" and args:
-        return parse_length({"distribution": "empirical", "csv": ":".join(args)}, flag, flag)
+        return parse_length({"distribution": "empirical", "csv": ":".join(args)}, name, name)
     try:
         if not args:
             n = int(kind)
             if n < 1:
-                raise _flag_error(flag, f"must be >= 1 token, got {n}")
+                raise _flag_error(name, f"must be >= 1 token, got {n}")
             return LengthDist("fixed", value=n)
         if kind == "uniform" and len(args) == 2:
             lo, hi = int(args[0]), int(args[1])
             if not 1 <= lo <= hi:
-                raise _flag_error(flag, f"uniform:MIN:MAX needs 1 <= MIN <= MAX, got {spec!r}")
+                raise _flag_error(name, f"uniform:MIN:MAX needs 1 <= MIN <= MAX, got {spec!r}")
             return LengthDist("uniform", low=lo, high=hi)
         if kind == "lognormal" and len(args) in (2, 3):
             med, sig = float(args[0]), float(args[1])
             hi = int(args[2]) if len(args) == 3 else int(med * 64) + 1 if med > 0 else 0
             if not (med > 0 and sig >= 0 and hi >= 1 and np.isfinite(med + sig)):
-                raise _flag_error(flag, f"lognormal:MEDIAN:SIGMA[:MAX] needs MEDIAN > 0, SIGMA >= 0 and MAX >= 1, "
+                raise _flag_error(name, f"lognormal:MEDIAN:SIGMA[:MAX] needs MEDIAN > 0, SIGMA >= 0 and MAX >= 1, "
                                   f"got {spec!r}")
             return LengthDist("lognormal", low=1, high=hi, median=med, sigma=sig)
     except ValueError:
         pass
-    raise _flag_error(flag, f"{spec!r} is not a length")
+    raise _flag_error(name, f"{spec!r} is not a length")
 
 
-def workload_from_options(path: str | Path | None = None, rate_per_s: float | None = None,
+def workload_from_options(path: str | Path | Workload | None = None, rate_per_s: float | None = None,
                           prompt: str | None = None, output: str | None = None, turns: int | None = None,
                           think_time_s: float | None = None, ttft_p99_s: float | None = None,
                           tpot_p99_s: float | None = None) -> Workload:
-    """A workload file with flag overrides, or (no file) a workload from flags alone."""
-    if path is not None:
+    """A workload file (or an already-built Workload) with flag overrides, or (no file) a workload from
+    flags alone."""
+    if isinstance(path, Workload):
+        w = path
+    elif path is not None:
         w = load_workload(path)
     else:
         if rate_per_s is None:
             raise RooflineError("no workload given", exit_code=2,
-                                hint="pass --workload FILE, or --rate N with --prompt and --output")
+                                hint="pass a workload file (`path`), or `rate_per_s` with `prompt` and `output`")
         w = Workload(float(rate_per_s), LengthDist("fixed", value=1024), LengthDist("fixed", value=256))
     if rate_per_s is not None:
         if not rate_per_s > 0:
-            raise RooflineError(f"--rate must be > 0, got {rate_per_s}", hint="requests per second", exit_code=2)
+            raise RooflineError(f"rate_per_s must be > 0, got {rate_per_s}", hint="requests per second", exit_code=2,
+                                param="rate_per_s")
         w = w.with_rate(rate_per_s)
     if prompt is not None:
-        w = replace(w, prompt=parse_length_flag(prompt, "--prompt"))
+        w = replace(w, prompt=parse_length_flag(prompt, "prompt"))
     if output is not None:
-        w = replace(w, output=parse_length_flag(output, "--output"))
+        w = replace(w, output=parse_length_flag(output, "output"))
     if turns is not None:
         if turns < 1:
-            raise RooflineError(f"--turns must be >= 1, got {turns}", hint="turns per conversation", exit_code=2)
+            raise RooflineError(f"turns must be >= 1, got {turns}", hint="turns per conversation", exit_code=2,
+                                param="turns")
         w = replace(w, turns=turns)
     if think_time_s is not None:
         if not think_time_s >= 0:
-            raise RooflineError(f"--think-time-s must be >= 0, got {think_time_s}", hint="seconds between turns",
-                                exit_code=2)
+            raise RooflineError(f"think_time_s must be >= 0, got {think_time_s}", hint="seconds between turns",
+                                exit_code=2, param="think_time_s")
         w = replace(w, think_time_s=think_time_s)
     return replace(w, slo=_slo_from_flags(w.slo, ttft_p99_s, tpot_p99_s))
 
 
 def _slo_from_flags(slo: SLO, ttft_p99_s: float | None, tpot_p99_s: float | None) -> SLO:
     """The workload's SLO with the flags' p99 targets (each > 0, and not below the workload's p50 target)."""
-    for flag, v in (("--ttft-p99-s", ttft_p99_s), ("--tpot-p99-s", tpot_p99_s)):
+    for name, v in (("ttft_p99_s", ttft_p99_s), ("tpot_p99_s", tpot_p99_s)):
         if v is not None and not v > 0:
-            raise RooflineError(f"{flag} must be > 0, got {v}", hint="a latency target in seconds", exit_code=2)
+            raise RooflineError(f"{name} must be > 0, got {v}", hint="a latency target in seconds", exit_code=2,
+                                param=name)
     slo = replace(slo, **{k: v for k, v in (("ttft_p99_s", ttft_p99_s), ("tpot_p99_s", tpot_p99_s))
                           if v is not None})
     for metric, p50, p99 in _inverted_slos(slo):
-        raise RooflineError(f"--{metric}-p99-s {p99:g} is below the workload's p50 target of {p50:g} s",
-                            hint=f"a p99 target must be >= the p50 target (slo.{metric}_p50_s)", exit_code=2)
+        raise RooflineError(f"{metric}_p99_s={p99:g} is below the workload's p50 target of {p50:g} s",
+                            hint=f"a p99 target must be >= the p50 target (slo.{metric}_p50_s)", exit_code=2,
+                            param=f"{metric}_p99_s")
     return slo
 
 

@@ -64,9 +64,14 @@ def test_profile_is_complete_with_samples(run):
 
 
 def test_ceilings_positive(run):
+    """Every ceiling the tiny plan measures is > 0 (and in a plausible range where one is known)."""
     c = run["ceilings"]
     assert c["memory_bandwidth_bytes_per_s"] > 1e9  # any machine streams more than 1 GB/s
     assert c["peak_flops_per_s"]["fp32"] > 1e9
+    assert c["peak_flops_per_s"] and all(v > 0 for v in c["peak_flops_per_s"].values()), c["peak_flops_per_s"]
+    assert set(c["stream_bytes_per_s"]) == {"read", "write", "copy", "triad"}
+    assert all(v > 0 for v in c["stream_bytes_per_s"].values()), c["stream_bytes_per_s"]
+    assert c["cache_bytes_per_s"] > 0  # the two cache_sweep points
     assert 0 < c["launch_overhead_s"] < 1e-3 and 0 < c["layer_kernel_overhead_s"] < 1e-2
 
 
@@ -132,27 +137,33 @@ def test_no_point_above_105_percent_of_a_ceiling(run):
     from roofline.measure.validate import ABOVE_CEILING, ceiling_fraction
 
     peak = run["ceilings"]["peak_flops_per_s"]["fp32"]
-    for p in run["points"]:
-        if p["family"] == "gemm":
-            assert rate(p, "flops") <= 1.05 * peak, p["id"]
     # A point measured above a ceiling in the run (the ceilings were measured seconds apart; a neighbour
     # may have slowed those) is re-measured interleaved with the points its ceilings come from, plus a
     # GEMM as short as a small attention call (a short call slips between a neighbour's time slices more
     # easily than a long one): each point's fastest sample over the rounds against the ceilings' fastest,
-    # so that both had the same chances. The compute-bound attention prefill is always re-checked.
-    flagged = set(validate_profile(run["_path"])["above_ceiling"])
+    # so that both had the same chances. The compute-bound attention prefill is always re-checked. On a busy
+    # machine one re-measurement can still be unlucky: a counting bug is above the ceiling every time, so
+    # the check fails only if all three re-measurements see a point above it.
+    above_in_run = {p["id"] for p in run["points"] if p["family"] == "gemm" and rate(p, "flops") > 1.05 * peak}
+    flagged = set(validate_profile(run["_path"])["above_ceiling"]) | above_in_run
     specs = {s.id: s for s in tiny_plan(run_ctx())}
     from_points = run["ceilings"]["from_points"]
     ceiling_ids = sorted({from_points["peak_flops_per_s.fp32"], from_points["memory_bandwidth_bytes_per_s"],
                           "gemm/gemm_peak/fp32/256x256x256"})
     check = sorted(flagged | {i for i in specs if i.startswith("attention/prefill/")})
-    recs = interleaved([specs[i] for i in ceiling_ids + [i for i in check if i not in ceiling_ids]], run_ctx())
-    best = {i: fastest(r) for i, r in recs.items()}
     launch = [p for p in run["points"] if p["family"] == "launch"]
-    spec = measured_spec({**run, "ceilings": ceilings([best[i] for i in ceiling_ids] + launch)})
     cache = float(run["device"].get("cache_bytes") or 0.0)
-    fractions = {i: ceiling_fraction(best[i], spec, cache) for i in check}
-    assert not {i: f for i, f in fractions.items() if f is not None and f > ABOVE_CEILING}, fractions
+    attempts = []
+    for _ in range(3):
+        recs = interleaved([specs[i] for i in ceiling_ids + [i for i in check if i not in ceiling_ids]], run_ctx())
+        best = {i: fastest(r) for i, r in recs.items()}
+        spec = measured_spec({**run, "ceilings": ceilings([best[i] for i in ceiling_ids] + launch)})
+        fractions = {i: ceiling_fraction(best[i], spec, cache) for i in check}
+        above = {i: f for i, f in fractions.items() if f is not None and f > ABOVE_CEILING}
+        if not above:
+            return
+        attempts.append(above)
+    raise AssertionError(f"above {ABOVE_CEILING:.0%} of a ceiling in all three re-measurements: {attempts}")
 
 
 def fastest(recs):

@@ -5,7 +5,7 @@ from roofline.model.analysis import Scenario, analyze
 from roofline.errors import RooflineError
 from roofline.specs.hardware import load_gpu
 from roofline.specs.models import load_model
-from roofline.model.sweep import PrecisionSet, sweep
+from roofline.model.sweep import sweep
 
 
 def test_grid_shape_and_agreement_with_analyze():
@@ -37,13 +37,6 @@ def test_nested_rows_follow_the_json_contract():
     assert row["memory"]["max_batch"] > 0 and isinstance(row["memory"]["max_batch"], int)
     r = analyze(load_gpu("h100-sxm"), load_model("llama-3.1-8b"), Scenario(prompt=1, output=1, context=0))
     assert row["critical_batch"] == r["critical_batch"] and isinstance(row["critical_batch"], int)
-
-
-def test_precision_sets():
-    assert PrecisionSet.parse("int4/bf16/fp8") == PrecisionSet("int4", "bf16", "fp8")
-    assert PrecisionSet.parse("fp8").label == "fp8"
-    with pytest.raises(RooflineError):
-        PrecisionSet.parse("int4/bf16")
 
 
 def test_bad_grid_values():

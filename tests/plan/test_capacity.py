@@ -1,4 +1,5 @@
-"""Step-time tables, per-replica capacity, fleet ILP, and the `capacity` / `simulate` commands."""
+"""Step-time tables, per-replica capacity, and the `capacity` / `simulate` commands (the fleet file and the
+fleet solver: tests/specs/test_fleet_file.py, tests/plan/test_fleet.py)."""
 import json
 import math
 
@@ -10,8 +11,6 @@ from roofline.plan.capacity import Candidate, capacity_table, evaluate_candidate
 from roofline.cli.capacity import register
 from roofline.model.engine import make_setup
 from roofline.errors import RooflineError
-from roofline.plan.fleet import plan_fleet
-from roofline.specs.fleet import parse_fleet
 from roofline.specs.hardware import load_gpu
 from roofline.model.memory import MemorySettings
 from roofline.specs.models import load_model
@@ -64,44 +63,24 @@ def test_tighter_slo_lowers_rate_and_kv_binds_when_memory_is_short():
     assert short["limited_by"] == "kv_capacity" and short["bottleneck"] == "hbm_capacity"
 
 
+def test_replica_capacity_has_the_same_keys_feasible_or_not():
+    """A feasible replica and one that fits no request return the same keys (None / 0 where nothing runs)."""
+    s = make_setup(H100, load_model("llama-3.1-8b"))
+    ok = replica_capacity(s, CHAT)
+    # a 100,000-token prompt needs 100000 x 128 KiB = 12.2 GiB of KV; at 20% of 80 GiB the weights alone
+    # (15 GiB) leave no room, so nothing fits
+    none = replica_capacity(s, Workload(1.0, LengthDist("fixed", value=100000), LengthDist("fixed", value=10)),
+                            MemorySettings(memory_utilization=0.2))
+    assert ok["max_request_rate_per_replica"] > 0 and none["max_request_rate_per_replica"] == 0.0
+    assert set(ok) == set(none)
+    assert none["tpot_p99_s"] is None and none["output_tokens_per_s_per_replica"] == 0.0
+
+
 def test_h200_beats_h100_for_70b_fp8_tp2():
     m = load_model("llama-3.1-70b")
     rows = capacity_table([Candidate(H100, 2, "fp8"), Candidate(load_gpu("h200-sxm"), 2, "fp8")], m, CHAT, {})
     by = {r["gpu"]: r for r in rows}
     assert by["h200-sxm"]["max_request_rate_per_replica"] > by["h100-sxm"]["max_request_rate_per_replica"]
-
-
-def _rows():
-    # A: 10 req/s on 1 GPU; B: 25 req/s on 2 GPUs
-    return [{"gpu": "a", "tp": 1, "precision": "bf16", "feasible": True, "max_request_rate_per_replica": 10.0},
-            {"gpu": "b", "tp": 2, "precision": "bf16", "feasible": True, "max_request_rate_per_replica": 25.0}]
-
-
-def test_fleet_cheapest_mix():
-    fleet = parse_fleet({"gpus": {"a": {"price_per_gpu_hour": 1.0}, "b": {"price_per_gpu_hour": 1.0}},
-                         "regions": {"r1": {"a": 100, "b": 100}}})
-    plan = plan_fleet(_rows(), fleet, 50.0, 1000.0)
-    # 2 B replicas = 4 GPUs ($4/h) beat 5 A replicas ($5/h)
-    assert plan["cost_per_hour"] == 4.0 and plan["gpus"] == 4 and not plan["at_capacity"]
-    assert plan["mix"][0]["gpu"] == "b" and plan["mix"][0]["replicas"] == 2
-
-
-def test_fleet_at_capacity_reports_unserved():
-    fleet = parse_fleet({"gpus": {"a": {"price_per_gpu_hour": 1.0}},
-                         "regions": {"r1": {"a": 3}, "r2": {"a": {"available": 2, "price_per_gpu_hour": 5}}}})
-    plan = plan_fleet(_rows(), fleet, 80.0, 1000.0)
-    # 5 A GPUs serve 50 of 80 req/s
-    assert plan["at_capacity"] and plan["unserved_rate_per_s"] == pytest.approx(30.0)
-    assert plan["cost_per_hour"] == pytest.approx(3 * 1.0 + 2 * 5.0)
-
-
-@pytest.mark.parametrize("doc, text", [({"regions": {"r": {"a": -1}}}, "regions.r.a"),
-                                        ({"regions": {}}, "'regions'"),
-                                        ({"gpus": {"a": {"price": 1}}, "regions": {"r": {"a": 1}}},
-                                         "gpus.a.price_per_gpu_hour")])
-def test_bad_fleet(doc, text):
-    with pytest.raises(RooflineError, match=text):
-        parse_fleet(doc, "fleet.json")
 
 
 def test_predict_saturates():

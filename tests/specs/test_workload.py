@@ -64,34 +64,36 @@ def test_empirical_csv(tmp_path):
 
 
 def test_length_flags():
-    assert parse_length_flag("512", "--prompt") == LengthDist("fixed", value=512)
-    assert parse_length_flag("uniform:1:9", "--prompt").mean() == 5.0
-    d = parse_length_flag("lognormal:1000:0.5:4000", "--prompt")
+    assert parse_length_flag("512", "prompt") == LengthDist("fixed", value=512)
+    assert parse_length_flag("uniform:1:9", "prompt").mean() == 5.0
+    d = parse_length_flag("lognormal:1000:0.5:4000", "prompt")
     assert d.high == 4000 and d.sample(np.random.default_rng(0), 1000).max() <= 4000
     with pytest.raises(RooflineError, match="is not a length"):
-        parse_length_flag("normal:3", "--prompt")
+        parse_length_flag("normal:3", "prompt")
 
 
-@pytest.mark.parametrize("spec, text", [("0", "--prompt must be >= 1 token, got 0"),
-                                        ("-5", "--prompt must be >= 1 token, got -5"),
-                                        ("uniform:0:10", "--prompt uniform:MIN:MAX needs 1 <= MIN <= MAX"),
-                                        ("uniform:10:5", "--prompt uniform:MIN:MAX needs 1 <= MIN <= MAX"),
-                                        ("lognormal:0:1", "--prompt lognormal:MEDIAN:SIGMA[:MAX] needs MEDIAN > 0"),
+@pytest.mark.parametrize("spec, text", [("0", "prompt must be >= 1 token, got 0"),
+                                        ("-5", "prompt must be >= 1 token, got -5"),
+                                        ("uniform:0:10", "prompt uniform:MIN:MAX needs 1 <= MIN <= MAX"),
+                                        ("uniform:10:5", "prompt uniform:MIN:MAX needs 1 <= MIN <= MAX"),
+                                        ("lognormal:0:1", "prompt lognormal:MEDIAN:SIGMA[:MAX] needs MEDIAN > 0"),
                                         ("lognormal:100:-1", "needs MEDIAN > 0, SIGMA >= 0")])
 def test_bad_length_flags_are_flag_errors(spec, text):
     with pytest.raises(RooflineError) as e:
-        parse_length_flag(spec, "--prompt")
+        parse_length_flag(spec, "prompt")
     assert e.value.exit_code == 2 and text in e.value.message and "workload" not in (e.value.hint or "")
+    assert e.value.param == "prompt"
 
 
-@pytest.mark.parametrize("kw, text", [(dict(ttft_p99_s=-1.0), "--ttft-p99-s must be > 0"),
-                                      (dict(tpot_p99_s=0.0), "--tpot-p99-s must be > 0"),
-                                      (dict(think_time_s=-3.0), "--think-time-s must be >= 0"),
-                                      (dict(ttft_p99_s=0.2), "--ttft-p99-s 0.2 is below the workload's p50 target")])
-def test_bad_slo_and_think_flags(kw, text):
+@pytest.mark.parametrize("kw, text, param", [
+    (dict(ttft_p99_s=-1.0), "ttft_p99_s must be > 0", "ttft_p99_s"),
+    (dict(tpot_p99_s=0.0), "tpot_p99_s must be > 0", "tpot_p99_s"),
+    (dict(think_time_s=-3.0), "think_time_s must be >= 0", "think_time_s"),
+    (dict(ttft_p99_s=0.2), "ttft_p99_s=0.2 is below the workload's p50 target", "ttft_p99_s")])
+def test_bad_slo_and_think_flags(kw, text, param):
     with pytest.raises(RooflineError) as e:
         workload_from_options("examples/workload-chat.json", **kw)
-    assert e.value.exit_code == 2 and text in e.value.message
+    assert e.value.exit_code == 2 and text in e.value.message and e.value.param == param
 
 
 def test_flags_override_file():

@@ -1,0 +1,68 @@
+"""Capacity-planning inputs as `roofline capacity` and the Python API (`roofline.capacity`) take them, checked
+in one place: the candidate GPUs with their efficiencies, TP degrees, prices, and the table's columns."""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from roofline.errors import RooflineError
+from roofline.model.efficiency import Efficiency
+from roofline.model.engine import check_tp
+from roofline.plan.capacity import Candidate, candidates
+from roofline.specs.hardware import GPUSpec, load_gpu
+from roofline.specs.models import ModelConfig
+
+#: the candidate GPUs when none (and no fleet) is named
+DEFAULT_GPUS: tuple[str, ...] = ("h100-sxm", "h200-sxm")
+
+#: the columns of one candidate in `roofline capacity --format csv` and `roofline.capacity()`
+CAPACITY_COLUMNS: tuple[str, ...] = (
+    "gpu", "tp", "precision", "max_request_rate_per_replica", "replicas", "gpus", "cost_per_hour",
+    "cost_per_million_output_tokens", "headroom", "limited_by", "bottleneck", "batch", "tpot_s", "tpot_p99_s",
+    "ttft_p99_s", "kv_cache_utilization", "saturation_rate_per_replica", "reason")
+
+
+def check_tp_degrees(tps: Sequence[int], model: ModelConfig, shown: str | None = None) -> list[int]:
+    """The TP degrees to try. A degree that does not divide the model's attention heads gets a note in its
+    row; when none of them does, that is a usage error (RooflineError, exit 2). `shown` is how the user wrote
+    them (default: comma-separated)."""
+    tps = list(tps)
+    if all(t < 1 or model.num_heads % t for t in tps):
+        try:
+            check_tp(model, tps[0])
+        except RooflineError as e:
+            if len(tps) == 1:
+                raise
+            shown = shown if shown is not None else ",".join(str(t) for t in tps)
+            raise RooflineError(f"tp={shown}: none of these degrees divides the {model.num_heads} attention heads "
+                                f"of {model.name}", hint=e.hint, exit_code=2, param="tp") from None
+    return tps
+
+
+def check_price(value: str | float, item: str) -> float:
+    """A price in USD per GPU-hour (>= 0, finite) from a number or its text; `item` is how the user wrote
+    the GPU=USD pair (for the message). RooflineError, exit 2, otherwise."""
+    try:
+        usd = float(value)
+    except (TypeError, ValueError):
+        raise RooflineError(f"price {item!r} is not GPU=USD_PER_HOUR", hint="e.g. `price=h100-sxm=2.49`",
+                            exit_code=2, param="price") from None
+    if not 0.0 <= usd < float("inf"):
+        raise RooflineError(f"price {item!r}: the price must be >= 0 USD per GPU-hour, got {value}",
+                            hint="e.g. `price=h100-sxm=2.49`", exit_code=2, param="price")
+    return usd
+
+
+def gpu_prices(items: Iterable[tuple[str, str | float, str]]) -> dict[str, float]:
+    """{canonical GPU name: USD per GPU-hour} from (GPU name or alias, price, how the user wrote the pair)
+    triples; a later price for the same GPU wins. RooflineError for a bad price or an unknown GPU."""
+    prices = {}
+    for name, value, item in items:
+        usd = check_price(value, item)
+        prices[load_gpu(name.strip()).name] = usd
+    return prices
+
+
+def device_candidates(devices: Iterable[tuple[GPUSpec, Efficiency | None]], model: ModelConfig,
+                      tps: list[int] | None, precisions: list[str]) -> list[Candidate]:
+    """Every (device, efficiency) x TP x precision candidate, devices in the order given (see `candidates`)."""
+    return [c for g, eff in devices for c in candidates([g], model, tps, precisions, eff)]
