@@ -254,7 +254,8 @@ class Analysis:
         `bytes_read`, `bytes_written`, `bytes` (HBM bytes per GPU), `arithmetic_intensity_flops_per_byte`,
         `bound` ('memory', 'compute'; 'interconnect' for an all-reduce), `time_s`, `compute_s`, `memory_s`,
         `overhead_s` (seconds). An all-reduce row's `bytes` cross the link, not HBM; its FLOP and split-time
-        columns are NaN. Per phase, `time_s` sums to `ttft_s` (prefill) and `tpot_s` (decode).
+        columns are NaN. Per phase, `time_s` sums to `ttft_s` (prefill) and `tpot_s` (decode) without pipeline
+        parallelism (with it, the rows are one micro-batch's pass through every stage).
 
         >>> a = roofline.analyze()
         >>> ops = a.operators
@@ -267,14 +268,15 @@ class Analysis:
         for phase in ("prefill", "decode"):
             rows += [{"phase": phase, **o} for o in self._report[phase]["operators"]]
             rows += [{"phase": phase, "name": c["name"], "unit": c["unit"], "count": c["count"], "bytes": c["bytes"],
-                      "bound": c["limiter"], "time_s": c["time_s"]} for c in self._report[phase]["collectives"]]
+                      "bound": c["limiter"], "time_s": c["time_s"]} for c in self._report[phase]["communication"]]
         return pd.DataFrame.from_records(rows, columns=list(_OPERATOR_COLUMNS))
 
 
 def analyze(gpu: str | Path | GPUSpec | None = None, model: str | Path | ModelConfig = "llama-3.1-8b",
             batch: int = 1, prompt: int = 1024, output: int = 256, context: int | None = None, tp: int = 1,
             weights: str = "bf16", activations: str = "bf16", kv: str = "bf16", memory_utilization: float = 0.9,
-            profile: str | Path | None = None) -> Analysis:
+            profile: str | Path | None = None, pp: int = 1, ep: int = 1, dp_attention: int = 1,
+            ep_imbalance: float = 1.0) -> Analysis:
     """Analyse one deployment (`roofline analyze`): prefill of `batch` prompts of `prompt` tokens, a decode
     step at `context` tokens, the whole generation of `output` tokens, memory and KV-cache capacity.
 
@@ -285,6 +287,9 @@ def analyze(gpu: str | Path | GPUSpec | None = None, model: str | Path | ModelCo
     weights, activations (= compute), kv: precisions ('fp32', 'bf16', 'fp16', 'fp8', 'int8', 'int4', 'fp4').
     memory_utilization: fraction of GPU memory the engine may use, in (0, 1] (vLLM's gpu_memory_utilization).
     profile: a profile from `roofline bench`: its measured ceilings and fitted efficiencies.
+    pp: pipeline stages. ep: expert-parallel degree of an MoE model (1, or tp x dp_attention). dp_attention:
+    attention data-parallel ranks (with expert parallelism). ep_imbalance: busiest expert GPU's load over the
+    mean (>= 1). The collectives of the layout are in `to_dict()[phase]["communication"]`.
 
     >>> a = roofline.analyze(gpu="h100-sxm", model="llama-3.1-8b", batch=8, weights="fp8", kv="fp8")
     >>> a.weights, a.decode_bound
@@ -295,7 +300,8 @@ def analyze(gpu: str | Path | GPUSpec | None = None, model: str | Path | ModelCo
     m = _model(model)
     sc = Scenario(_int(batch, "batch"), _int(prompt, "prompt"), _int(output, "output"),
                   None if context is None else _int(context, "context"), _int(tp, "tp"), _text(weights, "weights"),
-                  precision, _text(kv, "kv"), _memory(memory_utilization))
+                  precision, _text(kv, "kv"), _memory(memory_utilization), pp=_int(pp, "pp"), ep=_int(ep, "ep"),
+                  dp_attention=_int(dp_attention, "dp_attention"), ep_imbalance=float(ep_imbalance))
     a = Analysis.from_dict(_analyze(g, m, sc, eff))
     _warn(a.warnings)
     return a
@@ -412,7 +418,10 @@ def published(path: str | Path | None = None) -> "pd.DataFrame":
     Columns: `id`, `engine`, `gpu`, `model`, `tp`, `num_gpus`, `batch`, `prompt`, `output`, `weights`,
     `activations`, `kv`, `metric` (tpot_s, ttft_s, e2e_latency_s in s; output_tokens_per_s), `measured`,
     `predicted` (the metric's units), `error` (predicted / measured - 1), `speed_ratio` (predicted speed /
-    measured speed; > 1: the model is optimistic), `basis`, `decode_bound`, `batch_fits`, `source_url`.
+    measured speed; > 1: the model is optimistic), `basis`, `decode_bound`, `batch_fits`, `source_url`, `pp`,
+    `ep`, `dp_attention`, `replicas`, `load`, `engine_version`, `predicted_batch`, `scope` ('single_gpu' or
+    'multi_gpu'), `status` ('predicted' or 'not_predicted': then `predicted`, `error` and `speed_ratio` are
+    missing) and `reason`.
 
     path: a measurements JSON file [default: the dataset shipped with roofline].
 

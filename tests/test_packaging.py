@@ -14,5 +14,6 @@ def test_every_subpackage_is_listed_in_pyproject():
 
 def test_data_files_are_package_data():
     text = (ROOT / "pyproject.toml").read_text()
-    assert '"roofline.specs" = ["model_catalog/*.json"]' in text and '"roofline.hardware_specs" = ["*.json"]' in text
+    assert '"roofline.specs" = ["model_catalog/*.json", "data/*.json"]' in text
+    assert '"roofline.hardware_specs" = ["*.json"]' in text
     assert '"roofline.measure" = ["data/*.json"]' in text

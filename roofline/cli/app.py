@@ -10,13 +10,14 @@ from roofline import __version__
 from roofline.report import views
 from roofline.model.analysis import Scenario, analyze as run_analysis
 from roofline.errors import RooflineError
-from roofline.cli.common import (ActOpt, BatchOpt, ContextOpt, FormatOpt, GpuOpt, KvOpt, MemOpt, ModelOpt, OutputOpt,
-                                  PrecisionsOpt, ProfileOpt, PromptOpt, TpOpt, WeightsOpt, err, flag_text, ints,
-                                  load_device, memory_settings, out, precision_list, warn)
+from roofline.cli.common import (ActOpt, BatchOpt, ContextOpt, DpAttentionOpt, EpImbalanceOpt, EpOpt, FormatOpt,
+                                  GpuOpt, KvOpt, MemOpt, ModelOpt, OutputOpt, PpOpt, PrecisionsOpt, ProfileOpt,
+                                  PromptOpt, TpOpt, WeightsOpt, comma_list, err, flag_text, ints, load_device,
+                                  memory_settings, out, precision_list, warn)
 from roofline.specs.hardware import list_gpus, load_gpu
 from roofline.specs.models import list_models, load_model
 from roofline.report.render import Format, columns_to_rows, emit
-from roofline.model.sweep import nest_row, sweep as run_sweep
+from roofline.model.sweep import nest_row, sweep as run_sweep, valid_layouts
 
 def _typer_exception(name: str) -> type:
     """The click exception class `name` as typer raises it, found through typer's public `BadParameter`:
@@ -81,12 +82,15 @@ def analyze(
     batch: BatchOpt = 1, prompt: PromptOpt = 1024, output: OutputOpt = 256, context: ContextOpt = None,
     tp: TpOpt = 1, weights: WeightsOpt = "bf16", activations: ActOpt = "bf16", kv: KvOpt = "bf16",
     memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+    pp: PpOpt = 1, ep: EpOpt = 1, dp_attention: DpAttentionOpt = 1, ep_imbalance: EpImbalanceOpt = 1.0,
 ) -> None:
     """Per-operator FLOPs, bytes, intensity, bound and time for prefill and a decode step; TTFT, TPOT,
-    end-to-end latency, throughput, memory and KV-cache capacity."""
+    end-to-end latency, throughput, memory and KV-cache capacity; collectives (message, group, link,
+    algorithm, time) for a multi-GPU layout (--tp, --pp, --ep, --dp-attention)."""
     g, eff = load_device(gpu, profile, activations.strip().lower())
     m = load_model(model)
-    sc = Scenario(batch, prompt, output, context, tp, weights, activations, kv, memory_settings(memory_utilization))
+    sc = Scenario(batch, prompt, output, context, tp, weights, activations, kv, memory_settings(memory_utilization),
+                  pp=pp, ep=ep, dp_attention=dp_attention, ep_imbalance=ep_imbalance)
     r = run_analysis(g, m, sc, eff)
     warn(r["warnings"])
     emit(r, fmt, out, lambda: views.analyze_tables(r), lambda: views.analyze_csv_rows(r))
@@ -100,14 +104,35 @@ def sweep(
     tp: Annotated[str, typer.Option(help="Tensor-parallel degrees, comma-separated.")] = "1",
     precision: PrecisionsOpt = "bf16",
     memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+    pp: Annotated[str, typer.Option(help="Pipeline-parallel stages, comma-separated.")] = "1",
+    expert_parallel: Annotated[str, typer.Option(help="Expert parallelism for MoE models, comma-separated: off "
+                                                 "(experts TP-sharded) and/or on (ep = tp x dp-attention).")] = "off",
+    dp_attention: Annotated[str, typer.Option(help="Attention data-parallel ranks, comma-separated (> 1 needs "
+                                              "expert parallelism on).")] = "1",
 ) -> None:
-    """Evaluate a grid batch x context x TP x precision in one vectorized pass."""
+    """Evaluate a grid batch x context x layout (TP x PP x expert parallelism x attention-DP) x precision in
+    one vectorized pass. Layouts the model cannot take are left out with a warning."""
     g, eff = load_device(gpu, profile)
     m = load_model(model)
-    cols = run_sweep(g, m, ints(batch, "--batch"), ints(context, "--context"), ints(tp, "--tp"),
-                     precision_list(precision), eff, memory_settings(memory_utilization))
+    tps, pps, dps = ints(tp, "--tp"), ints(pp, "--pp"), ints(dp_attention, "--dp-attention")
+    eps = _on_off(expert_parallel)
+    _, skipped = valid_layouts(m, tps, pps, eps, dps)
+    cols = run_sweep(g, m, ints(batch, "--batch"), ints(context, "--context"), tps,
+                     precision_list(precision), eff, memory_settings(memory_utilization), pps, eps, dps)
+    if skipped:
+        warn([f"{len(skipped)} layout(s) left out, e.g. " + flag_text(skipped[0].message, skipped[0].param)])
     rows = columns_to_rows(cols)
     emit([nest_row(r) for r in rows], fmt, out, lambda: views.sweep_table(rows), lambda: rows)
+
+
+def _on_off(text: str) -> list[bool]:
+    """'off,on' -> [False, True] (RooflineError, exit 2, for anything else)."""
+    values = {"off": False, "on": True}
+    items = comma_list(text)
+    if not items or any(x.lower() not in values for x in items):
+        raise RooflineError(f"--expert-parallel takes off and/or on, got {text!r}", hint="e.g. --expert-parallel "
+                            "off,on", exit_code=2)
+    return list(dict.fromkeys(values[x.lower()] for x in items))
 
 
 def _register_commands() -> None:

@@ -60,16 +60,22 @@ def _fmt(x, spec=".3g", scale=1.0, unit=""):
     return "-" if x is None else f"{x * scale:{spec}}{unit}"
 
 
+def _layout(r: dict) -> str:
+    """'tp4', 'tp4 ep4', 'tp1 dp8 ep8'."""
+    return f"tp{r['tp']}" + (f" dp{r['dp_attention']}" if r.get("dp_attention", 1) > 1 else "") + \
+        (f" ep{r['ep']}" if r.get("ep", 1) > 1 else "")
+
+
 def _capacity_tables(res: dict) -> list:
     w = res["workload"]
     head = (f"{res['model']}: {w['name']} peak {w['peak_rate_per_s']:.3g} req/s (mean {w['mean_rate_per_s']:.3g}), "
             f"SLO TTFT p99 {_fmt(w['slo']['ttft_p99_s'], unit=' s')}, TPOT p99 {_fmt(w['slo']['tpot_p99_s'], unit=' s')}")
-    rows = [[r["gpu"], r["tp"], r["precision"], _fmt(r["max_request_rate_per_replica"]), r.get("replicas", "-"),
+    rows = [[r["gpu"], _layout(r), r["precision"], _fmt(r["max_request_rate_per_replica"]), r.get("replicas", "-"),
              r.get("gpus", "-"), _fmt(r.get("cost_per_hour"), ".2f"), _fmt(r.get("cost_per_million_output_tokens"), ".3f"),
              _fmt(r.get("headroom"), ".0%"), r.get("limited_by") or "-", r.get("bottleneck") or "-",
              _fmt(r.get("batch"), ".0f"), _fmt(r.get("tpot_p99_s"), ".1f", 1e3), _fmt(r.get("ttft_p99_s"), ".0f", 1e3),
              r.get("reason", "")] for r in res["candidates"]]
-    out_tables = [table(head, ["GPU", "TP", "precision", "req/s/replica", "replicas", "GPUs", "$/h", "$/1M out",
+    out_tables = [table(head, ["GPU", "layout", "precision", "req/s/replica", "replicas", "GPUs", "$/h", "$/1M out",
                                "headroom", "limited by", "bottleneck", "batch", "TPOT p99 ms", "TTFT p99 ms",
                                "note"], rows)]
     plan = res.get("fleet_plan")

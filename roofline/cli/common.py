@@ -35,6 +35,15 @@ WeightsOpt = Annotated[str, typer.Option("--weights", help="Weights precision (f
 ActOpt = Annotated[str, typer.Option("--activations", help="Activations = compute precision (fp32 tf32 bf16 fp16 "
                                      "fp8 int8 fp4).")]
 KvOpt = Annotated[str, typer.Option("--kv", help="KV-cache precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")]
+PpOpt = Annotated[int, typer.Option("--pp", help="Pipeline-parallel stages (the layers split over pp groups of "
+                                   "tp GPUs; pp micro-batches in flight).")]
+EpOpt = Annotated[int, typer.Option("--ep", help="Expert-parallel degree for MoE models: 1 (experts TP-sharded) "
+                                   "or tp x dp-attention (whole experts spread over every GPU of a stage; "
+                                   "tokens dispatched and combined by all-to-all).")]
+DpAttentionOpt = Annotated[int, typer.Option("--dp-attention", help="Attention data-parallel ranks (each runs "
+                                             "its own sequences' attention; with --ep = tp x dp-attention).")]
+EpImbalanceOpt = Annotated[float, typer.Option("--ep-imbalance", help="Expert parallelism: the busiest GPU's "
+                                               "routed tokens over the mean (>= 1; 1 = uniform routing).")]
 MemOpt = Annotated[float, typer.Option("--memory-utilization", help="Fraction of GPU memory the engine may use "
                                        "(vLLM's gpu_memory_utilization).")]
 # Precision sets (sweep, capacity, simulate; plot --precisions): one meaning, PrecisionSet's.
@@ -50,7 +59,8 @@ FLAGS: dict[str, str] = {
     "gpu_spec": "--gpu", "device": "--device", "quick": "--quick", "profile": "--profile",
     "memory_utilization": "--memory-utilization",
     "rate_per_s": "--rate", "turns": "--turns", "think_time_s": "--think-time-s", "ttft_p99_s": "--ttft-p99-s",
-    "tpot_p99_s": "--tpot-p99-s", "price": "--price",
+    "tpot_p99_s": "--tpot-p99-s", "price": "--price", "pp": "--pp", "ep": "--ep", "dp_attention": "--dp-attention",
+    "ep_imbalance": "--ep-imbalance",
 }
 _ARGUMENT = re.compile(r"`(\w+)(?:=([^`]*))?`")
 

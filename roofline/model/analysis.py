@@ -13,11 +13,12 @@ import numpy as np
 
 from roofline.model import memory as mem
 from roofline.model.efficiency import Efficiency
-from roofline.model.engine import TP_DEGREES, OpTime, Setup, check_tp, make_setup, total_time_s, tp_degrees
+from roofline.model.engine import TP_DEGREES, OpTime, Setup, check_layout, make_setup, tp_degrees
 from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
-from roofline.model.phases import critical_batch, decode_step, decode_time_sum, prefill
+from roofline.model.phases import (critical_batch, decode_step, decode_time_sum, phase_time_s,
+                                   pipeline_bubble_fraction, prefill)
 from roofline.specs.precision import COMPUTE_PRECISIONS, check_precision
 
 
@@ -34,6 +35,15 @@ class Scenario:
     activations: str = "bf16"
     kv: str = "bf16"
     memory: mem.MemorySettings = field(default_factory=mem.MemorySettings)
+    pp: int = 1                 # pipeline stages
+    ep: int = 1                 # expert-parallel degree: 1 or tp x dp_attention
+    dp_attention: int = 1       # attention data-parallel ranks (with expert parallelism)
+    ep_imbalance: float = 1.0   # busiest expert GPU's load over the mean (1 = uniform routing)
+
+    @property
+    def gpus(self) -> int:
+        """GPUs of one replica: tp x pp x dp_attention."""
+        return self.tp * self.pp * self.dp_attention
 
     @property
     def decode_context(self) -> int:
@@ -48,7 +58,7 @@ class Scenario:
             raise RooflineError(f"context must be >= 0, got {self.context}", hint="the decode position in tokens",
                                 exit_code=2, param="context")
         mem.check_memory_utilization(self.memory.memory_utilization)
-        check_tp(model, self.tp)
+        check_layout(model, self.tp, self.pp, self.ep, self.dp_attention, self.ep_imbalance)
         return replace(self, weights=check_precision(self.weights, "weights"),
                        activations=check_precision(self.activations, "activations"),
                        kv=check_precision(self.kv, "kv"))
@@ -73,25 +83,35 @@ def op_summary(o: OpTime) -> dict:
 
 
 def collective_summary(o: OpTime) -> dict:
-    """A TP all-reduce: bytes each GPU contributes (all repetitions) and its time on the link."""
-    return {"name": o.name, "unit": o.unit, "count": o.count,
-            "bytes": float(o.count * np.asarray(o.cost.comm_bytes)), "time_s": _f(o.time_s),
-            "limiter": "interconnect"}
+    """A collective: the nccl-tests message size S, messages per repetition, bytes over all repetitions,
+    the group, the link it crosses, the algorithm picked for its size, and its time (all repetitions)."""
+    per_rep = float(np.asarray(o.cost.kernels))
+    return {"name": o.name, "unit": o.unit, "collective": _collective(o.name), "count": o.count,
+            "messages": int(round(o.count * per_rep)), "message_bytes": _f(o.cost.comm_bytes),
+            "bytes": float(o.count * per_rep * np.asarray(o.cost.comm_bytes)), "group": int(_f(o.group)),
+            "link": str(np.asarray(o.comm.link)), "algorithm": str(np.asarray(o.comm.algorithm)),
+            "time_s": _f(o.time_s), "limiter": "interconnect"}
 
 
-def phase_summary(ops: list[OpTime]) -> dict:
-    """Totals of a phase. bound: 'compute' when the compute times (efficiency-adjusted) summed over the
-    operators exceed the memory times, else 'memory'. TP all-reduces are listed apart under `collectives`
-    (their time, `communication_s`, is part of `time_s`; their bytes cross the link, not HBM)."""
+def _collective(name: str) -> str:
+    from roofline.model.ops import REGISTRY
+    return REGISTRY[name].collective
+
+
+def phase_summary(ops: list[OpTime], time_s) -> dict:
+    """Totals of a phase taking `time_s` (phases.phase_time_s: with pipeline parallelism more than the
+    summed operators of one micro-batch). bound: 'compute' when the compute times (efficiency-adjusted)
+    summed over the operators exceed the memory times, else 'memory'. Collectives are listed apart under
+    `communication` (their time, `communication_s`, is part of `time_s`; their bytes cross links, not HBM)."""
     rows = [op_summary(o) for o in ops if o.unit != "link"]
-    comms = [collective_summary(o) for o in ops if o.unit == "link" and _f(o.time_s) > 0]  # none at TP 1
+    comms = [collective_summary(o) for o in ops if o.unit == "link" and _f(o.time_s) > 0]  # none on one GPU
     flops, nbytes = sum(r["flops"] for r in rows), sum(r["bytes"] for r in rows)
     compute_s, memory_s = sum(r["compute_s"] for r in rows), sum(r["memory_s"] for r in rows)
     return {"flops": flops, "bytes": nbytes,
             "arithmetic_intensity_flops_per_byte": flops / nbytes if nbytes else None,
-            "bound": "compute" if compute_s >= memory_s else "memory", "time_s": _f(total_time_s(ops)),
+            "bound": "compute" if compute_s >= memory_s else "memory", "time_s": _f(time_s),
             "compute_s": compute_s, "memory_s": memory_s, "overhead_s": sum(r["overhead_s"] for r in rows),
-            "communication_s": sum(c["time_s"] for c in comms), "operators": rows, "collectives": comms}
+            "communication_s": sum(c["time_s"] for c in comms), "operators": rows, "communication": comms}
 
 
 def ridge_points(gpu: GPUSpec) -> dict:
@@ -117,7 +137,8 @@ def memory_summary(s: Setup, sc: Scenario, gpu: GPUSpec, model: ModelConfig) -> 
 def min_tp_that_fits(gpu: GPUSpec, model: ModelConfig, sc: Scenario) -> int | None:
     """Smallest TP degree (dividing the heads) at which one sequence of the decode context fits; None if none."""
     for t in tp_degrees(model):
-        s = make_setup(gpu, model, t, sc.weights, sc.activations, sc.kv)
+        ep = t * sc.dp_attention if sc.ep > 1 else 1
+        s = make_setup(gpu, model, t, sc.weights, sc.activations, sc.kv, pp=sc.pp, ep=ep, dp=sc.dp_attention)
         if int(mem.max_batch(s, sc.memory, sc.decode_context)) >= 1:
             return t
     return None
@@ -127,9 +148,12 @@ def analyze(gpu: GPUSpec, model: ModelConfig, sc: Scenario | None = None,
             efficiency: Efficiency | None = None) -> dict:
     """The full report for one deployment and scenario."""
     sc = (sc or Scenario()).checked(model)
-    s = make_setup(gpu, model, sc.tp, sc.weights, sc.activations, sc.kv, efficiency)
+    s = make_setup(gpu, model, sc.tp, sc.weights, sc.activations, sc.kv, efficiency, pp=sc.pp, ep=sc.ep,
+                   dp=sc.dp_attention, ep_imbalance=sc.ep_imbalance)
     ctx = sc.decode_context
-    pre, dec = phase_summary(prefill(s, sc.batch, sc.prompt)), phase_summary(decode_step(s, sc.batch, ctx))
+    pre_ops, dec_ops = prefill(s, sc.batch, sc.prompt), decode_step(s, sc.batch, ctx)
+    pre = phase_summary(pre_ops, phase_time_s(s, pre_ops, sc.batch, "prefill"))
+    dec = phase_summary(dec_ops, phase_time_s(s, dec_ops, sc.batch, "decode"))
     ttft = pre["time_s"]
     steps = _f(decode_time_sum(s, sc.batch, sc.prompt, sc.output)) if sc.output > 1 else 0.0
     e2e = ttft + steps
@@ -140,7 +164,9 @@ def analyze(gpu: GPUSpec, model: ModelConfig, sc: Scenario | None = None,
         "parameters": model.parameters(),
         "config": {"batch": sc.batch, "prompt": sc.prompt, "output": sc.output, "context": ctx, "tp": sc.tp,
                    "weights": sc.weights, "activations": sc.activations, "kv": sc.kv,
-                   "memory_utilization": sc.memory.memory_utilization},
+                   "memory_utilization": sc.memory.memory_utilization, "pp": sc.pp, "ep": sc.ep,
+                   "dp_attention": sc.dp_attention, "ep_imbalance": sc.ep_imbalance, "gpus": sc.gpus},
+        "pipeline_bubble_fraction": _f(pipeline_bubble_fraction(s, sc.batch)),
         "ridge_point_flops_per_byte": gpu.ridge_point_flops_per_byte(sc.activations),
         "ridge_points": ridge_points(gpu), "memory": memory,
         "prefill": pre, "decode": dec, "ttft_s": ttft, "tpot_s": dec["time_s"],
@@ -151,6 +177,13 @@ def analyze(gpu: GPUSpec, model: ModelConfig, sc: Scenario | None = None,
     }
 
 
+def _layout_text(sc: Scenario) -> str:
+    """The non-TP parts of the layout, as flags (empty for plain TP)."""
+    parts = [f"--pp {sc.pp}"] * (sc.pp > 1) + [f"--ep {sc.ep}"] * (sc.ep > 1) + \
+        [f"--dp-attention {sc.dp_attention}"] * (sc.dp_attention > 1)
+    return (" " + " ".join(parts)) if parts else ""
+
+
 def warnings_for(model: ModelConfig, sc: Scenario, memory: dict) -> list[str]:
     """What the user should know before trusting the numbers: context beyond the model, batch that does not fit."""
     out = []
@@ -159,7 +192,7 @@ def warnings_for(model: ModelConfig, sc: Scenario, memory: dict) -> list[str]:
         out.append(f"context {longest} exceeds {model.name}'s maximum of {model.max_position_embeddings} positions")
     if not memory["fits"]:
         tp = memory["min_tp_that_fits"]
-        out.append(f"{model.name} does not fit at --tp {sc.tp}: not even one sequence of {sc.decode_context} tokens "
+        out.append(f"{model.name} does not fit at --tp {sc.tp}{_layout_text(sc)}: not even one sequence of {sc.decode_context} tokens "
                    "(times are for a GPU with enough memory); " + (f"the smallest TP that fits is {tp}" if tp else
                                                                   f"no TP degree up to {TP_DEGREES[-1]} fits"))
     elif not memory["batch_fits"]:

@@ -15,11 +15,11 @@ them with fitted curves.
 |                           |        | (TensorRT-LLM, NIM) implies ~0.5 of the dense FP8 peak                      |
 | vector (fp32 cores)       | 0.50   | elementwise kernels are bandwidth-bound; their FLOP ceiling rarely binds    |
 | memory (HBM streaming)    | 0.80   | streaming kernels 87-96% of datasheet; GEMV/attention decode kernels less   |
-| link (all-reduce busbw)   | 0.80   | nccl-tests ring all-reduce busbw ~80% of one-way NVLink                      |
 | kernel_overhead_s         | 4 us   | per-kernel launch gap + prologue/epilogue under CUDA graphs; published      |
 |                           |        | small-batch decode steps (vLLM, gpt-fast) need 4-5 us per kernel           |
-| allreduce_latency_s       | 15 us  | small-message all-reduce on NVLink; gpt-fast TP8 batch-1 decode implies    |
-|                           |        | 16-20 us per all-reduce                                                     |
+
+Collectives are timed by the communication model (roofline.model.comm) from the sourced facts in
+roofline/specs/data/collectives.json, not by a fraction here.
 
 Attention (scores, context) runs at the 16-bit tensor peak even when the linear layers compute in 8 bits:
 serving engines' FlashAttention kernels compute in bf16/fp16 and dequantise an FP8 KV cache.
@@ -46,19 +46,17 @@ class Efficiency:
     compute_8bit: float = 0.55
     vector: float = 0.50
     memory: float = 0.80
-    link: float = 0.80
     kernel_overhead_s: float = 4e-6
-    allreduce_latency_s: float = 15e-6
     source: str = "datasheet defaults (roofline.efficiency)"
 
     def __post_init__(self) -> None:
         """Fractions must lie in (0, 1] and fixed costs be finite and >= 0 (a profile's fit included)."""
-        for name in ("compute", "compute_8bit", "vector", "memory", "link"):
+        for name in ("compute", "compute_8bit", "vector", "memory"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and 0.0 < v <= 1.0):
                 raise RooflineError(f"efficiency {name} must be a fraction in (0, 1], got {v!r}",
                                     hint=f"{self.source}: a fraction of the ceiling the operators reach")
-        for name in ("kernel_overhead_s", "allreduce_latency_s"):
+        for name in ("kernel_overhead_s",):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0.0):
                 raise RooflineError(f"efficiency {name} must be a finite number of seconds >= 0, got {v!r}",
@@ -92,6 +90,6 @@ class Efficiency:
         return replace(self, **kw)
 
     def to_dict(self) -> dict:
-        return {"compute": self.compute, "compute_8bit": self.compute_8bit, "vector": self.vector, "memory": self.memory, "link": self.link,
-                "kernel_overhead_s": self.kernel_overhead_s, "allreduce_latency_s": self.allreduce_latency_s,
+        return {"compute": self.compute, "compute_8bit": self.compute_8bit, "vector": self.vector, "memory": self.memory,
+                "kernel_overhead_s": self.kernel_overhead_s,
                 "source": self.source}

@@ -2,12 +2,14 @@
 
 time_op = count * (max(flops / (peak * compute_fraction), bytes / (bandwidth * memory_fraction))
                    + kernels * kernel_overhead_s)
-A TP all-reduce of B bytes per GPU: count * (allreduce_latency_s + 2 (t-1)/t * B / (link * link_fraction)),
-zero when t = 1. `tensor` operators run at the activations (compute) precision's dense peak, `attention` ones at
+Collectives (TP all-reduces, expert-parallel all-to-alls, pipeline send/recv) are timed by the communication
+model (roofline.model.comm: latency + size / achieved link bandwidth, the algorithm the library or the
+serving engine picks by size, the link the group crosses); no overlap with compute is assumed. `tensor` operators run at the activations (compute) precision's dense peak, `attention` ones at
 the 16-bit peak when the activations are 8-bit (see attention_peak), `vector` ones at the fp32 peak.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -17,6 +19,7 @@ from roofline.model.efficiency import Efficiency
 from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
+from roofline.model.comm import CommTime, collective_time
 from roofline.model.ops import OpCost, Pass, operators_for
 from roofline.specs.precision import bytes_per_element
 
@@ -34,6 +37,16 @@ class Setup:
     tensor_flops_per_s: np.ndarray
     efficiency: Efficiency = field(default_factory=Efficiency)
     attention_flops_per_s: np.ndarray | None = None  # default: the tensor peak
+    pp: np.ndarray | float = 1.0     # pipeline stages
+    ep: np.ndarray | float = 1.0     # expert-parallel degree: 1 (experts TP-sharded) or tp x dp
+    dp: np.ndarray | float = 1.0     # attention data-parallel degree
+    ep_imbalance: np.ndarray | float = 1.0  # busiest expert-parallel GPU's load over the mean
+    custom_allreduce: bool = True    # small all-reduces use the serving engine's one-/two-shot kernels
+
+    @property
+    def gpus(self) -> np.ndarray:
+        """GPUs of one replica: tp x pp x dp."""
+        return np.asarray(self.tp) * np.asarray(self.pp) * np.asarray(self.dp)
 
     @property
     def attention_rate_flops_per_s(self) -> np.ndarray:
@@ -43,21 +56,20 @@ class Setup:
     def vector_flops_per_s(self) -> float:
         return self.gpu.peak_flops("fp32")
 
-    @property
-    def link_bytes_per_s(self) -> np.ndarray:
-        """Per-direction link bandwidth of the TP group (NVLink inside the scale-up domain, else PCIe)."""
-        return self.gpu.interconnect_bandwidth_bytes_per_s(self.tp)
 
 
 def make_setup(gpu: GPUSpec, model: ModelConfig, tp=1, weights="bf16", activations="bf16", kv="bf16",
-               efficiency: Efficiency | None = None) -> Setup:
-    """A Setup for one deployment (scalars). Raises RooflineError for a TP degree that does not divide the
-    attention heads or a compute precision the GPU lacks."""
-    check_tp(model, tp)
+               efficiency: Efficiency | None = None, pp: int = 1, ep: int = 1, dp: int = 1,
+               ep_imbalance: float = 1.0) -> Setup:
+    """A Setup for one deployment (scalars). Raises RooflineError for a layout the model cannot take (see
+    check_layout) or a compute precision the GPU lacks."""
+    check_layout(model, tp, pp, ep, dp, ep_imbalance)
     peak = compute_peak(gpu, activations, weights)
     return Setup(gpu, model, np.asarray(float(tp)), np.asarray(bytes_per_element(weights)),
                  np.asarray(bytes_per_element(activations)), np.asarray(bytes_per_element(kv)),
-                 np.asarray(peak), efficiency or Efficiency(), np.asarray(attention_peak(gpu, activations)))
+                 np.asarray(peak), efficiency or Efficiency(), np.asarray(attention_peak(gpu, activations)),
+                 np.asarray(float(pp)), np.asarray(float(ep)), np.asarray(float(dp)),
+                 np.asarray(float(ep_imbalance)))
 
 
 def attention_peak(gpu: GPUSpec, activations: str) -> float:
@@ -88,6 +100,37 @@ def check_tp(model: ModelConfig, tp: int) -> None:
                             hint=hint, exit_code=2, param="tp")
 
 
+def check_layout(model: ModelConfig, tp: int, pp: int = 1, ep: int = 1, dp: int = 1,
+                 ep_imbalance: float = 1.0) -> None:
+    """RooflineError (exit 2, naming the parameter) unless the layout fits the model: tp divides the attention
+    heads; 1 <= pp <= layers; attention data parallelism (dp > 1) only with expert parallelism on an MoE model
+    (plain data parallelism of a dense model is replicas); ep is 1 (experts TP-sharded) or tp x dp (experts
+    spread whole over every GPU of a stage, as vLLM's --enable-expert-parallel and SGLang's EP do);
+    ep_imbalance >= 1."""
+    check_tp(model, tp)
+    if not 1 <= pp <= model.num_layers:
+        raise RooflineError(f"pp must be between 1 and the {model.num_layers} layers of {model.name}, got {pp}",
+                            hint="pipeline stages split the layers", exit_code=2, param="pp")
+    if dp < 1:
+        raise RooflineError(f"dp_attention must be >= 1, got {dp}", hint="1 = no attention data parallelism",
+                            exit_code=2, param="dp_attention")
+    if ep not in (1, tp * dp):
+        raise RooflineError(f"ep must be 1 or tp x dp_attention = {tp * dp}, got {ep}",
+                            hint="expert parallelism spreads the experts over every GPU of a stage",
+                            exit_code=2, param="ep")
+    if ep > 1 and not model.num_experts:
+        raise RooflineError(f"ep={ep}, but {model.name} has no experts", hint="expert parallelism needs an MoE "
+                            "model", exit_code=2, param="ep")
+    if dp > 1 and ep == 1:
+        raise RooflineError(f"dp_attention={dp} needs expert parallelism (ep = tp x dp_attention = {tp * dp})",
+                            hint="for a dense model, serve more replicas instead", exit_code=2,
+                            param="dp_attention")
+    if not (math.isfinite(ep_imbalance) and ep_imbalance >= 1.0):
+        raise RooflineError(f"ep_imbalance must be a number >= 1, got {ep_imbalance}",
+                            hint="the busiest expert GPU's load over the mean; 1 = uniform routing",
+                            exit_code=2, param="ep_imbalance")
+
+
 def compute_peak(gpu: GPUSpec, activations: str, weights: str) -> float:
     """Dense peak of the compute precision (= activations precision) on this GPU."""
     if activations not in gpu.peak_flops_per_s:
@@ -111,6 +154,8 @@ class OpTime:
     compute_s: np.ndarray
     memory_s: np.ndarray
     overhead_s: np.ndarray
+    comm: CommTime | None = None  # link operators: one message's time, algorithm and link
+    group: np.ndarray | None = None  # link operators: ranks in the collective
 
     @cached_property
     def flops(self) -> np.ndarray:
@@ -139,12 +184,10 @@ class OpTime:
         return np.where(self.compute_s >= self.memory_s, "compute", "memory")
 
 
-def _allreduce_s(s: Setup, comm_bytes) -> np.ndarray:
-    """One all-reduce of `comm_bytes` per GPU over the TP group (ring: 2 (t-1)/t of the data per link)."""
-    eff = s.efficiency
-    t = s.tp
-    return np.where(t > 1, eff.allreduce_latency_s + 2.0 * (t - 1) / t * comm_bytes
-                    / (s.link_bytes_per_s * eff.link), 0.0)
+def collective_s(s: Setup, op, c: OpCost, p: Pass) -> CommTime:
+    """One message of a link operator: its collective over its group, on the link the group's span crosses."""
+    return collective_time(s.gpu, op.collective, c.comm_bytes, op.group(p), op.span(p),
+                           custom_allreduce=s.custom_allreduce)
 
 
 def op_seconds(unit: str, flops, bytes_, kernels, peak_flops_per_s, bandwidth_bytes_per_s, eff: Efficiency,
@@ -165,16 +208,24 @@ def op_seconds(unit: str, flops, bytes_, kernels, peak_flops_per_s, bandwidth_by
 
 
 def time_pass(s: Setup, p: Pass) -> list[OpTime]:
-    """Per-operator times of one forward pass."""
+    """Per-operator times of one forward pass of one micro-batch through the whole model: with pipeline
+    parallelism each GPU runs its stage's layers, and the operator's count is over every stage the
+    micro-batch passes (its latency); `pp_send` carries it between stages."""
     eff, out = s.efficiency, []
     peaks = {"tensor": s.tensor_flops_per_s, "attention": s.attention_rate_flops_per_s,
              "vector": s.vector_flops_per_s}
     bw = s.gpu.memory_bandwidth_bytes_per_s
+    timed: list = []  # (op, message size, CommTime): a collective repeated with the same message is timed once
     for op, n in operators_for(s.model):
         c = op.formula(p)
         if op.unit == "link":
-            comm = n * _allreduce_s(s, c.comm_bytes)
-            out.append(OpTime(op.name, op.unit, n, c, 0.0 * comm, 0.0 * comm, comm))
+            ct = next((t for o, size, t in timed if o.collective == op.collective and o.group is op.group
+                       and o.span is op.span and np.array_equal(size, c.comm_bytes)), None)
+            if ct is None:
+                ct = collective_s(s, op, c, p)
+                timed.append((op, c.comm_bytes, ct))
+            comm = n * c.kernels * ct.time_s
+            out.append(OpTime(op.name, op.unit, n, c, 0.0 * comm, 0.0 * comm, comm, ct, op.group(p)))
             continue
         comp, mem, over = op_seconds(op.unit, c.flops, c.bytes_read + c.bytes_written, c.kernels, peaks[op.unit],
                                      bw, eff, s.a_bytes)

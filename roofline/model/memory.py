@@ -4,6 +4,11 @@ cache, in bytes, per GPU.
 Budget semantics follow vLLM's `gpu_memory_utilization`: the engine may use `memory_utilization x total`;
 out of that come the weights, the peak activation workspace of the largest pass and the runtime's own
 memory (CUDA context, cuBLAS workspace, NCCL buffers); the rest is KV cache.
+
+Everything is per GPU, for the GPU that holds the most: with pipeline parallelism the stage with ceil(L/pp)
+layers (and the embedding or the LM head); with expert parallelism each GPU holds routed experts / ep whole
+experts, the rest TP-sharded; with attention data parallelism every DP rank keeps its own sequences' KV
+cache, so a replica's KV capacity and max batch are dp times one rank's.
 """
 from __future__ import annotations
 
@@ -44,12 +49,23 @@ def check_memory_utilization(util: float) -> float:
     return util
 
 
+def stage_layer_share(s: Setup) -> np.ndarray:
+    """Share of the layers on the fullest pipeline stage: ceil(L / pp) / L (1 without pipelining)."""
+    return np.ceil(s.model.num_layers / np.asarray(s.pp, dtype=float)) / s.model.num_layers
+
+
 def weights_bytes(s: Setup) -> np.ndarray:
-    """Weights per GPU: linear layers at the weights precision, embeddings/LM head at >= 16 bit, all / tp."""
+    """Weights per GPU: linear layers at the weights precision, embeddings/LM head at >= 16 bit. Layers: the
+    fullest stage's share; routed experts / ep with expert parallelism, else / tp; the rest / tp. Embedding
+    and LM head / tp, both on one GPU without pipelining, else the larger one (first or last stage)."""
     br = s.model.parameter_breakdown()
-    emb = br.get("embedding", 0) + br.get("lm_head", 0)
-    rest = s.model.parameters() - emb
-    return (rest * s.w_bytes + emb * embedding_bytes_per_element(s.w_bytes)) / s.tp
+    emb, head = br.get("embedding", 0), br.get("lm_head", 0)
+    experts = br.get("routed_experts", 0)
+    rest = s.model.parameters() - emb - head - experts
+    tp, ep = np.asarray(s.tp, dtype=float), np.asarray(s.ep, dtype=float)
+    layers = (rest / tp + experts / np.where(ep > 1, ep, tp)) * s.w_bytes * stage_layer_share(s)
+    ends = np.where(np.asarray(s.pp) > 1, max(emb, head), emb + head) / tp
+    return layers + ends * embedding_bytes_per_element(s.w_bytes)
 
 
 def kv_bytes_per_token_layer(s: Setup) -> np.ndarray:
@@ -58,13 +74,16 @@ def kv_bytes_per_token_layer(s: Setup) -> np.ndarray:
 
 
 def kv_cache_bytes_per_token(s: Setup) -> np.ndarray:
-    """KV bytes one token adds on one GPU over all layers (Llama-2-7B fp16: 2*32*4096*2 = 524,288)."""
-    return s.model.num_layers * kv_bytes_per_token_layer(s)
+    """KV bytes one token adds on one GPU over its stage's layers (Llama-2-7B fp16, one stage:
+    2*32*4096*2 = 524,288)."""
+    return s.model.num_layers * stage_layer_share(s) * kv_bytes_per_token_layer(s)
 
 
 def kv_cache_bytes_per_sequence(s: Setup, context) -> np.ndarray:
-    """KV bytes of one sequence of `context` tokens on one GPU; windowed layers keep at most the window."""
-    return s.model.kv_cache_token_layers(np.asarray(context, dtype=float)) * kv_bytes_per_token_layer(s)
+    """KV bytes of one sequence of `context` tokens on one GPU (its stage's layers); windowed layers keep at
+    most the window."""
+    return (s.model.kv_cache_token_layers(np.asarray(context, dtype=float)) * stage_layer_share(s)
+            * kv_bytes_per_token_layer(s))
 
 
 def activation_bytes(s: Setup, ms: MemorySettings) -> np.ndarray:
@@ -94,18 +113,19 @@ def _capacity(s: Setup, ms: MemorySettings, cap) -> np.ndarray:
 
 
 def kv_cache_capacity_tokens(s: Setup, ms: MemorySettings, cap=None) -> np.ndarray:
-    return np.floor(_capacity(s, ms, cap) / kv_cache_bytes_per_token(s))
+    """Tokens the replica's KV cache holds: one GPU's capacity over a token's bytes there, times dp."""
+    return np.floor(_capacity(s, ms, cap) / kv_cache_bytes_per_token(s)) * np.asarray(s.dp)
 
 
 def max_batch(s: Setup, ms: MemorySettings, context, cap=None) -> np.ndarray:
-    """Most sequences of `context` tokens whose KV cache fits at once."""
+    """Most sequences of `context` tokens whose KV cache fits at once in the replica (dp ranks, each its own)."""
     per_seq = kv_cache_bytes_per_sequence(s, np.maximum(context, 1))
-    return np.floor(_capacity(s, ms, cap) / per_seq).astype(np.int64)
+    return (np.floor(_capacity(s, ms, cap) / per_seq) * np.asarray(s.dp)).astype(np.int64)
 
 
 def kv_cache_utilization(s: Setup, ms: MemorySettings, batch, context, cap=None) -> np.ndarray:
     """Fraction of the KV cache that `batch` sequences of `context` tokens occupy (> 1: does not fit)."""
     cap = _capacity(s, ms, cap)
-    used = batch * kv_cache_bytes_per_sequence(s, context)
+    used = np.asarray(batch, dtype=float) / np.asarray(s.dp) * kv_cache_bytes_per_sequence(s, context)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(cap > 0, used / np.where(cap > 0, cap, 1.0), np.inf)

@@ -38,6 +38,10 @@ class Pass:
     kv_read_tokens:  tokens whose K/V are read from the cache, summed over sequences, averaged over layers
     tp:              tensor-parallel degree
     w_bytes, a_bytes, kv_bytes: bytes per element of weights, activations, KV cache
+    pp, ep, dp:      pipeline stages, expert-parallel degree (1: experts TP-sharded; > 1: = tp x dp, whole
+                     experts spread over the GPUs) and attention data-parallel degree. tokens, seqs,
+                     attn_pairs and kv_read_tokens are those of ONE attention-DP rank (the replica's / dp)
+    ep_imbalance:    load of the busiest expert-parallel GPU over the mean (>= 1; 1 = uniform routing)
     """
 
     model: ModelConfig
@@ -49,6 +53,15 @@ class Pass:
     w_bytes: np.ndarray
     a_bytes: np.ndarray
     kv_bytes: np.ndarray
+    pp: np.ndarray | float = 1.0
+    ep: np.ndarray | float = 1.0
+    dp: np.ndarray | float = 1.0
+    ep_imbalance: np.ndarray | float = 1.0
+
+    @cached_property
+    def expert_parallel(self) -> np.ndarray:
+        """True where MoE experts are spread whole over the EP group (not TP-sharded)."""
+        return np.asarray(self.ep) > 1
 
     @cached_property
     def decode(self) -> np.ndarray:
@@ -90,6 +103,9 @@ class Operator:
     #            "vector" (fp32 cores), "link" (collective)
     scope: str  # "layer", "dense_mlp", "moe_mlp", "model"
     applies: Callable[[ModelConfig], bool]
+    collective: str | None = None  # link operators: the collective (roofline.model.comm.COLLECTIVES)
+    group: Callable[[Pass], np.ndarray] | None = None  # link operators: ranks in the collective
+    span: Callable[[Pass], np.ndarray] | None = None   # link operators: consecutive GPUs the group covers
 
     def count(self, m: ModelConfig) -> int:
         """How many times the operator runs in one forward pass."""
@@ -104,15 +120,21 @@ _UNITS = ("tensor", "attention", "vector", "link")
 _SCOPES = ("layer", "dense_mlp", "moe_mlp", "model")
 
 
-def register(name: str, unit: str, scope: str, applies: Callable[[ModelConfig], bool] = lambda m: True):
-    """Decorator adding a formula to REGISTRY; registering a name twice is an error."""
+def register(name: str, unit: str, scope: str, applies: Callable[[ModelConfig], bool] = lambda m: True,
+             collective: str | None = None, group: Callable[[Pass], np.ndarray] | None = None,
+             span: Callable[[Pass], np.ndarray] | None = None):
+    """Decorator adding a formula to REGISTRY; registering a name twice is an error. A `link` operator names
+    its collective and its group (and the GPUs the group spans, default the group); its formula gives the
+    nccl-tests message size S in `comm_bytes` and the number of messages in `kernels`."""
     if unit not in _UNITS or scope not in _SCOPES:
         raise ValueError(f"operator {name}: bad unit {unit!r} or scope {scope!r}")
+    if (unit == "link") != (collective is not None and group is not None):
+        raise ValueError(f"operator {name}: a link operator, and only one, names its collective and group")
 
     def deco(fn: Callable[[Pass], OpCost]) -> Callable[[Pass], OpCost]:
         if name in REGISTRY:
             raise ValueError(f"operator {name!r} is already registered")
-        REGISTRY[name] = Operator(name, fn, unit, scope, applies)
+        REGISTRY[name] = Operator(name, fn, unit, scope, applies, collective, group, span or group)
         return fn
 
     return deco
@@ -293,12 +315,30 @@ def o_proj(p: Pass) -> OpCost:
     return matmul(p.tokens, m.hidden_size, p.heads * m.v_head_dim, p.w_bytes, p.a_bytes, p.a_bytes, m.o_bias)
 
 
-@register("allreduce_attn", "link", "layer")
-def allreduce_attn(p: Pass) -> OpCost:
-    """TP all-reduce of the attention output (T*h activations); with parallel attention+MLP (GPT-J) the one
-    all-reduce of the layer carries both branches."""
+#: bytes per element of the hidden states that cross links: serving engines keep the residual stream in 16
+#: bits (FP8 GEMMs write bf16), so all-reduces, combines and pipeline sends move >= 2 bytes per element
+RESIDUAL_MIN_BYTES = 2.0
+
+
+def _residual_bytes(p: Pass) -> np.ndarray:
+    return np.maximum(p.a_bytes, RESIDUAL_MIN_BYTES)
+
+
+def _tp_group(p: Pass) -> np.ndarray:
+    return np.asarray(p.tp, dtype=float)
+
+
+def _message(p: Pass, size_bytes, messages=1.0) -> OpCost:
+    """A link operator's cost: no FLOPs, no HBM bytes; `messages` collectives of `size_bytes` each."""
     z = 0.0 * p.tokens
-    return OpCost(z, z, z, kernels=0.0, comm_bytes=p.tokens * p.model.hidden_size * p.a_bytes)
+    return OpCost(z, z, z, kernels=messages, comm_bytes=size_bytes)
+
+
+@register("allreduce_attn", "link", "layer", collective="all_reduce", group=_tp_group)
+def allreduce_attn(p: Pass) -> OpCost:
+    """TP all-reduce of the attention output (T*h activations per rank); with parallel attention+MLP (GPT-J)
+    the one all-reduce of the layer carries both branches."""
+    return _message(p, p.tokens * p.model.hidden_size * _residual_bytes(p))
 
 
 @register("residual_add", "vector", "layer")
@@ -362,14 +402,24 @@ def experts_touched(tokens, experts: int, top_k: int) -> np.ndarray:
 
 @register("moe_experts", "tensor", "moe_mlp")
 def moe_experts(p: Pass) -> OpCost:
-    """Routed experts (fused-MoE, TP-sharded by intermediate): T*k token-expert rows through a gated MLP.
-    Reads the weights of every expert touched (see experts_touched) once, plus the gathered activations
-    and the intermediate (written and read back between the two grouped GEMMs)."""
+    """Routed experts (fused-MoE): T*k token-expert rows through a gated MLP. Reads the weights of every
+    expert touched (see experts_touched) once, plus the gathered activations and the intermediate (written
+    and read back between the two grouped GEMMs).
+
+    Experts TP-sharded (ep = 1): every GPU runs all T*k rows on intermediate / tp. Expert parallelism
+    (ep > 1): each GPU holds E / ep whole experts and runs the rows routed to them: of the replica's
+    T*dp tokens, T*dp*k / ep rows on average, times `ep_imbalance` on the busiest GPU (which sets the pace);
+    it reads the weights of its touched experts (touched over the replica's tokens / ep)."""
     m, g = p.model, _gated(p.model)
-    i = m.moe_intermediate_size / p.tp
-    rows = p.tokens * m.num_experts_per_tok
+    ep = p.expert_parallel
+    i = np.where(ep, float(m.moe_intermediate_size), m.moe_intermediate_size / p.tp)
+    tokens_all = p.tokens * np.asarray(p.dp, dtype=float)
+    rows = np.where(ep, tokens_all * m.num_experts_per_tok / np.asarray(p.ep, dtype=float) * p.ep_imbalance,
+                    p.tokens * m.num_experts_per_tok)
+    touched = np.where(ep, experts_touched(tokens_all, m.num_experts, m.num_experts_per_tok)
+                       / np.asarray(p.ep, dtype=float),
+                       experts_touched(p.tokens, m.num_experts, m.num_experts_per_tok))
     per_expert_w = (g + 1.0) * m.hidden_size * i * p.w_bytes
-    touched = experts_touched(p.tokens, m.num_experts, m.num_experts_per_tok)
     flops = 2.0 * rows * (g + 1.0) * m.hidden_size * i + 4.0 * rows * i
     inter = rows * i * p.a_bytes
     read = touched * per_expert_w + rows * m.hidden_size * p.a_bytes + (g + 1.0) * inter
@@ -386,16 +436,67 @@ def moe_shared_experts(p: Pass) -> OpCost:
                   up.bytes_written + act.bytes_written + down.bytes_written, kernels=3.0)
 
 
-@register("allreduce_mlp", "link", "layer", lambda m: not m.parallel_attn_mlp)
+@register("allreduce_mlp", "link", "dense_mlp", lambda m: not m.parallel_attn_mlp, collective="all_reduce",
+          group=_tp_group)
 def allreduce_mlp(p: Pass) -> OpCost:
-    """TP all-reduce of the MLP / MoE output (T*h activations)."""
+    """TP all-reduce of a dense MLP's output (T*h activations per rank)."""
     return allreduce_attn(p)
+
+
+@register("allreduce_moe", "link", "moe_mlp", lambda m: not m.parallel_attn_mlp, collective="all_reduce",
+          group=_tp_group)
+def allreduce_moe(p: Pass) -> OpCost:
+    """TP all-reduce of an MoE layer's output when the experts are TP-sharded; none with expert parallelism
+    (the combine all-to-all returns each token's expert outputs to its rank)."""
+    return _message(p, np.where(p.expert_parallel, 0.0, p.tokens * p.model.hidden_size * _residual_bytes(p)))
+
+
+def _ep_group(p: Pass) -> np.ndarray:
+    return np.asarray(p.ep, dtype=float)
+
+
+def _dispatch_bytes(p: Pass, elem_bytes) -> np.ndarray:
+    """All-to-all send buffer per GPU: its share of the rank's tokens (the TP ranks of an attention-DP rank
+    split its T tokens), k expert copies each of h elements. 0 without expert parallelism."""
+    m = p.model
+    return np.where(p.expert_parallel, p.tokens / p.tp * m.num_experts_per_tok * m.hidden_size * elem_bytes, 0.0)
+
+
+@register("moe_dispatch", "link", "moe_mlp", collective="all_to_all", group=_ep_group)
+def moe_dispatch(p: Pass) -> OpCost:
+    """Expert parallelism: send every token to the GPUs holding its top-k experts (all-to-all over EP), at the
+    activations precision (DeepEP dispatches FP8 under FP8 compute)."""
+    return _message(p, _dispatch_bytes(p, p.a_bytes))
+
+
+@register("moe_combine", "link", "moe_mlp", collective="all_to_all", group=_ep_group)
+def moe_combine(p: Pass) -> OpCost:
+    """Expert parallelism: return the k expert outputs of every token to its rank (all-to-all over EP), in
+    16 bits (the residual stream's precision)."""
+    return _message(p, _dispatch_bytes(p, _residual_bytes(p)))
 
 
 @register("final_norm", "vector", "model")
 def final_norm(p: Pass) -> OpCost:
     """Final norm over all T tokens."""
     return elementwise(p.tokens * p.model.hidden_size, 4.0, 1.0, 1.0, p.a_bytes)
+
+
+def _stage_pair(p: Pass) -> np.ndarray:
+    return np.where(np.asarray(p.pp) > 1, 2.0, 1.0)
+
+
+def _stage_pair_span(p: Pass) -> np.ndarray:
+    """Two adjacent pipeline stages, each tp x dp consecutive GPUs."""
+    return 2.0 * np.asarray(p.tp) * np.asarray(p.dp)
+
+
+@register("pp_send", "link", "model", collective="send_recv", group=_stage_pair, span=_stage_pair_span)
+def pp_send(p: Pass) -> OpCost:
+    """Pipeline parallelism: each of the pp - 1 stage boundaries sends the rank's T*h activations to the next
+    stage (send/recv; over the network when the two stages sit on different nodes)."""
+    return _message(p, np.where(np.asarray(p.pp) > 1, p.tokens * p.model.hidden_size * _residual_bytes(p), 0.0),
+                    messages=np.maximum(np.asarray(p.pp, dtype=float) - 1.0, 0.0))
 
 
 @register("lm_head", "tensor", "model")

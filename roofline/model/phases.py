@@ -3,13 +3,22 @@
 A uniform batch: `batch` sequences, each adding `new` tokens on top of `cached` tokens already in the KV
 cache. Prefill of a prompt P is (new=P, cached=0); the decode step at context c is (new=1, cached=c): the
 new token attends to c + 1 keys, itself included.
+
+Parallel layouts: with attention data parallelism each of the dp ranks runs batch / dp of the sequences.
+With pipeline parallelism (pp stages) the batch runs as m = min(pp, batch) micro-batches of batch / m
+sequences (serving engines keep pp micro-batches in flight); `prefill` and `decode_step` give the operators
+of ONE micro-batch through every stage (its latency), and `phase_time_s` the phase's time:
+  prefill (all prompts done) = latency + (m - 1) x stage      (GPipe: bubble (pp - 1) / (m + pp - 1))
+  decode step (TPOT)         = max(latency, m x stage)        (a token passes every stage once per step)
+where stage = the slowest stage: its ceil(L / pp) layers, the once-per-model operators (embedding, final
+norm, LM head: put on one stage, conservatively) and one stage-to-stage send.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from roofline.model.engine import OpTime, Setup, time_pass
-from roofline.model.ops import Pass
+from roofline.model.engine import OpTime, Setup, time_pass, total_time_s
+from roofline.model.ops import REGISTRY, Pass
 
 #: bisection upper bound for the critical batch search (2**24 sequences)
 _MAX_BATCH_LOG2 = 24
@@ -43,21 +52,68 @@ def attention_terms(model, new, cached):
 
 
 def make_pass(s: Setup, batch, new, cached) -> Pass:
-    """The Pass of a uniform batch."""
-    batch = np.asarray(batch, dtype=float)
+    """The Pass of one attention-DP rank when the replica runs `batch` sequences (each rank: batch / dp)."""
+    per_rank = np.asarray(batch, dtype=float) / np.asarray(s.dp, dtype=float)
     pairs, reads = attention_terms(s.model, new, cached)
-    return Pass(s.model, batch * new, batch, batch * pairs, batch * reads, s.tp, s.w_bytes, s.a_bytes,
-                s.kv_bytes)
+    return Pass(s.model, per_rank * new, per_rank, per_rank * pairs, per_rank * reads, s.tp, s.w_bytes,
+                s.a_bytes, s.kv_bytes, s.pp, s.ep, s.dp, s.ep_imbalance)
+
+
+def micro_batches(s: Setup, batch) -> np.ndarray:
+    """m = min(pp, batch): the micro-batches a pipeline keeps in flight (1 without pipeline parallelism)."""
+    return np.minimum(np.asarray(s.pp, dtype=float), np.maximum(np.asarray(batch, dtype=float), 1.0))
 
 
 def prefill(s: Setup, batch, prompt) -> list[OpTime]:
-    """Per-operator times of prefilling `batch` prompts of `prompt` tokens in one pass."""
-    return time_pass(s, make_pass(s, batch, np.asarray(prompt, dtype=float), 0.0))
+    """Per-operator times of prefilling one micro-batch (batch / m prompts of `prompt` tokens) through every
+    pipeline stage; without pipeline parallelism, the whole batch in one pass."""
+    mb = np.asarray(batch, dtype=float) / micro_batches(s, batch)
+    return time_pass(s, make_pass(s, mb, np.asarray(prompt, dtype=float), 0.0))
 
 
 def decode_step(s: Setup, batch, context) -> list[OpTime]:
-    """Per-operator times of one decode step with `context` tokens already cached per sequence."""
-    return time_pass(s, make_pass(s, batch, 1.0, np.asarray(context, dtype=float)))
+    """Per-operator times of one decode step of one micro-batch (batch / m sequences with `context` tokens
+    cached) through every pipeline stage; without pipeline parallelism, the whole batch."""
+    mb = np.asarray(batch, dtype=float) / micro_batches(s, batch)
+    return time_pass(s, make_pass(s, mb, 1.0, np.asarray(context, dtype=float)))
+
+
+def _stage_weights(s: Setup, ops: list[OpTime]) -> list:
+    """Per operator, the share of its (all-stage) time the slowest stage carries: ceil(L/pp)/L of a layer
+    operator, all of a once-per-model one, 1/(pp-1) of the stage-to-stage sends."""
+    pp = np.asarray(s.pp, dtype=float)
+    layer_share = np.ceil(s.model.num_layers / pp) / s.model.num_layers
+    out = []
+    for o in ops:
+        if o.name == "pp_send":
+            out.append(1.0 / np.maximum(pp - 1.0, 1.0))
+        else:
+            out.append(1.0 if REGISTRY[o.name].scope == "model" else layer_share)
+    return out
+
+
+def stage_time_s(s: Setup, ops: list[OpTime]) -> np.ndarray:
+    """Time of the slowest pipeline stage for one micro-batch (= the whole pass without pipelining)."""
+    staged = sum(w * o.time_s for w, o in zip(_stage_weights(s, ops), ops))
+    return np.where(np.asarray(s.pp) > 1, staged, total_time_s(ops))
+
+
+def phase_time_s(s: Setup, ops: list[OpTime], batch, phase: str) -> np.ndarray:
+    """The phase's time from one micro-batch's operators (see the module docstring): "prefill" = latency +
+    (m - 1) x stage; "decode" = max(latency, m x stage). Equal to the summed operators without pipelining."""
+    latency = total_time_s(ops)
+    if np.all(np.asarray(s.pp) == 1):
+        return latency
+    m, stage = micro_batches(s, batch), stage_time_s(s, ops)
+    if phase == "prefill":
+        return latency + (m - 1.0) * stage
+    return np.maximum(latency, m * stage)
+
+
+def pipeline_bubble_fraction(s: Setup, batch) -> np.ndarray:
+    """Idle share of a pipeline's stages while m micro-batches pass: (pp - 1) / (m + pp - 1); 0 at pp = 1."""
+    pp = np.asarray(s.pp, dtype=float)
+    return (pp - 1.0) / (micro_batches(s, batch) + pp - 1.0)
 
 
 def _sum_linear(f0, df, j):
@@ -83,14 +139,18 @@ def _sum_max_affine(n, c0, c1, m0, m1):
 
 def _segment_time(s: Setup, batch, first, last):
     """Summed decode-step time over contexts first..last (inclusive), where every operator's compute and
-    memory times are affine in the context. Empty segments (last < first) give 0."""
+    memory times are affine in the context. Empty segments (last < first) give 0. With pipeline
+    parallelism: max(summed latency, m x summed slowest stage) (one of the two dominates at every context:
+    which one depends on m and the layout, not on the context)."""
     n = np.maximum(last - first + 1.0, 0.0)
     a, b = decode_step(s, batch, first), decode_step(s, batch, np.maximum(last, first))
-    total = 0.0
-    for oa, ob in zip(a, b):
-        total = total + _sum_max_affine(n, oa.compute_s, ob.compute_s, oa.memory_s, ob.memory_s) \
-            + n * oa.overhead_s
-    return total
+    sums = [_sum_max_affine(n, oa.compute_s, ob.compute_s, oa.memory_s, ob.memory_s) + n * oa.overhead_s
+            for oa, ob in zip(a, b)]
+    latency = sum(sums)
+    if np.all(np.asarray(s.pp) == 1):
+        return latency
+    stage = sum(w * t for w, t in zip(_stage_weights(s, a), sums))
+    return np.where(np.asarray(s.pp) > 1, np.maximum(latency, micro_batches(s, batch) * stage), latency)
 
 
 def decode_time_sum(s: Setup, batch, prompt, output):

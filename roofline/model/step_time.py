@@ -25,10 +25,13 @@ _PROBE = dict(T=96.0, S=24.0, pairs=40000.0, kv=30000.0)
 
 
 def mixed_pass(s: Setup, T, S, pairs, kv) -> Pass:
-    """The Pass of a mixed continuous-batching step from its totals: T tokens processed (prefill chunks + one
-    per decoding sequence), S sequences, `pairs` attention query-key pairs and `kv` KV-cache tokens read."""
-    return Pass(s.model, np.asarray(T, float), np.asarray(S, float), np.asarray(pairs, float),
-                np.asarray(kv, float), s.tp, s.w_bytes, s.a_bytes, s.kv_bytes)
+    """The Pass of a mixed continuous-batching step from the replica's totals: T tokens processed (prefill
+    chunks + one per decoding sequence), S sequences, `pairs` attention query-key pairs and `kv` KV-cache
+    tokens read; each attention-DP rank takes 1/dp of them."""
+    dp = np.asarray(s.dp, dtype=float)
+    return Pass(s.model, np.asarray(T, float) / dp, np.asarray(S, float) / dp, np.asarray(pairs, float) / dp,
+                np.asarray(kv, float) / dp, s.tp, s.w_bytes, s.a_bytes, s.kv_bytes, s.pp, s.ep, s.dp,
+                s.ep_imbalance)
 
 
 def exact_step_time_s(s: Setup, T, S, pairs, kv) -> np.ndarray:

@@ -13,11 +13,12 @@ import numpy as np
 
 from roofline.model import memory as mem
 from roofline.model.efficiency import Efficiency
-from roofline.model.engine import Setup, attention_peak, check_tp, compute_peak, total_time_s
+from roofline.model.engine import Setup, attention_peak, check_layout, compute_peak
 from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
-from roofline.model.phases import compute_and_memory_s, critical_batch, decode_step, prefill
+from roofline.model.phases import (compute_and_memory_s, critical_batch, decode_step, phase_time_s,
+                                   pipeline_bubble_fraction, prefill)
 from roofline.specs.precision import PrecisionSet, bytes_per_element
 
 CHUNK = 1 << 16
@@ -37,7 +38,8 @@ def evaluate(s: Setup, batch, context, ms: mem.MemorySettings | None = None) -> 
         out[f"{phase}_flops"] = sum(o.flops for o in work)
         out[f"{phase}_bytes"] = sum(o.bytes for o in work)
         out[f"{phase}_compute_bound"] = c >= m
-        out[f"{phase}_time_s"] = total_time_s(ops)
+        out[f"{phase}_time_s"] = phase_time_s(s, ops, batch, phase)
+    out["pipeline_bubble_fraction"] = pipeline_bubble_fraction(s, batch) + 0.0 * out["decode_time_s"]
     cap = mem.kv_cache_capacity_bytes(s, ms)
     max_b = mem.max_batch(s, ms, context, cap)
     return {**out, "decode_tokens_per_s": batch / out["decode_time_s"], "weights_bytes": mem.weights_bytes(s),
@@ -47,23 +49,31 @@ def evaluate(s: Setup, batch, context, ms: mem.MemorySettings | None = None) -> 
 
 
 def sweep(gpu: GPUSpec, model: ModelConfig, batches, contexts, tps=(1,), precisions=("bf16",),
-          efficiency: Efficiency | None = None, ms: mem.MemorySettings | None = None) -> dict[str, np.ndarray]:
-    """The full grid batch x context x tp x precision, one row per configuration (flat columns; see
-    `nest_row` for the JSON shape). `precisions`: PrecisionSets or their text ('int4', 'int4/bf16/fp8': see
-    PrecisionSet). The critical batch is computed once per (context, tp, precision)."""
+          efficiency: Efficiency | None = None, ms: mem.MemorySettings | None = None, pps=(1,),
+          expert_parallel=(False,), dp_attentions=(1,)) -> dict[str, np.ndarray]:
+    """The full grid batch x context x tp x pp x expert parallelism x attention-DP x precision, one row per
+    valid configuration (flat columns; see `nest_row` for the JSON shape). `precisions`: PrecisionSets or
+    their text ('int4', 'int4/bf16/fp8': see PrecisionSet). `expert_parallel`: False (experts TP-sharded)
+    and/or True (ep = tp x dp_attention). Layouts the model cannot take (see engine.check_layout) are left
+    out (see valid_layouts); none valid is an error. The critical batch is computed once per
+    (context, layout, precision)."""
     sets = [p if isinstance(p, PrecisionSet) else PrecisionSet.parse(p) for p in precisions]
-    _check_grid(model, batches, contexts, tps)
+    _check_grid(batches, contexts)
+    layouts, skipped = valid_layouts(model, tps, pps, expert_parallel, dp_attentions)
+    if not layouts:
+        raise skipped[0]
     peaks = [compute_peak(gpu, p.activations, p.weights) for p in sets]
     attn_peaks = [attention_peak(gpu, p.activations) for p in sets]
-    B, C, T, P = np.meshgrid(np.asarray(batches, float), np.asarray(contexts, float), np.asarray(tps, float),
+    B, C, L, P = np.meshgrid(np.asarray(batches, float), np.asarray(contexts, float), np.arange(len(layouts)),
                              np.arange(len(sets)), indexing="ij")
-    B, C, T, P = (a.ravel() for a in (B, C, T, P))
-    P = P.astype(int)
+    B, C, L, P = (a.ravel() for a in (B, C, L, P))
+    L, P = L.astype(int), P.astype(int)
+    T, PP, EP, DP = (np.array([lay[i] for lay in layouts], dtype=float)[L] for i in range(4))
     w = np.array([bytes_per_element(p.weights) for p in sets])[P]
     a = np.array([bytes_per_element(p.activations) for p in sets])[P]
     kv = np.array([bytes_per_element(p.kv) for p in sets])[P]
     pk, apk = np.array(peaks)[P], np.array(attn_peaks)[P]
-    grid = Setup(gpu, model, T, w, a, kv, pk, efficiency or Efficiency(), apk)
+    grid = Setup(gpu, model, T, w, a, kv, pk, efficiency or Efficiency(), apk, PP, EP, DP)
     cols = evaluate_chunked(grid, B, C, ms)
     labels = np.array([p.label for p in sets], dtype=object)[P]
     for ph in ("prefill", "decode"):
@@ -73,18 +83,38 @@ def sweep(gpu: GPUSpec, model: ModelConfig, batches, contexts, tps=(1,), precisi
     crit = critical_batch(grid, C) if len(B) <= MAX_CRITICAL_ROWS else np.full(len(B), -2)
     return {"batch": B.astype(np.int64), "context": C.astype(np.int64), "tp": T.astype(np.int64),
             "precision": labels, "ttft_s": cols["prefill_time_s"], "tpot_s": cols["decode_time_s"], **cols,
-            "critical_batch": np.where(crit > 0, crit.astype(object), np.where(crit == -1, "never", None))}
+            "critical_batch": np.where(crit > 0, crit.astype(object), np.where(crit == -1, "never", None)),
+            "pp": PP.astype(np.int64), "ep": EP.astype(np.int64), "dp_attention": DP.astype(np.int64),
+            "gpus": (T * PP * DP).astype(np.int64)}
 
 
-def _check_grid(model: ModelConfig, batches, contexts, tps) -> None:
+def valid_layouts(model: ModelConfig, tps, pps=(1,), expert_parallel=(False,), dp_attentions=(1,)):
+    """([(tp, pp, ep, dp_attention)] the model can take, [RooflineError of each combination it cannot])."""
+    layouts, skipped = [], []
     for t in tps:
-        check_tp(model, t)
+        for pp in pps:
+            for dp in dp_attentions:
+                for on in expert_parallel:
+                    ep = t * dp if on else 1
+                    try:
+                        check_layout(model, t, pp, ep, dp)
+                    except RooflineError as e:
+                        skipped.append(e)
+                        continue
+                    if (t, pp, ep, dp) not in layouts:
+                        layouts.append((t, pp, ep, dp))
+    return layouts, skipped
+
+
+def _check_grid(batches, contexts) -> None:
     for b in batches:
         if b <= 0:
-            raise RooflineError(f"batch must be >= 1, got {b}", hint="give batches like 1,8,64", exit_code=2)
+            raise RooflineError(f"batch must be >= 1, got {b}", hint="give batches like 1,8,64", exit_code=2,
+                                param="batch")
     for c in contexts:
         if c < 0:
-            raise RooflineError(f"context must be >= 0, got {c}", hint="give contexts like 512,4096", exit_code=2)
+            raise RooflineError(f"context must be >= 0, got {c}", hint="give contexts like 512,4096", exit_code=2,
+                                param="context")
 
 
 _PHASE_KEYS = {"flops": "flops", "bytes": "bytes", "bound": "bound", "time_s": "time_s"}
@@ -95,7 +125,7 @@ def nest_row(row: dict) -> dict:
     """A flat sweep row in the JSON contract's shape: `prefill` and `decode` summaries with flops, bytes,
     arithmetic_intensity_flops_per_byte, bound, time_s; `memory`; ttft_s, tpot_s, critical_batch on top."""
     out = {k: row[k] for k in ("batch", "context", "tp", "precision", "ttft_s", "tpot_s", "decode_tokens_per_s",
-                               "critical_batch")}
+                               "critical_batch", "pp", "ep", "dp_attention", "gpus", "pipeline_bubble_fraction")}
     for ph in ("prefill", "decode"):
         d = {k: row[f"{ph}_{v}"] for k, v in _PHASE_KEYS.items()}
         d["arithmetic_intensity_flops_per_byte"] = d["flops"] / d["bytes"] if d["bytes"] else None
@@ -121,7 +151,8 @@ def evaluate_chunked(s: Setup, batch: np.ndarray, context: np.ndarray, ms: mem.M
     return {k: np.concatenate([np.broadcast_to(p[k], np.shape(p["decode_time_s"])) for p in parts]) for k in parts[0]}
 
 
-_ARRAY_FIELDS = ("tp", "w_bytes", "a_bytes", "kv_bytes", "tensor_flops_per_s", "attention_flops_per_s")
+_ARRAY_FIELDS = ("tp", "w_bytes", "a_bytes", "kv_bytes", "tensor_flops_per_s", "attention_flops_per_s", "pp", "ep", "dp",
+                 "ep_imbalance")
 
 
 def _slice_setup(s: Setup, sl: slice, n: int) -> Setup:

@@ -202,15 +202,16 @@ def _time(s: Setup, T, S, pairs, kv) -> np.ndarray:
 
 
 def _bottleneck(s: Setup, B: float, c: float, q: float, st: WorkloadStats, u: float) -> str:
-    """Which resource the operating point's step time goes to: compute, bandwidth or interconnect."""
-    share = {"compute": 0.0, "bandwidth": 0.0, "interconnect": 0.0}
+    """Which resource the operating point's step time goes to: compute, bandwidth (HBM), or the link the
+    collectives cross (nvlink, pcie, network)."""
+    share = {"compute": 0.0, "bandwidth": 0.0, "nvlink": 0.0, "pcie": 0.0, "network": 0.0, "none": 0.0}
     frac = c / st.prefill_tokens
     passes = ((1.0 - min(q, 1.0), (B, B, u * st.decode_pairs, u * st.decode_kv)),
               (min(q, 1.0), (B + c, B + max(frac, 1.0), u * st.decode_pairs + frac * st.prefill_pairs,
                              u * st.decode_kv + frac * st.prefill_kv)))
     for weight, (T, S, P, K) in passes:
         for o in time_pass(s, mixed_pass(s, max(T, 1e-9), max(S, 1e-9), P, K)):
-            kind = "interconnect" if o.unit == "link" else (
+            kind = str(np.asarray(o.comm.link)) if o.unit == "link" else (
                 "compute" if float(o.compute_s) >= float(o.memory_s) else "bandwidth")
             share[kind] += weight * float(o.time_s)
     return max(share, key=share.get)
@@ -273,26 +274,35 @@ def _last_true(mask: np.ndarray) -> int:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One GPU x TP x precision to size; `precision` is a precision set as text ('fp8', 'int4/bf16/fp8': see
-    PrecisionSet), shown as given in its row."""
+    """One GPU x layout x precision to size; `precision` is a precision set as text ('fp8', 'int4/bf16/fp8':
+    see PrecisionSet), shown as given in its row. The layout: tp, and for MoE models expert parallelism
+    (ep = tp x dp_attention) with attention data parallelism."""
 
     gpu: GPUSpec
     tp: int
     precision: str
     efficiency: Efficiency | None = None
+    ep: int = 1
+    dp_attention: int = 1
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tp * self.dp_attention
 
     @property
     def key(self) -> str:
-        return f"{self.gpu.name} tp{self.tp} {self.precision}"
+        extra = (f" ep{self.ep}" if self.ep > 1 else "") + (f" dp{self.dp_attention}" if self.dp_attention > 1 else "")
+        return f"{self.gpu.name} tp{self.tp}{extra} {self.precision}"
 
 
 def evaluate_candidate(c: Candidate, model: ModelConfig, w: Workload, ms: mem.MemorySettings,
                        price_per_gpu_hour: float | None) -> dict:
     """One row of `roofline capacity`."""
-    row = {"gpu": c.gpu.name, "tp": c.tp, "precision": c.precision, "feasible": False}
+    row = {"gpu": c.gpu.name, "tp": c.tp, "precision": c.precision, "feasible": False, "ep": c.ep,
+           "dp_attention": c.dp_attention, "gpus_per_replica": c.gpus_per_replica}
     try:
         p = PrecisionSet.parse(c.precision)
-        s = make_setup(c.gpu, model, c.tp, p.weights, p.activations, p.kv, c.efficiency)
+        s = make_setup(c.gpu, model, c.tp, p.weights, p.activations, p.kv, c.efficiency, ep=c.ep, dp=c.dp_attention)
     except RooflineError as e:
         return {**row, "reason": e.message, "bottleneck": None, "max_request_rate_per_replica": 0.0}
     r = replica_capacity(s, w, ms)
@@ -303,7 +313,7 @@ def evaluate_candidate(c: Candidate, model: ModelConfig, w: Workload, ms: mem.Me
                          else f"{r['limited_by']} not met even at the lowest load")
         return row
     replicas = max(1, math.ceil(w.peak_rate_per_s / rate * (1 - 1e-9)))
-    gpus = replicas * c.tp
+    gpus = replicas * c.gpus_per_replica
     out_tps = w.mean_rate_per_s * r["output_tokens_per_s_per_replica"] / rate
     row.update(replicas=replicas, gpus=gpus, headroom=1.0 - w.peak_rate_per_s / (replicas * rate),
                price_per_gpu_hour=price_per_gpu_hour)
@@ -317,9 +327,15 @@ def evaluate_candidate(c: Candidate, model: ModelConfig, w: Workload, ms: mem.Me
 
 def candidates(gpus: list[GPUSpec], model: ModelConfig, tps: list[int] | None, precisions: list[str],
                efficiency: Efficiency | None = None) -> list[Candidate]:
-    """GPU x TP x precision; TP defaults to the degrees 1-8 that divide the model's heads."""
+    """GPU x layout x precision; TP defaults to the degrees 1-8 that divide the model's heads. For an MoE
+    model each TP degree > 1 also comes with expert parallelism (ep = tp), and with attention data
+    parallelism over the same GPUs (tp 1 x dp = that degree, ep = that degree), as vLLM and SGLang deploy
+    them."""
     tps = tps or tp_degrees(model, max_tp=8)
-    return [Candidate(g, t, p, efficiency) for g in gpus for t in tps for p in precisions]
+    layouts = [(t, 1, 1) for t in tps]
+    if model.num_experts:
+        layouts += [(t, t, 1) for t in tps if t > 1] + [(1, t, t) for t in tps if t > 1]
+    return [Candidate(g, t, p, efficiency, ep, dp) for g in gpus for (t, ep, dp) in layouts for p in precisions]
 
 
 def capacity_table(cands: list[Candidate], model: ModelConfig, w: Workload, prices: dict[str, float],

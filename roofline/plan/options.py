@@ -18,7 +18,8 @@ DEFAULT_GPUS: tuple[str, ...] = ("h100-sxm", "h200-sxm")
 CAPACITY_COLUMNS: tuple[str, ...] = (
     "gpu", "tp", "precision", "max_request_rate_per_replica", "replicas", "gpus", "cost_per_hour",
     "cost_per_million_output_tokens", "headroom", "limited_by", "bottleneck", "batch", "tpot_s", "tpot_p99_s",
-    "ttft_p99_s", "kv_cache_utilization", "saturation_rate_per_replica", "reason")
+    "ttft_p99_s", "kv_cache_utilization", "saturation_rate_per_replica", "reason", "ep", "dp_attention",
+    "gpus_per_replica")
 
 
 def check_tp_degrees(tps: Sequence[int], model: ModelConfig, shown: str | None = None) -> list[int]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from roofline.specs.models import ModelConfig
-from roofline.model.ops import counted_norms
+from roofline.model.ops import RESIDUAL_MIN_BYTES, counted_norms
 
 Exprs = tuple[str, str, str, float, str]
 
@@ -151,11 +151,20 @@ def o_proj(m, r):
 
 
 def _allreduce(m, r):
-    return "0", "0", "0", 0.0, f"{r.T}*in_h*in_a"
+    return "0", "0", "0", 1.0, f"{r.T}*in_h*MAX(in_a,{RESIDUAL_MIN_BYTES:g})"
 
 
-for _name in ("allreduce_attn", "allreduce_mlp"):
+for _name in ("allreduce_attn", "allreduce_mlp", "allreduce_moe"):  # the sheet is TP-only: no expert parallelism
     formula(_name)(_allreduce)
+
+
+def _no_message(m, r):
+    """Expert-parallel all-to-alls and pipeline sends: the sheet models TP layouts only, where they are empty."""
+    return "0", "0", "0", 1.0, "0"
+
+
+for _name in ("moe_dispatch", "moe_combine", "pp_send"):
+    formula(_name)(_no_message)
 
 
 @formula("residual_add")

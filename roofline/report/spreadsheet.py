@@ -24,11 +24,13 @@ from openpyxl.workbook.defined_name import DefinedName
 
 from roofline.model.analysis import Scenario
 from roofline.model.efficiency import Efficiency
-from roofline.model.engine import attention_peak, compute_peak
+from roofline.model.engine import attention_peak, compute_peak, make_setup
 from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
+from roofline.model.comm import collective_time
 from roofline.model.ops import operators_for
+from roofline.model.phases import make_pass
 from roofline.specs.precision import EMBEDDING_MIN_BYTES, bytes_per_element
 from roofline.report.formulas import OPERATOR_FORMULAS, PassRefs
 
@@ -71,16 +73,12 @@ def _inputs(gpu: GPUSpec, model: ModelConfig, sc: Scenario, eff: Efficiency, tra
         ("attn_peak", "attention peak (16-bit when the activations are 8-bit)", attention_peak(gpu, sc.activations),
          "FLOP/s"),
         ("fp32", "fp32 (vector) peak", gpu.peak_flops("fp32"), "FLOP/s"),
-        ("link", f"interconnect per direction at TP {sc.tp} (NVLink/IF inside the scale-up domain, else PCIe)",
-         gpu.interconnect_bandwidth_bytes_per_s(sc.tp), "bytes/s"),
         ("#", f"Efficiency ({eff.source})"),
         ("eff_c", "tensor compute efficiency (16-bit and wider; attention)", float(eff.compute), "fraction"),
         ("eff_c8", "tensor compute efficiency, 8-bit activations", float(eff.compute_8bit), "fraction"),
         ("eff_v", "vector compute efficiency", float(eff.vector), "fraction"),
         ("eff_m", "memory bandwidth efficiency", float(eff.memory), "fraction"),
-        ("eff_l", "all-reduce link efficiency", float(eff.link), "fraction"),
         ("overhead", "per-kernel launch overhead", float(eff.kernel_overhead_s), "s"),
-        ("ar_lat", "all-reduce latency", float(eff.allreduce_latency_s), "s"),
         ("#", f"Model {m.name} (architecture fixed; dimensions editable)"),
         ("layers", "layers", m.num_layers, ""), ("h", "hidden size", m.hidden_size, ""),
         ("heads", "attention heads", m.num_heads, ""), ("kvh", "KV heads", m.num_kv_heads, ""),
@@ -116,7 +114,41 @@ def _inputs(gpu: GPUSpec, model: ModelConfig, sc: Scenario, eff: Efficiency, tra
         ("rps", "requests per second", traffic.requests_per_s, "1/s"),
         ("slo_ttft", "TTFT SLO", traffic.slo_ttft_s, "s"), ("slo_tpot", "TPOT SLO", traffic.slo_tpot_s, "s"),
         ("usd", "price per GPU-hour", traffic.gpu_hour_usd, "USD"),
+        *_comm_inputs(gpu, model, sc, eff),
     ]
+
+
+#: the sheets' passes: (key prefix, new tokens, cached tokens) of the scenario
+def _passes(sc: Scenario) -> tuple:
+    return (("prefill", sc.prompt, 0.0), ("decode", 1.0, sc.decode_context),
+            ("decode_mean", 1.0, sc.prompt + (sc.output - 2) / 2))
+
+
+def _comm_inputs(gpu: GPUSpec, model: ModelConfig, sc: Scenario, eff: Efficiency) -> list:
+    """Per pass and collective: the communication model's time (roofline.model.comm: algorithm picked by the
+    message size, link by the group) as latency + bytes x seconds-per-byte, fitted at the scenario's message
+    size S and 2S. Live for sizes near the scenario's; a change of batch or TP that switches the algorithm
+    or the link needs a new workbook."""
+    s = make_setup(gpu, model, sc.tp, sc.weights, sc.activations, sc.kv, eff)
+    rows = [("#", "Collectives (communication model at this scenario: latency + bytes x s/byte)")]
+    for prefix, new, cached in _passes(sc):
+        p = make_pass(s, sc.batch, new, cached)
+        for op, _ in operators_for(model):
+            if op.unit != "link":
+                continue
+            size = float(np.asarray(op.formula(p).comm_bytes))
+            lat = spb = 0.0
+            if size > 0:
+                t1, t2 = (collective_time(gpu, op.collective, k * size, op.group(p), op.span(p),
+                                          custom_allreduce=s.custom_allreduce) for k in (1.0, 2.0))
+                spb = float(np.asarray(t2.time_s) - np.asarray(t1.time_s)) / size
+                lat = float(np.asarray(t1.time_s)) - spb * size
+                how = f"{np.asarray(t1.algorithm)} on {np.asarray(t1.link)}"
+            else:
+                how = "none at this layout"
+            rows += [(f"cl_{prefix}_{op.name}", f"{prefix} {op.name}: latency ({how})", lat, "s"),
+                     (f"cb_{prefix}_{op.name}", f"{prefix} {op.name}: seconds per byte", spb, "s/byte")]
+    return rows
 
 
 def _write_inputs(wb: Workbook, rows: list) -> None:
@@ -220,7 +252,7 @@ def _write_pass(wb: Workbook, model: ModelConfig, title: str, new: str, cached: 
     for op, count in operators_for(model):
         if op.name not in OPERATOR_FORMULAS:
             raise RooflineError(f"the spreadsheet has no formula for operator {op.name!r}",
-                                hint="add it to roofline/sheet_formulas.py")
+                                hint="add it to roofline/report/formulas.py")
         _op_row(ws, r, op, count, OPERATOR_FORMULAS[op.name](model, refs), cells, prefix)
         r += 1
     first, last = top + 1, r - 1
@@ -246,7 +278,8 @@ def _op_row(ws, r: int, op, count: int, f, cells: dict, prefix: str) -> None:
         ws.cell(r, 9, 0)
         ws.cell(r, 10, 0)
         ws.cell(r, 11, 0)
-        ws.cell(r, 12, f"=IF(in_tp>1,C{r}*(in_ar_lat+2*(in_tp-1)/in_tp*({comm})/(in_link*in_eff_l)),0)")
+        lat, spb = f"in_cl_{prefix}_{op.name}", f"in_cb_{prefix}_{op.name}"
+        ws.cell(r, 12, f"=IF(({comm})>0,C{r}*D{r}*({lat}+({comm})*{spb}),0)")
         ws.cell(r, 13, "interconnect")
     else:
         peak = {"tensor": "in_peak*IF(in_a<=1,in_eff_c8,in_eff_c)", "attention": "in_attn_peak*in_eff_c",

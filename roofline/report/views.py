@@ -22,7 +22,15 @@ def gpu_row(g: GPUSpec) -> dict:
 
 
 _SPEC_FIELDS = ("memory_bytes", "memory_bandwidth_bytes_per_s", "l2_cache_bytes", "sm_count", "clock_hz", "tdp_w",
-                "scaleup_bandwidth_bytes_per_s", "scaleup_domain_gpus", "pcie_bandwidth_bytes_per_s")
+                "scaleup_bandwidth_bytes_per_s", "scaleup_domain_gpus", "pcie_bandwidth_bytes_per_s",
+                "gpus_per_node", "scaleout_bandwidth_bytes_per_s", "nvlink_sharp", "scaleup_topology")
+
+
+def _spec_value(x) -> str:
+    """A spec figure as the detail table shows it: numbers with 6 significant digits, true/false, names."""
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    return x if isinstance(x, str) else f"{x:,.6g}"
 
 
 def gpu_detail(g: GPUSpec) -> dict:
@@ -48,7 +56,7 @@ def gpus_table(gpus: list[GPUSpec]):
 
 
 def gpu_detail_table(g: GPUSpec):
-    rows = [(f, f"{getattr(g, f):,.6g}", g.sources.get(f, "")) for f in _SPEC_FIELDS]
+    rows = [(f, _spec_value(getattr(g, f)), g.sources.get(f, "")) for f in _SPEC_FIELDS]
     rows += [(f"peak_flops_per_s.{p} (dense)", f"{v:,.6g}", g.sources.get(f"peak_flops_per_s.{p}", ""))
              for p, v in g.peak_flops_per_s.items()]
     rows += [(f"ridge_point_flops_per_byte.{p}", f"{g.ridge_point_flops_per_byte(p):,.1f}", "peak / bandwidth")
@@ -80,20 +88,25 @@ def _op_rows(phase: dict):
     for o in phase["operators"]:
         yield (o["name"], o["count"], format_rate(o["flops"], "FLOP"), format_bytes(o["bytes"]),
                _ai(o["arithmetic_intensity_flops_per_byte"]), o["bound"], format_time_s(o["time_s"]))
-    for c in phase["collectives"]:
-        yield (c["name"], c["count"], "-", format_bytes(c["bytes"]) + " (link)", "-", c["limiter"],
-               format_time_s(c["time_s"]))
+    for c in phase["communication"]:
+        yield (c["name"], c["count"], "-", f"{format_bytes(c['bytes'])} ({c['collective']} x{c['group']}, "
+               f"{c['link']}, {c['algorithm']})", "-", c["limiter"], format_time_s(c["time_s"]))
 
 
 def analyze_tables(r: dict):
     c, m = r["config"], r["memory"]
-    head = [("GPU", f"{r['gpu_display_name']} x tp {c['tp']}"), ("model", f"{r['model']} ({format_count(r['parameters'])} parameters)"),
+    layout = f"tp {c['tp']}" + "".join(f", {k.replace('_', ' ')} {c[k]}" for k in ("pp", "ep", "dp_attention")
+                                      if c[k] > 1)
+    head = [("GPU", f"{r['gpu_display_name']} x {c['gpus']} ({layout})" if c["gpus"] > 1 else
+             f"{r['gpu_display_name']} x tp {c['tp']}"), ("model", f"{r['model']} ({format_count(r['parameters'])} parameters)"),
             ("precisions w/a/kv", f"{c['weights']}/{c['activations']}/{c['kv']}"),
             ("batch, prompt, output, context", f"{c['batch']}, {c['prompt']}, {c['output']}, {c['context']}"),
             ("ridge point", f"{r['ridge_point_flops_per_byte']:,.1f} FLOP/B ({c['activations']} dense peak / HBM bandwidth)"),
             ("TTFT", format_time_s(r["ttft_s"])), ("TPOT at context", format_time_s(r["tpot_s"])),
             ("mean TPOT", format_time_s(r["mean_tpot_s"])), ("end-to-end latency", format_time_s(r["e2e_latency_s"])),
             ("output tokens/s", f"{r['output_tokens_per_s']:,.1f}"), ("critical batch (decode)", str(r["critical_batch"]))]
+    if c["pp"] > 1:
+        head.append(("pipeline bubble (prefill)", f"{r['pipeline_bubble_fraction']:.0%} of the stages' time idle"))
     mem = [("weights", format_bytes(m["weights_bytes"], True)), ("KV cache per token", format_bytes(m["kv_cache_bytes_per_token"], True)),
            ("KV cache per sequence", format_bytes(m["kv_cache_bytes_per_sequence"], True)),
            ("activations", format_bytes(m["activation_bytes"], True)), ("runtime reserve", format_bytes(m["runtime_reserve_bytes"], True)),
@@ -114,7 +127,7 @@ def analyze_tables(r: dict):
 _OP_COLUMNS = ("name", "count", "flops", "bytes_read", "bytes_written", "bytes", "arithmetic_intensity_flops_per_byte",
                "bound", "time_s")
 _SUMMARY_KEYS = ("ttft_s", "tpot_s", "mean_tpot_s", "e2e_latency_s", "output_tokens_per_s", "critical_batch",
-                 "ridge_point_flops_per_byte")
+                 "ridge_point_flops_per_byte", "pipeline_bubble_fraction")
 _MEMORY_KEYS = ("weights_bytes", "kv_cache_bytes_per_token", "kv_cache_bytes_per_sequence", "activation_bytes",
                 "runtime_reserve_bytes", "kv_cache_capacity_bytes", "kv_cache_capacity_tokens", "max_batch",
                 "kv_cache_utilization", "fits", "batch_fits", "min_tp_that_fits")
@@ -126,7 +139,7 @@ def analyze_csv_rows(r: dict) -> list[dict]:
     for phase in ("prefill", "decode"):
         rows += [{"phase": phase, **{k: o[k] for k in _OP_COLUMNS}} for o in r[phase]["operators"]]
         rows += [{"phase": phase, "name": c["name"], "count": c["count"], "bytes": c["bytes"], "bound": c["limiter"],
-                  "time_s": c["time_s"]} for c in r[phase]["collectives"]]
+                  "time_s": c["time_s"]} for c in r[phase]["communication"]]
         s = r[phase]
         rows.append({"phase": phase, "name": "total", "flops": s["flops"], "bytes": s["bytes"],
                      "arithmetic_intensity_flops_per_byte": s["arithmetic_intensity_flops_per_byte"],

@@ -3,6 +3,18 @@
 A spec file holds one figure per field, each as `{"value": <number>, "source": <key>, "note": <optional text>}`,
 where the key resolves in the file's `sources` table. All peaks are DENSE (no 2:4 sparsity); the file says so
 with `"flops_are": "dense"`. Units are SI base units, named in the field (`bytes`, `bytes_per_s`, `hz`, `w`).
+
+The node shape and the scale-out network (used by `roofline.model.comm`) are four optional figures; a file
+without one gets its documented default, and the field's provenance then says "default":
+
+- `gpus_per_node` (whole number): GPUs in one server; default `scaleup_domain_gpus`.
+- `scaleout_bandwidth_bytes_per_s` (>= 0): the NIC bandwidth per GPU, per direction; default 0 = no network,
+  so a group that spans more than one node cannot communicate (its collective time is infinite).
+- `nvlink_sharp` (true/false): the scale-up switch reduces in the network (NVLink SHARP, NVLS); default false.
+- `scaleup_topology` ("switch" or "mesh"): "switch" when every GPU reaches the switch with its whole scale-up
+  bandwidth, so any subgroup gets all of it (NVSwitch); "mesh" for point-to-point links to each of the
+  domain's other GPUs (Infinity Fabric, NVLink bridges), where a group of n GPUs in a domain of D uses n-1 of
+  the D-1 links; default "switch".
 """
 from __future__ import annotations
 
@@ -38,9 +50,17 @@ _FIGURES: dict[str, str] = {
     "pcie_bandwidth_bytes_per_s": "positive",
     "scaleup_domain_gpus": "int",  # GPUs the scale-up link joins all-to-all (HGX 8, NVL bridge 2, none 1)
 }
+SCALEUP_TOPOLOGIES = ("switch", "mesh")
+# optional figures (node shape, scale-out network): JSON field -> kind; their defaults are in _defaults()
+_NODE_FIGURES: dict[str, str] = {
+    "gpus_per_node": "int",
+    "scaleout_bandwidth_bytes_per_s": "non-negative",  # 0 = no network: nothing spans two nodes
+    "nvlink_sharp": "bool",
+    "scaleup_topology": "topology",
+}
 _TEXT_FIELDS = ("name", "display_name", "vendor", "architecture")
 _REQUIRED = ("schema_version", *_TEXT_FIELDS, "flops_are", "sources", *_FIGURES, "peak_flops_per_s")
-_OPTIONAL = ("form_factor", "aliases", "notes")
+_OPTIONAL = ("form_factor", "aliases", "notes", *_NODE_FIGURES)
 _FIGURE_KEYS = ("value", "source", "note")
 
 
@@ -65,6 +85,14 @@ class GPUSpec:
     sources: Mapping[str, str] = field(hash=False)  # field name ("peak_flops_per_s.bf16") -> source text
     path: str = ""
     aliases: tuple[str, ...] = ()  # other names that resolve to this spec (e.g. the CUDA device name)
+    gpus_per_node: int = 0  # GPUs in one server; 0 when built in code = scaleup_domain_gpus (set on creation)
+    scaleout_bandwidth_bytes_per_s: float = 0.0  # NIC per GPU, PER DIRECTION; 0 = no network
+    nvlink_sharp: bool = False  # the scale-up switch reduces in the network (NVLS)
+    scaleup_topology: str = "switch"  # "switch": any subgroup gets the full scale-up bandwidth; "mesh": n-1 of D-1
+
+    def __post_init__(self):
+        if not self.gpus_per_node:
+            object.__setattr__(self, "gpus_per_node", max(int(self.scaleup_domain_gpus), 1))
 
     def peak_flops(self, precision: str) -> float:
         """Dense peak in FLOP/s (OP/s for int8) for `precision`; RooflineError if the part lacks it."""
@@ -169,9 +197,25 @@ def parse_gpu_spec(text: str, where: str) -> GPUSpec:
         values[name], provenance[name] = _parse_figure(data[name], name, kind, sources, where)
     values["sm_count"] = int(values["sm_count"])
     values["scaleup_domain_gpus"] = int(values["scaleup_domain_gpus"])
+    for name, kind in _NODE_FIGURES.items():
+        if name in data:
+            values[name], provenance[name] = _parse_figure(data[name], name, kind, sources, where)
+        else:
+            values[name], provenance[name] = _defaults(values)[name]
+    values["gpus_per_node"] = int(values["gpus_per_node"])
     peaks = _parse_peaks(data["peak_flops_per_s"], sources, where, provenance)
     aliases = tuple(data.get("aliases", ()))
     return GPUSpec(**values, peak_flops_per_s=peaks, sources=provenance, path=where, aliases=aliases)
+
+
+def _defaults(values: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    """(value, provenance) of each node/network figure a file leaves out (see the module docstring)."""
+    return {
+        "gpus_per_node": (values["scaleup_domain_gpus"], "default (not in the file): scaleup_domain_gpus"),
+        "scaleout_bandwidth_bytes_per_s": (0.0, "default (not in the file): 0 = no network, single node only"),
+        "nvlink_sharp": (False, "default (not in the file): false, no in-switch reduction"),
+        "scaleup_topology": ("switch", "default (not in the file): switch, any subgroup gets the full bandwidth"),
+    }
 
 
 # ---------------------------------------------------------------- built-in files
@@ -212,10 +256,10 @@ def _looks_like_path(x: str | Path) -> bool:
 # ---------------------------------------------------------------- validation
 
 
-def _fail(where: str, fieldname: str, expected: str, found: Any) -> RooflineError:
+def _fail(where: str, fieldname: str, expected: str, found: Any, example: str = EXAMPLE_FILE) -> RooflineError:
     return RooflineError(
         f"{where}: field '{fieldname}': expected {expected}, found {_show(found)}",
-        hint=f"fix the value in the file; {EXAMPLE_FILE} is a complete example",
+        hint=f"fix the value in the file; {example} is a complete example",
     )
 
 
@@ -282,49 +326,66 @@ def _check_header(data: dict[str, Any], where: str) -> None:
         raise _fail(where, "aliases", "a list of non-empty strings", aliases)
 
 
-def _parse_sources(raw: Any, where: str) -> dict[str, str]:
+def _parse_sources(raw: Any, where: str, example: str = EXAMPLE_FILE) -> dict[str, str]:
     if not isinstance(raw, dict) or not raw:
         expected = 'a non-empty object of key -> text, e.g. {"S4": "NVIDIA H100 datasheet ..."}'
-        raise _fail(where, "sources", expected, raw)
+        raise _fail(where, "sources", expected, raw, example)
     for key, text in raw.items():
         if not (isinstance(text, str) and text.strip()):
-            raise _fail(where, f"sources.{key}", "a non-empty string", text)
+            raise _fail(where, f"sources.{key}", "a non-empty string", text, example)
     return dict(raw)
 
 
-def _parse_figure(raw: Any, name: str, kind: str, sources: dict[str, str], where: str) -> tuple[float, str]:
+def _parse_figure(raw: Any, name: str, kind: str, sources: dict[str, str], where: str,
+                  example: str = EXAMPLE_FILE) -> tuple[Any, str]:
     """Validate one {"value", "source", "note"} entry; return (value, provenance text)."""
     if not isinstance(raw, dict):
-        raise _fail(where, name, '{"value": <number>, "source": <key in sources>}', raw)
+        raise _fail(where, name, '{"value": <value>, "source": <key in sources>}', raw, example)
     for key in raw:
         if key not in _FIGURE_KEYS:
-            raise _fail(where, f"{name}.{key}", f"only {', '.join(_FIGURE_KEYS)}", key)
+            raise _fail(where, f"{name}.{key}", f"only {', '.join(_FIGURE_KEYS)}", key, example)
     for key in ("value", "source"):
         if key not in raw:
             raise RooflineError(
-                f"{where}: missing field '{name}.{key}'", hint=f"add it; {EXAMPLE_FILE} is a complete example"
+                f"{where}: missing field '{name}.{key}'", hint=f"add it; {example} is a complete example"
             )
-    value = _check_number(raw["value"], f"{name}.value", kind, where)
+    value = _check_value(raw["value"], f"{name}.value", kind, where, example)
     source, note = raw["source"], raw.get("note")
     if not isinstance(source, str) or source not in sources:
-        raise _fail(where, f"{name}.source", f"a key of 'sources' ({', '.join(sources)})", source)
+        raise _fail(where, f"{name}.source", f"a key of 'sources' ({', '.join(sources)})", source, example)
     if note is not None and not isinstance(note, str):
-        raise _fail(where, f"{name}.note", "a string", note)
+        raise _fail(where, f"{name}.note", "a string", note, example)
     text = f"[{source}] {sources[source]}" + (f"; note: {note}" if note else "")
     return value, text
 
 
-def _check_number(x: Any, fieldname: str, kind: str, where: str) -> float:
-    is_number = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-    if kind == "int":
-        if not (is_number and x > 0 and float(x).is_integer()):
-            raise _fail(where, fieldname, "a positive whole number", x)
-    elif kind == "non-negative":
-        if not (is_number and x >= 0):
-            raise _fail(where, fieldname, "a number >= 0", x)
-    elif not (is_number and x > 0):
-        raise _fail(where, fieldname, "a positive number", x)
-    return float(x)
+_EXPECTED = {"int": "a positive whole number", "non-negative": "a number >= 0", "positive": "a positive number",
+             "fraction": "a number in (0, 1]", "bool": "true or false",
+             "topology": f"one of {', '.join(repr(t) for t in SCALEUP_TOPOLOGIES)}",
+             "int-list": "a non-empty list of positive whole numbers"}
+
+
+def _check_value(x: Any, fieldname: str, kind: str, where: str, example: str = EXAMPLE_FILE) -> Any:
+    """`x` if it is a value of `kind` (a number as float, a bool, a topology name, a list of ints as a tuple)."""
+    if kind == "bool":
+        ok = isinstance(x, bool)
+    elif kind == "topology":
+        ok = x in SCALEUP_TOPOLOGIES
+    elif kind == "int-list":
+        ok = isinstance(x, list) and bool(x) and all(_is_number(v) and v > 0 and float(v).is_integer() for v in x)
+    elif not _is_number(x):
+        ok = False
+    else:
+        ok = {"int": x > 0 and float(x).is_integer(), "non-negative": x >= 0, "fraction": 0 < x <= 1}.get(kind, x > 0)
+    if not ok:
+        raise _fail(where, fieldname, _EXPECTED[kind], x, example)
+    if kind in ("bool", "topology"):
+        return x
+    return tuple(int(v) for v in x) if kind == "int-list" else float(x)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _parse_peaks(raw: Any, sources: dict[str, str], where: str, provenance: dict[str, str]) -> dict[str, float]:

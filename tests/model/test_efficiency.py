@@ -13,8 +13,7 @@ from roofline.model import efficiency as efficiency_module
 from roofline.model.efficiency import Efficiency
 from roofline.model.engine import op_seconds
 
-DOCUMENTED = {"compute": 0.75, "compute_8bit": 0.55, "vector": 0.50, "memory": 0.80, "link": 0.80,
-              "kernel_overhead_s": 4e-6, "allreduce_latency_s": 15e-6}
+DOCUMENTED = {"compute": 0.75, "compute_8bit": 0.55, "vector": 0.50, "memory": 0.80, "kernel_overhead_s": 4e-6}
 
 
 def test_defaults_are_the_documented_ones():
@@ -44,7 +43,7 @@ def test_overrides_make_a_new_object_and_leave_the_rest():
     base = Efficiency()
     e = base.with_overrides(memory=0.6, kernel_overhead_s=2e-6)
     assert (e.memory, e.kernel_overhead_s) == (0.6, 2e-6)
-    assert (e.compute, e.link, e.allreduce_latency_s) == (0.75, 0.8, 15e-6)
+    assert (e.compute, e.vector) == (0.75, 0.5)
     assert base.memory == 0.8  # frozen: the default object is unchanged
     with pytest.raises(dataclasses.FrozenInstanceError):
         base.memory = 0.5  # type: ignore[misc]
@@ -88,7 +87,7 @@ def test_tensor_fraction_is_one_of_the_two_fractions(compute, c8, a_bytes):
     assert e.tensor_fraction(1.0, 1.0, a_bytes) == pytest.approx(expect)
 
 
-@pytest.mark.parametrize("bad", [{"memory": 0.0}, {"compute": -0.5}, {"link": 1.5}, {"kernel_overhead_s": -1e-6}])
+@pytest.mark.parametrize("bad", [{"memory": 0.0}, {"compute": -0.5}, {"vector": 1.5}, {"kernel_overhead_s": -1e-6}])
 def test_bad_values_are_rejected(bad):
     with pytest.raises(RooflineError, match=next(iter(bad))):
         Efficiency(**bad)

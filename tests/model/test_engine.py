@@ -12,6 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from roofline.model.comm import collective_time, group_link
+
 from roofline.errors import RooflineError
 from roofline.model.efficiency import Efficiency
 from roofline.model.engine import (
@@ -130,24 +132,28 @@ def test_a_pass_vectorizes_over_batches():
 
 # ------------------------------------------------------------------------------------------ TP collectives
 
-def _allreduce_s(tp, tokens=1000):
-    s = make_setup(ROUND, LLAMA8, tp=tp)  # default link efficiency 0.8, latency 15 us
+def _allreduce_s(tp, tokens=1000, gpu=None):
+    s = make_setup(gpu or ROUND, LLAMA8, tp=tp)
     ops = {o.name: o for o in time_pass(s, make_pass(s, 1, float(tokens), 0.0))}
     return ops["allreduce_attn"], ops["allreduce_mlp"]
 
 
-def test_allreduce_time_inside_the_nvlink_domain():
-    attn, mlp = _allreduce_s(4)
-    # 1000 tokens x 4096 x 2 B = 8,192,000 B per GPU; ring: 2 (4-1)/4 = 1.5 of it over 4e11 x 0.8 = 3.2e11 B/s
-    # = 38.4 us, + 15 us latency = 53.4 us, once per layer: x 32
-    assert float(attn.time_s) == pytest.approx(32 * 53.4e-6) and float(mlp.time_s) == float(attn.time_s)
-    assert attn.bound == "interconnect" and float(attn.compute_s) == 0.0 and float(attn.memory_s) == 0.0
+def test_allreduce_time_is_the_communication_model_per_layer():
+    """The engine times each TP all-reduce with roofline.model.comm: 1000 tokens x 4096 x 2 B = 8,192,000 B
+    per GPU (the nccl-tests size S), once per layer (x 32), on the link the 4-GPU group crosses."""
+    attn, mlp = _allreduce_s(4, gpu=load_gpu("h100-sxm"))
+    one = collective_time(load_gpu("h100-sxm"), "all_reduce", 8_192_000.0, 4)
+    assert float(attn.cost.comm_bytes) == 8_192_000.0
+    assert float(attn.time_s) == pytest.approx(32 * float(one.time_s)) and float(mlp.time_s) == float(attn.time_s)
+    assert str(attn.comm.link) == "nvlink" and attn.bound == "interconnect"
+    assert float(attn.compute_s) == 0.0 and float(attn.memory_s) == 0.0
 
 
-def test_allreduce_beyond_the_domain_goes_over_pcie():
-    attn, _ = _allreduce_s(16)  # 16 GPUs > the 8-GPU domain: PCIe, 5e10 x 0.8 = 4e10 B/s
-    # 2 (16-1)/16 = 1.875 x 8,192,000 B / 4e10 = 384 us, + 15 us = 399 us per layer
-    assert float(attn.time_s) == pytest.approx(32 * 399e-6)
+def test_allreduce_beyond_the_node_goes_over_the_network():
+    attn, _ = _allreduce_s(16, gpu=load_gpu("h100-sxm"))  # 16 GPUs > 8 per node
+    assert str(attn.comm.link) == "network"
+    inside, _ = _allreduce_s(8, gpu=load_gpu("h100-sxm"))
+    assert float(attn.time_s) > float(inside.time_s)
 
 
 def test_no_allreduce_at_tp_1():
@@ -156,11 +162,12 @@ def test_no_allreduce_at_tp_1():
 
 
 def test_tp_beyond_the_nvlink_bridge_goes_over_pcie():
-    # H100 PCIe: an NVLink bridge joins pairs (300 GB/s per direction); a TP group of 4 talks over PCIe (64 GB/s)
+    # H100 PCIe: an NVLink bridge joins pairs; a TP group of 4 talks over PCIe
     g = load_gpu("h100-pcie")
-    m = load_model("llama-3.1-70b")
-    assert float(make_setup(g, m, tp=2).link_bytes_per_s) == g.scaleup_bandwidth_bytes_per_s
-    assert float(make_setup(g, m, tp=4).link_bytes_per_s) == g.pcie_bandwidth_bytes_per_s
+    assert str(group_link(g, 2)) == "nvlink" and str(group_link(g, 4)) == "pcie"
+    a2, _ = _allreduce_s(2, gpu=g)
+    a4, _ = _allreduce_s(4, gpu=g)
+    assert str(a2.comm.link) == "nvlink" and str(a4.comm.link) == "pcie"
 
 
 # ------------------------------------------------------------------------------------------ checks and peaks

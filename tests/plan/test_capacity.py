@@ -49,7 +49,7 @@ def test_capacity_row_arithmetic():
     assert r["gpus"] == r["replicas"] and r["cost_per_hour"] == 2.5 * r["gpus"]
     # $/h over output tokens per hour: mean rate 10 req/s x 200 tokens x 3600 s
     assert r["cost_per_million_output_tokens"] == pytest.approx(r["cost_per_hour"] / (10 * 200 * 3600) * 1e6)
-    assert 0 <= r["headroom"] < 1 and r["bottleneck"] in ("compute", "bandwidth", "interconnect", "hbm_capacity")
+    assert 0 <= r["headroom"] < 1 and r["bottleneck"] in ("compute", "bandwidth", "nvlink", "pcie", "network", "hbm_capacity")
     assert r["tpot_p99_s"] <= 0.05 and r["ttft_p99_s"] <= 2.0
 
 

@@ -312,3 +312,80 @@ def test_top_level_not_an_object(tmp_path):
     with pytest.raises(RooflineError) as exc:
         load_gpu(str(_write(tmp_path, "[1, 2]")))
     assert "JSON object" in exc.value.message
+
+
+# ---------------------------------------------------------------- node shape and scale-out network
+
+NODE_FIELDS = ("gpus_per_node", "scaleout_bandwidth_bytes_per_s", "nvlink_sharp")
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_SKUS))
+def test_every_shipped_file_states_the_node_and_network(name):
+    data = json.loads((SPEC_DIR / f"{name}.json").read_text())
+    spec = load_gpu(name)
+    for field in NODE_FIELDS:
+        assert field in data, field
+        assert spec.sources[field].startswith("["), field  # a source key, not the default
+    assert spec.gpus_per_node == 8  # HGX/DGX, 8-OAM platforms; PCIe cards: the assumed 8-card server
+    assert spec.scaleout_bandwidth_bytes_per_s > 0
+    # a PCIe card's server and network are assumptions, and the file says so
+    if "PCIe" in data["form_factor"]:
+        assert "ASSUMPTION" in data["scaleout_bandwidth_bytes_per_s"]["note"]
+
+
+def test_node_and_network_figures():
+    for name in ("h100-sxm", "h200-sxm", "b200"):
+        g = load_gpu(name)
+        # one 400 Gb/s ConnectX-7 per GPU = 400e9 / 8 = 5e10 B/s per direction; NVSwitch gen3+ reduces (NVLS)
+        assert (g.gpus_per_node, g.scaleout_bandwidth_bytes_per_s, g.nvlink_sharp) == (8, 5e10, True), name
+        assert g.scaleup_topology == "switch"
+    a = load_gpu("a100-sxm-80gb")
+    # DGX A100: 200 Gb/s HDR per GPU = 2.5e10 B/s; NVSwitch gen2 has no NVLS
+    assert (a.scaleout_bandwidth_bytes_per_s, a.nvlink_sharp, a.scaleup_topology) == (2.5e10, False, "switch")
+    m = load_gpu("mi300x")
+    assert (m.scaleout_bandwidth_bytes_per_s, m.nvlink_sharp, m.scaleup_topology) == (5e10, False, "mesh")
+    # L4 (assumed 8 per 100 Gb/s VM): 100e9 / 8 / 8 = 1.5625e9 B/s per GPU
+    assert load_gpu("l4").scaleout_bandwidth_bytes_per_s == 1.5625e9
+    for name in ("h100-pcie", "h100-nvl", "h200-nvl", "a100-pcie-80gb", "l40s", "l4"):
+        assert not load_gpu(name).nvlink_sharp, name  # bridges and PCIe: no switch to reduce in
+
+
+def test_missing_node_fields_get_documented_defaults(tmp_path):
+    data = _h100_data()
+    for field in (*NODE_FIELDS, "scaleup_topology"):
+        data.pop(field)
+    data["scaleup_domain_gpus"]["value"] = 4
+    spec = load_gpu(str(_write(tmp_path, data)))
+    assert spec.gpus_per_node == 4  # = scaleup_domain_gpus
+    assert spec.scaleout_bandwidth_bytes_per_s == 0  # no network: single node only
+    assert spec.nvlink_sharp is False and spec.scaleup_topology == "switch"
+    assert all(spec.sources[f].startswith("default") for f in (*NODE_FIELDS, "scaleup_topology"))
+
+
+def test_a_spec_built_in_code_has_a_node_of_its_domain():
+    g = load_gpu("h100-sxm")
+    kw = {f: getattr(g, f) for f in ("name", "display_name", "vendor", "architecture", "memory_bytes",
+                                      "memory_bandwidth_bytes_per_s", "l2_cache_bytes", "sm_count", "clock_hz",
+                                      "tdp_w", "scaleup_bandwidth_bytes_per_s", "pcie_bandwidth_bytes_per_s",
+                                      "scaleup_domain_gpus", "peak_flops_per_s", "sources")}
+    spec = GPUSpec(**kw)
+    assert (spec.gpus_per_node, spec.scaleout_bandwidth_bytes_per_s, spec.nvlink_sharp) == (8, 0.0, False)
+    assert GPUSpec(**{**kw, "scaleup_domain_gpus": 1, "scaleup_bandwidth_bytes_per_s": 0.0}).gpus_per_node == 1
+
+
+def test_bad_node_fields(tmp_path):
+    err = _error_for(tmp_path, lambda d: d["nvlink_sharp"].update(value="yes"))
+    assert "nvlink_sharp.value" in err.message and "true or false" in err.message
+    err = _error_for(tmp_path, lambda d: d["nvlink_sharp"].update(value=1))  # a number is not a bool
+    assert "nvlink_sharp.value" in err.message
+    err = _error_for(tmp_path, lambda d: d["gpus_per_node"].update(value=0))
+    assert "gpus_per_node.value" in err.message and "whole number" in err.message
+    err = _error_for(tmp_path, lambda d: d["scaleout_bandwidth_bytes_per_s"].update(value=-1))
+    assert "scaleout_bandwidth_bytes_per_s.value" in err.message
+    err = _error_for(tmp_path, lambda d: d["scaleup_topology"].update(value="ring"))
+    assert "scaleup_topology.value" in err.message and "'mesh'" in err.message
+    err = _error_for(tmp_path, lambda d: d["gpus_per_node"].update(source="S99"))
+    assert "gpus_per_node.source" in err.message
+    data = _h100_data()
+    data["scaleout_bandwidth_bytes_per_s"]["value"] = 0  # no network is legal
+    assert load_gpu(str(_write(tmp_path, data, "ok.json"))).scaleout_bandwidth_bytes_per_s == 0
