@@ -36,7 +36,9 @@ from roofline.model.efficiency import Efficiency
 from roofline.model.memory import MemorySettings, check_memory_utilization
 from roofline.model.sweep import sweep as _sweep
 from roofline.plan.capacity import capacity_table
-from roofline.plan.options import CAPACITY_COLUMNS, DEFAULT_GPUS, check_tp_degrees, device_candidates, gpu_prices
+from roofline.plan.disagg import disaggregated_table
+from roofline.plan.options import (CAPACITY_COLUMNS, DEFAULT_GPUS, MODE_COLUMNS, check_tp_degrees, device_candidates,
+                                   gpu_prices, mode_rows)
 from roofline.specs.hardware import GPUSpec, list_gpus as _list_gpus, load_gpu as _load_gpu
 from roofline.specs.models import ModelConfig, list_models as _list_models, load_model as _load_model
 from roofline.specs.precision import PrecisionSet
@@ -347,7 +349,9 @@ def capacity(model: str | Path | ModelConfig = "llama-3.1-70b", workload: str | 
              prices: Mapping[str, float] | None = None, ttft_p99_s: float | None = None,
              tpot_p99_s: float | None = None, rate_per_s: float | None = None, prompt: int | str | None = None,
              output: int | str | None = None, turns: int | None = None, think_time_s: float | None = None,
-             memory_utilization: float = 0.9, profile: str | Path | None = None) -> "pd.DataFrame":
+             memory_utilization: float = 0.9, profile: str | Path | None = None, disaggregated: bool = False,
+             prefill_gpus: str | Path | GPUSpec | Sequence[str | Path | GPUSpec] | None = None,
+             decode_gpus: str | Path | GPUSpec | Sequence[str | Path | GPUSpec] | None = None) -> "pd.DataFrame":
     """Fleet sizing for a workload (`roofline capacity`): one row per GPU x TP x precision candidate,
     columns as `roofline capacity --format csv`, feasible candidates first, cheapest (else fewest GPUs) first.
 
@@ -366,6 +370,11 @@ def capacity(model: str | Path | ModelConfig = "llama-3.1-70b", workload: str | 
     KV), 'int4' (W4A16) or 'weights/activations/kv'. prices: USD per GPU-hour by GPU name (unpriced GPUs get
     no cost). memory_utilization, profile: as in `analyze`.
 
+    disaggregated: also size a prefill pool and a decode pool for every pair of candidates (roofline.plan.disagg;
+    `roofline capacity --disaggregated`): the co-located rows (`mode` 'colocated') then the pairs (`mode`
+    'disaggregated', with `prefill_*` and `decode_*` columns, `kv_transfer_s`), columns as `--format csv`.
+    prefill_gpus, decode_gpus: the pools' GPUs (as `gpus`; either implies disaggregated) [default: `gpus`].
+
     >>> plans = roofline.capacity(model="llama-3.1-8b", workload="examples/workload-chat.json",
     ...                           gpus=["h100-sxm"], tp=[1], precision=["bf16"], prices={"h100-sxm": 2.5})
     >>> plans.loc[0, "gpu"], int(plans.loc[0, "gpus"]) >= 1
@@ -380,14 +389,25 @@ def capacity(model: str | Path | ModelConfig = "llama-3.1-70b", workload: str | 
     tps = None if tp is None else check_tp_degrees(_ints(tp, "tp"), m)
     precisions = _precisions(precision)
     price_table = gpu_prices((name, usd, f"{name}={usd}") for name, usd in _mapping(prices, "prices").items())
-    names = [gpus] if isinstance(gpus, (str, Path, GPUSpec)) else list(DEFAULT_GPUS if gpus is None else gpus)
-    if not names:
-        raise RooflineError("gpus is empty", hint="name at least one GPU, e.g. gpus=['h100-sxm']", exit_code=2,
-                            param="gpus")
+    names = _gpu_list(DEFAULT_GPUS if gpus is None else gpus, "gpus")
     cands = device_candidates((_device(g, profile, None) for g in names), m, tps, precisions)
     _warn([context_warning(w, m.name, m.max_position_embeddings)])
     rows = capacity_table(cands, m, w, price_table, ms)
-    return _frame([{k: r.get(k) for k in CAPACITY_COLUMNS} for r in rows], CAPACITY_COLUMNS)
+    if not (disaggregated or prefill_gpus is not None or decode_gpus is not None):
+        return _frame([{k: r.get(k) for k in CAPACITY_COLUMNS} for r in rows], CAPACITY_COLUMNS)
+    pools = [cands if g is None else device_candidates((_device(x, profile, None) for x in _gpu_list(g, param)),
+                                                      m, tps, precisions)
+             for g, param in ((prefill_gpus, "prefill_gpus"), (decode_gpus, "decode_gpus"))]
+    return _frame(mode_rows(rows, disaggregated_table(*pools, m, w, price_table, ms)), MODE_COLUMNS)
+
+
+def _gpu_list(gpus, param: str) -> list:
+    """One GPU or several as a non-empty list (RooflineError naming `param` when empty)."""
+    names = [gpus] if isinstance(gpus, (str, Path, GPUSpec)) else list(gpus)
+    if not names:
+        raise RooflineError(f"{param} is empty", hint=f"name at least one GPU, e.g. {param}=['h100-sxm']",
+                            exit_code=2, param=param)
+    return names
 
 
 def validate(profile_path: str | Path) -> "pd.DataFrame":

@@ -7,10 +7,12 @@ from typing import Annotated, Optional
 import typer
 
 from roofline.model.analysis import Scenario, min_tp_that_fits
-from roofline.cli.common import (FormatOpt, MemOpt, ModelOpt, PrecisionOpt, PrecisionsOpt, ProfileOpt, flag_text, ints,
+from roofline.cli.common import (DpAttentionOpt, EpOpt, FormatOpt, MemOpt, ModelOpt, PrecisionOpt, PrecisionsOpt, ProfileOpt, flag_text, ints,
                                   load_device, memory_settings, out, precision_list, warn)
 from roofline.plan.capacity import capacity_table
-from roofline.plan.options import CAPACITY_COLUMNS, DEFAULT_GPUS, check_tp_degrees, device_candidates, gpu_prices
+from roofline.plan.disagg import cheapest, disaggregated_table
+from roofline.plan.options import (CAPACITY_COLUMNS, DEFAULT_GPUS, check_tp_degrees, device_candidates, gpu_prices,
+                                   mode_rows)
 from roofline.model.engine import TP_DEGREES, make_setup
 from roofline.errors import RooflineError
 from roofline.plan.fleet import plan_fleet
@@ -78,6 +80,8 @@ def _capacity_tables(res: dict) -> list:
     out_tables = [table(head, ["GPU", "layout", "precision", "req/s/replica", "replicas", "GPUs", "$/h", "$/1M out",
                                "headroom", "limited by", "bottleneck", "batch", "TPOT p99 ms", "TTFT p99 ms",
                                "note"], rows)]
+    if "disaggregated" in res:
+        out_tables += _disaggregated_tables(res)
     plan = res.get("fleet_plan")
     if plan:
         cost = ("cost unknown (unpriced GPUs; fewest GPUs)" if plan["cost_per_hour"] is None else
@@ -88,6 +92,42 @@ def _capacity_tables(res: dict) -> list:
         out_tables.append(table(title, ["region", "GPU", "TP", "precision", "replicas", "GPUs", "req/s", "$/h"],
                                 [[m["region"], m["gpu"], m["tp"], m["precision"], m["replicas"], m["gpus"],
                                   _fmt(m["rate_per_s"]), _fmt(m["cost_per_hour"], ".2f")] for m in plan["mix"]]))
+    return out_tables
+
+
+_DISAGG_SHOWN = 30  # pairs in the table (all of them in JSON and CSV)
+
+
+def _pool_text(r: dict, pool: str) -> str:
+    """'h100-sxm tp4 fp8 x3' for one pool of a pair."""
+    c = {k: r[f"{pool}_{k}"] for k in ("tp", "ep", "dp_attention")}
+    n = r.get(f"{pool}_replicas")
+    return f"{r[f'{pool}_gpu']} {_layout(c)} {r[f'{pool}_precision']}" + (f" x{n}" if n else "")
+
+
+def _disaggregated_tables(res: dict) -> list:
+    rows = res["disaggregated"]
+    shown = rows[:_DISAGG_SHOWN]
+    more = f" (the first {len(shown)} of {len(rows)} pairs; --format json or csv for all)" if len(rows) > len(shown) else ""
+    body = [[_pool_text(r, "prefill"), _pool_text(r, "decode"), r.get("gpus", "-"), _fmt(r.get("cost_per_hour"), ".2f"),
+             _fmt(r.get("cost_per_million_output_tokens"), ".3f"), _fmt(r.get("ttft_p99_s"), ".0f", 1e3),
+             _fmt(r.get("kv_transfer_s"), ".1f", 1e3), _fmt(r.get("tpot_p99_s"), ".1f", 1e3),
+             " / ".join(x for x in (r.get("prefill_limited_by"), r.get("prefill_bottleneck")) if x) or "-",
+             " / ".join(x for x in (r.get("decode_limited_by"), r.get("decode_bottleneck")) if x) or "-",
+             r.get("reason", "")] for r in shown]
+    out_tables = [table(f"Disaggregated: prefill pool x decode pool{more}",
+                        ["prefill (replicas)", "decode (replicas)", "GPUs", "$/h", "$/1M out", "TTFT p99 ms",
+                         "KV transfer ms", "TPOT p99 ms", "prefill limit", "decode limit", "note"], body)]
+    best = res["cheapest"]
+    if best is None:
+        out_tables.append("Cheapest of all: none is feasible")
+    else:
+        what = (f"disaggregated, prefill {_pool_text(best, 'prefill')} + decode {_pool_text(best, 'decode')}"
+                if best["mode"] == "disaggregated" else
+                f"co-located, {best['gpu']} {_layout(best)} {best['precision']} x{best['replicas']}")
+        cost = ("" if best.get("cost_per_hour") is None else f", ${best['cost_per_hour']:.2f}/h, "
+                f"${best['cost_per_million_output_tokens']:.3f}/1M output tokens")
+        out_tables.append(f"Cheapest of all: {what}: {best['gpus']} GPUs{cost}")
     return out_tables
 
 
@@ -105,10 +145,19 @@ def capacity(
     fleet: Annotated[Optional[Path], typer.Option("--fleet", exists=True, dir_okay=False,
                                                   help="Fleet file (GPU types, per-region availability, prices): "
                                                   "adds the cheapest mix, or the unserved load.")] = None,
+    disaggregated: Annotated[bool, typer.Option("--disaggregated", help="Also size disaggregated serving: a "
+                                                "prefill pool and a decode pool, every pair of candidates.")] = False,
+    prefill_gpu: Annotated[Optional[list[str]], typer.Option("--prefill-gpu", help="GPU of the prefill pool (repeat "
+                                                             "for several; implies --disaggregated) [default: "
+                                                             "the --gpu candidates].")] = None,
+    decode_gpu: Annotated[Optional[list[str]], typer.Option("--decode-gpu", help="GPU of the decode pool (repeat "
+                                                            "for several; implies --disaggregated) [default: "
+                                                            "the --gpu candidates].")] = None,
     memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
 ) -> None:
     """Highest request rate per replica within the SLOs for each GPU x TP x precision, replicas, GPUs, cost,
-    headroom and the binding bottleneck; with --fleet, the cheapest mix across regions (an ILP)."""
+    headroom and the binding bottleneck; with --fleet, the cheapest mix across regions (an ILP); with
+    --disaggregated, prefill and decode pools sized apart for every pair of candidates."""
     ms = memory_settings(memory_utilization)
     w = _workload(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
     m = load_model(model)
@@ -120,20 +169,32 @@ def capacity(
     cands = _candidates(names, m, tps, precisions, profile)
     warn([context_warning(w, m.name, m.max_position_embeddings)])
     res = _capacity_result(m, w, capacity_table(cands, m, w, prices, ms), fl)
+    if disaggregated or prefill_gpu or decode_gpu:
+        pre = _candidates(prefill_gpu, m, tps, precisions, profile) if prefill_gpu else cands
+        dec = _candidates(decode_gpu, m, tps, precisions, profile) if decode_gpu else cands
+        res["disaggregated"] = _reasons_as_flags(disaggregated_table(pre, dec, m, w, prices, ms))
+        res["cheapest"] = cheapest(res["candidates"], res["disaggregated"])
     warn(res.get("fleet_plan", {}).get("warnings", []))
     emit(res, fmt, out, lambda: _capacity_tables(res),
-         lambda: [{k: r.get(k) for k in CAPACITY_COLUMNS} for r in res["candidates"]])
+         lambda: (mode_rows(res["candidates"], res["disaggregated"]) if "disaggregated" in res else
+                  [{k: r.get(k) for k in CAPACITY_COLUMNS} for r in res["candidates"]]))
 
 
 def _candidates(names: list[str], m: ModelConfig, tps, precisions: list[str], profile: Optional[Path]) -> list:
     return device_candidates((load_device(name, profile) for name in names), m, tps, precisions)
 
 
-def _capacity_result(m: ModelConfig, w: Workload, rows: list[dict], fl: Optional[Fleet]) -> dict:
-    """The JSON document: the candidates' rows, the best one, and with a fleet the cheapest mix."""
-    for r in rows:  # a TP degree that does not divide the heads is noted in its row in the library's words
+def _reasons_as_flags(rows: list[dict]) -> list[dict]:
+    """A TP degree that does not divide the heads is noted in its row in the library's words: as flags here."""
+    for r in rows:
         if "reason" in r:
             r["reason"] = flag_text(r["reason"], "tp")
+    return rows
+
+
+def _capacity_result(m: ModelConfig, w: Workload, rows: list[dict], fl: Optional[Fleet]) -> dict:
+    """The JSON document: the candidates' rows, the best one, and with a fleet the cheapest mix."""
+    _reasons_as_flags(rows)
     feasible = [r for r in rows if r["feasible"]]
     res = {"model": m.name, "workload": w.to_dict(), "candidates": rows, "best": feasible[0] if feasible else None}
     if fl:
@@ -217,16 +278,19 @@ def simulate(
     timeseries: Annotated[bool, typer.Option("--timeseries/--no-timeseries", help="Include batch, KV "
                                              "utilisation and queue over time in JSON.")] = False,
     memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+    ep: EpOpt = 1, dp_attention: DpAttentionOpt = 1,
 ) -> None:
     """Discrete-event simulation of replicas with continuous batching, a paged KV cache, eviction and recompute:
-    TTFT/TPOT/end-to-end percentiles, throughput, batch and KV utilisation, queue, cache hit rate."""
+    TTFT/TPOT/end-to-end percentiles, throughput, batch and KV utilisation, queue, cache hit rate. A replica
+    may be an expert-parallel MoE deployment (--ep, --dp-attention: its DP ranks' KV caches pooled, the load
+    spread evenly over them)."""
     ms = memory_settings(memory_utilization)
     w = _workload(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
     hour = _start_hour(start_hour, w)
     g, eff = load_device(gpu, profile)
     prec = PrecisionSet.parse(precision)
     m = load_model(model)
-    s = make_setup(g, m, tp, prec.weights, prec.activations, prec.kv, eff)
+    s = make_setup(g, m, tp, prec.weights, prec.activations, prec.kv, eff, ep=ep, dp=dp_attention)
     cfg = SimSettings(chunked_prefill=chunked_prefill, memory=ms)
     warn([context_warning(w, m.name, m.max_position_embeddings, seed)])
     try:
@@ -237,7 +301,8 @@ def simulate(
         res.update(divergence(s, w, max(2000, requests // 4), replicas, seed, cfg))
     if not timeseries:
         res.pop("timeseries")
-    res = {"model": s.model.name, "gpu": g.name, "tp": tp, "precision": precision, "workload": w.to_dict(), **res}
+    res = {"model": s.model.name, "gpu": g.name, "tp": tp, "precision": precision, "workload": w.to_dict(), **res,
+           "ep": ep, "dp_attention": dp_attention}
     flat = {k: v for k, v in res.items() if not isinstance(v, (dict, list))}
     for k in ("ttft_s", "tpot_s", "e2e_latency_s"):
         flat.update({f"{k}_{q}": res[k][q] for q in ("p50", "p99")})

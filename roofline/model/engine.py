@@ -115,14 +115,14 @@ def check_layout(model: ModelConfig, tp: int, pp: int = 1, ep: int = 1, dp: int 
         raise RooflineError(f"dp_attention must be >= 1, got {dp}", hint="1 = no attention data parallelism",
                             exit_code=2, param="dp_attention")
     if ep not in (1, tp * dp):
-        raise RooflineError(f"ep must be 1 or tp x dp_attention = {tp * dp}, got {ep}",
+        raise RooflineError(f"ep must be 1 or `tp` x `dp_attention` = {tp * dp}, got {ep}",
                             hint="expert parallelism spreads the experts over every GPU of a stage",
                             exit_code=2, param="ep")
     if ep > 1 and not model.num_experts:
         raise RooflineError(f"ep={ep}, but {model.name} has no experts", hint="expert parallelism needs an MoE "
                             "model", exit_code=2, param="ep")
     if dp > 1 and ep == 1:
-        raise RooflineError(f"dp_attention={dp} needs expert parallelism (ep = tp x dp_attention = {tp * dp})",
+        raise RooflineError(f"dp_attention={dp} needs expert parallelism (`ep` = `tp` x `dp_attention` = {tp * dp})",
                             hint="for a dense model, serve more replicas instead", exit_code=2,
                             param="dp_attention")
     if not (math.isfinite(ep_imbalance) and ep_imbalance >= 1.0):

@@ -13,11 +13,16 @@ M is the per-step token budget (max_batched_tokens). The KV cache holds each in-
 (prompt + output reserved at admission) and idle conversations between turns (LRU; hit rate ~ free / needed).
 lambda(u) is evaluated on a grid of u in one vectorized call; the answer is the largest lambda whose u keeps
 TPOT and TTFT within the SLOs, the p99 concurrency within the KV cache, q < 1 and B <= max_seqs.
+
+The same curve describes the two pools of disaggregated serving (`pool`, see `roofline.plan.disagg`): a
+prefill replica (every request leaves after its first token, so B = 0; the engine idles between arrivals, so
+a step slot lasts a prefill step: t(u) = t_p) and a decode replica (decode-only steps: q = 0, t(u) = t_d, no
+prefill chunk in any step; each request holds its pages from the step it arrives in).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -30,12 +35,22 @@ from roofline.specs.models import ModelConfig
 from roofline.model.phases import attention_terms
 from roofline.specs.precision import PrecisionSet
 from roofline.model.step_time import mixed_pass
-from roofline.specs.workload import Workload, sample_requests
+from roofline.specs.workload import LengthDist, Workload, sample_requests
 
 Z99 = 2.326  # standard normal 99th percentile: p99 concurrency ~ B + Z99 sqrt(B) (Poisson)
 _GRID = 1500
 _SAMPLE = 20_000
 U_GRID = np.geomspace(1e-5, 10.0, 41)
+#: what one replica does: "colocated" (continuous batching with chunked prefill), or one pool of disaggregated
+#: serving: "prefill" (prompts only, each request leaves with its first token) or "decode" (decode-only steps)
+POOLS = ("colocated", "prefill", "decode")
+#: the limits each kind of replica is held to (in the order `limited_by` names the first one that binds)
+POOL_LIMITS = {
+    "colocated": ("kv_capacity", "prefill_budget", "max_seqs", "tpot_p50_slo", "tpot_p99_slo", "ttft_p50_slo",
+                  "ttft_p99_slo"),
+    "prefill": ("kv_capacity", "prefill_budget", "ttft_p50_slo", "ttft_p99_slo"),
+    "decode": ("kv_capacity", "max_seqs", "tpot_p50_slo", "tpot_p99_slo"),
+}
 
 
 @dataclass(frozen=True)
@@ -101,6 +116,7 @@ class Operating:
     hit_rate: np.ndarray
     kv_capacity_tokens: float
     stats: WorkloadStats
+    pool: str = "colocated"
 
 
 @dataclass(frozen=True)
@@ -152,11 +168,17 @@ def _steps(s: Setup, st: WorkloadStats, u, B, c):
     return t_d, t_p
 
 
-def operating_curve(s: Setup, w: Workload, ms: mem.MemorySettings, hit_rate: float = 1.0) -> Operating:
-    """The replica's steady state over u (requests per step); the hit rate is iterated to a fixed point."""
+def operating_curve(s: Setup, w: Workload, ms: mem.MemorySettings, hit_rate: float = 1.0,
+                    pool: str = "colocated") -> Operating:
+    """The replica's steady state over u (requests per step); the hit rate is iterated to a fixed point.
+    `pool`: one of POOLS (a decode pool keeps no idle conversations: their next prompt goes to the prefill
+    pool, which does)."""
     cap = float(mem.kv_cache_capacity_tokens(s, ms))
     M = float(ms.max_batched_tokens)
     u = np.geomspace(1e-7, 2.0 * ms.max_seqs, _GRID)
+    if pool == "prefill":
+        w = replace(w, output=LengthDist("fixed", value=1))
+    hit_rate = 0.0 if pool == "decode" else hit_rate
     hit = hit_rate
     for _ in range(6):
         st = workload_stats(s.model, w, hit)
@@ -164,9 +186,14 @@ def operating_curve(s: Setup, w: Workload, ms: mem.MemorySettings, hit_rate: flo
         c = np.clip(np.maximum(st.prefill_tokens, u * st.prefill_tokens), 1.0, np.maximum(M - B, 1.0))
         q = np.minimum(u * st.prefill_tokens / c, 1.0)
         t_d, t_p = _steps(s, st, u, B, c)
+        if pool == "decode":
+            q, t_p = np.zeros_like(q), t_d
+        elif pool == "prefill":
+            t_d = t_p
         t = (1.0 - q) * t_d + q * t_p
         rate = u / t
-        kv_inflight = u * st.reserved_token_steps + u * np.maximum(st.prefill_tokens / c, 1.0) * st.reserved_tokens
+        steps_held = np.maximum(st.prefill_tokens / c, 1.0) if pool != "decode" else 1.0
+        kv_inflight = u * st.reserved_token_steps + u * steps_held * st.reserved_tokens
         kv_p99 = kv_inflight + Z99 * np.sqrt(np.maximum(kv_inflight * st.reserved_tokens, 0.0))
         if not (st.idle_tokens > 0 and hit_rate > 0):
             break
@@ -180,6 +207,8 @@ def operating_curve(s: Setup, w: Workload, ms: mem.MemorySettings, hit_rate: flo
         if abs(new_hit - hit) < 1e-3:
             break
         hit = new_hit
+    if pool != "colocated":
+        return _pool_curve(s, st, u, B, c, q, t_d, t, rate, kv_p99, cap, hit, M, pool)
     # a request's TPOT: its decode steps, a Binomial share of which carry prefill chunks
     B99 = B + Z99 * np.sqrt(B)
     d99, p99 = _steps(s, st, u, B99, np.clip(c, 1.0, np.maximum(M - B99, 1.0)))
@@ -194,6 +223,19 @@ def operating_curve(s: Setup, w: Workload, ms: mem.MemorySettings, hit_rate: flo
     ttft50 = _ttft(s, load, st.p50_prompt, False)
     ttft99 = _ttft(s, load, st.p99_prompt, True)
     return Operating(u, rate, t, tpot50, tpot99, B, c, q, kv_p99, ttft50, ttft99, np.full_like(u, hit), cap, st)
+
+
+def _pool_curve(s: Setup, st: WorkloadStats, u, B, c, q, t_d, t, rate, kv_p99, cap, hit, M, pool) -> Operating:
+    """A disaggregated pool's curve: a prefill replica's TTFT (B = 0; its TPOT is the decode pool's) or a decode
+    replica's TPOT (decode-only steps, at B and at the p99 batch; its TTFT is the prefill pool's)."""
+    none = np.zeros_like(u)
+    if pool == "decode":
+        tpot99 = _steps(s, st, u, B + Z99 * np.sqrt(B), np.ones_like(u))[0]
+        return Operating(u, rate, t, t_d, tpot99, B, none, q, kv_p99, none, none, np.full_like(u, hit), cap, st,
+                         pool)
+    load = _Load(st, u, B, t_d, t_d, q, M)
+    return Operating(u, rate, t, none, none, B, c, q, kv_p99, _ttft(s, load, st.p50_prompt, False),
+                     _ttft(s, load, st.p99_prompt, True), np.full_like(u, hit), cap, st, pool)
 
 
 def _time(s: Setup, T, S, pairs, kv) -> np.ndarray:
@@ -217,22 +259,31 @@ def _bottleneck(s: Setup, B: float, c: float, q: float, st: WorkloadStats, u: fl
     return max(share, key=share.get)
 
 
-def replica_capacity(s: Setup, w: Workload, ms: mem.MemorySettings | None = None) -> dict:
+def replica_capacity(s: Setup, w: Workload, ms: mem.MemorySettings | None = None, pool: str = "colocated",
+                     op: Operating | None = None, ttft_offset_s: tuple[float, float] = (0.0, 0.0)) -> dict:
     """Max request rate per replica within the SLOs, what limits it, and the step time there. The same keys
-    whether or not any rate is feasible (latencies None and rates 0 when none is)."""
+    whether or not any rate is feasible (latencies None and rates 0 when none is). `pool`: one of POOLS (held
+    to POOL_LIMITS[pool]; the latencies it does not set are None); `op`: its operating curve when the caller
+    has it; `ttft_offset_s`: seconds added to TTFT p50 and p99 (a prefill pool's KV transfer, during which
+    the prompt's KV stays in its cache)."""
     ms = ms or mem.MemorySettings()
-    op = operating_curve(s, w, ms)
+    op = op or operating_curve(s, w, ms, pool=pool)
     st, slo = op.stats, w.slo
+    ttft50, ttft99, kv_p99 = op.ttft_p50_s, op.ttft_p99_s, op.kv_p99_tokens
+    if pool == "prefill":
+        ttft50, ttft99 = ttft50 + ttft_offset_s[0], ttft99 + ttft_offset_s[1]
+        kv_p99 = kv_p99 + op.rate * ttft_offset_s[0] * st.reserved_tokens
     limits = {
-        "kv_capacity": op.kv_p99_tokens <= op.kv_capacity_tokens,
+        "kv_capacity": kv_p99 <= op.kv_capacity_tokens,
         "prefill_budget": op.q < 0.98,
         "max_seqs": op.batch + Z99 * np.sqrt(op.batch) <= ms.max_seqs,
         "tpot_p50_slo": op.tpot_p50_s <= (slo.tpot_p50_s or np.inf),
         "tpot_p99_slo": op.tpot_p99_s <= (slo.tpot_p99_s or np.inf),
-        "ttft_p50_slo": op.ttft_p50_s <= (slo.ttft_p50_s or np.inf),
-        "ttft_p99_slo": op.ttft_p99_s <= (slo.ttft_p99_s or np.inf),
+        "ttft_p50_slo": ttft50 <= (slo.ttft_p50_s or np.inf),
+        "ttft_p99_slo": ttft99 <= (slo.ttft_p99_s or np.inf),
     }
-    hard = limits["kv_capacity"] & limits["prefill_budget"] & limits["max_seqs"]
+    limits = {k: limits[k] for k in POOL_LIMITS[pool]}
+    hard = np.logical_and.reduce([limits[k] for k in ("kv_capacity", "prefill_budget", "max_seqs") if k in limits])
     ok = np.logical_and.reduce(list(limits.values()))
     sat = _last_true(hard)
     i = _last_true(ok)
@@ -248,19 +299,23 @@ def replica_capacity(s: Setup, w: Workload, ms: mem.MemorySettings | None = None
                 "ttft_p99_s": None, "kv_cache_utilization": None, "cache_hit_rate": None,
                 "output_tokens_per_s_per_replica": 0.0}
     nxt = min(i + 1, len(op.u) - 1)
-    limited_by = next((k for k, v in limits.items() if not v[nxt]), "max_seqs") if nxt > i else "max_seqs"
+    last = list(limits)[-1] if pool == "prefill" else "max_seqs"  # what stops the grid: no further rate
+    limited_by = next((k for k, v in limits.items() if not v[nxt]), last) if nxt > i else last
     bottleneck = "hbm_capacity" if limited_by == "kv_capacity" else _slo_bottleneck(s, op, i)
+    tpot, ttft = pool != "prefill", pool != "decode"
     return {**base, "max_request_rate_per_replica": float(op.rate[i]), "limited_by": limited_by,
-            "bottleneck": bottleneck, "batch": float(op.batch[i]), "tpot_s": float(op.step_s[i]),
-            "tpot_p50_s": float(op.tpot_p50_s[i]), "tpot_p99_s": float(op.tpot_p99_s[i]),
-            "ttft_p50_s": float(op.ttft_p50_s[i]), "ttft_p99_s": float(op.ttft_p99_s[i]),
-            "kv_cache_utilization": float(op.kv_p99_tokens[i] / op.kv_capacity_tokens),
+            "bottleneck": bottleneck, "batch": float(op.batch[i]), "tpot_s": float(op.step_s[i]) if tpot else None,
+            "tpot_p50_s": float(op.tpot_p50_s[i]) if tpot else None,
+            "tpot_p99_s": float(op.tpot_p99_s[i]) if tpot else None,
+            "ttft_p50_s": float(ttft50[i]) if ttft else None, "ttft_p99_s": float(ttft99[i]) if ttft else None,
+            "kv_cache_utilization": float(kv_p99[i] / op.kv_capacity_tokens),
             "cache_hit_rate": float(op.hit_rate[i]) if w.turns > 1 and w.prefix_reuse else None,
             "output_tokens_per_s_per_replica": float(op.rate[i] * st.output)}
 
 
 def _slo_bottleneck(s: Setup, op: Operating, i: int) -> str:
-    return _bottleneck(s, float(op.batch[i]), float(op.chunk[i]), float(op.q[i]), op.stats, float(op.u[i]))
+    q = 1.0 if op.pool == "prefill" else float(op.q[i])  # a prefill replica's step slots are prefill steps
+    return _bottleneck(s, float(op.batch[i]), float(op.chunk[i]), q, op.stats, float(op.u[i]))
 
 
 def _last_true(mask: np.ndarray) -> int:
@@ -295,22 +350,32 @@ class Candidate:
         return f"{self.gpu.name} tp{self.tp}{extra} {self.precision}"
 
 
+def candidate_setup(c: Candidate, model: ModelConfig) -> Setup:
+    """The candidate's deployment (RooflineError when the layout or precision does not apply to the model)."""
+    p = PrecisionSet.parse(c.precision)
+    return make_setup(c.gpu, model, c.tp, p.weights, p.activations, p.kv, c.efficiency, ep=c.ep, dp=c.dp_attention)
+
+
+def infeasible_reason(r: dict) -> str:
+    """Why `replica_capacity`'s answer `r` has no feasible rate, in words."""
+    return ("weights and one request's KV cache do not fit" if r["limited_by"] == "kv_capacity"
+            else f"{r['limited_by']} not met even at the lowest load")
+
+
 def evaluate_candidate(c: Candidate, model: ModelConfig, w: Workload, ms: mem.MemorySettings,
                        price_per_gpu_hour: float | None) -> dict:
     """One row of `roofline capacity`."""
     row = {"gpu": c.gpu.name, "tp": c.tp, "precision": c.precision, "feasible": False, "ep": c.ep,
            "dp_attention": c.dp_attention, "gpus_per_replica": c.gpus_per_replica}
     try:
-        p = PrecisionSet.parse(c.precision)
-        s = make_setup(c.gpu, model, c.tp, p.weights, p.activations, p.kv, c.efficiency, ep=c.ep, dp=c.dp_attention)
+        s = candidate_setup(c, model)
     except RooflineError as e:
         return {**row, "reason": e.message, "bottleneck": None, "max_request_rate_per_replica": 0.0}
     r = replica_capacity(s, w, ms)
     rate = r["max_request_rate_per_replica"]
     row.update(r, feasible=rate > 0)
     if rate <= 0:
-        row["reason"] = ("weights and one request's KV cache do not fit" if r["limited_by"] == "kv_capacity"
-                         else f"{r['limited_by']} not met even at the lowest load")
+        row["reason"] = infeasible_reason(r)
         return row
     replicas = max(1, math.ceil(w.peak_rate_per_s / rate * (1 - 1e-9)))
     gpus = replicas * c.gpus_per_replica
@@ -343,8 +408,12 @@ def capacity_table(cands: list[Candidate], model: ModelConfig, w: Workload, pric
     """Every candidate's row, feasible ones first, cheapest (or fewest GPUs) first."""
     ms = ms or mem.MemorySettings()
     rows = [evaluate_candidate(c, model, w, ms, prices.get(c.gpu.name)) for c in cands]
-    return sorted(rows, key=lambda r: (not r["feasible"], r.get("cost_per_million_output_tokens") or np.inf,
-                                       r.get("gpus") or np.inf))
+    return sorted(rows, key=cost_order)
+
+
+def cost_order(r: dict) -> tuple:
+    """The order of the capacity tables: feasible first, then cheapest per output token, then fewest GPUs."""
+    return (not r["feasible"], r.get("cost_per_million_output_tokens") or np.inf, r.get("gpus") or np.inf)
 
 
 def predict(s: Setup, w: Workload, rate_per_s: float, ms: mem.MemorySettings | None = None) -> dict:

@@ -21,6 +21,20 @@ CAPACITY_COLUMNS: tuple[str, ...] = (
     "ttft_p99_s", "kv_cache_utilization", "saturation_rate_per_replica", "reason", "ep", "dp_attention",
     "gpus_per_replica")
 
+#: the columns of one prefill-pool x decode-pool pair (`roofline capacity --disaggregated`, `roofline.capacity(
+#: disaggregated=True)`): each pool's GPU, layout, precision, replicas and binding limit, and the pair's totals
+DISAGGREGATED_COLUMNS: tuple[str, ...] = (
+    "mode", "prefill_gpu", "prefill_tp", "prefill_ep", "prefill_dp_attention", "prefill_precision", "decode_gpu",
+    "decode_tp", "decode_ep", "decode_dp_attention", "decode_precision", "prefill_replicas", "decode_replicas",
+    "prefill_gpus", "decode_gpus", "gpus", "cost_per_hour", "cost_per_million_output_tokens", "headroom",
+    "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "kv_transfer_s", "kv_transfer_bytes",
+    "prefill_max_request_rate_per_replica", "decode_max_request_rate_per_replica", "prefill_limited_by",
+    "prefill_bottleneck", "decode_limited_by", "decode_bottleneck", "decode_batch", "reason")
+
+#: co-located and disaggregated rows in one table: `mode` ("colocated" or "disaggregated"), then both sets
+MODE_COLUMNS: tuple[str, ...] = ("mode", *CAPACITY_COLUMNS,
+                                 *(c for c in DISAGGREGATED_COLUMNS if c not in CAPACITY_COLUMNS and c != "mode"))
+
 
 def check_tp_degrees(tps: Sequence[int], model: ModelConfig, shown: str | None = None) -> list[int]:
     """The TP degrees to try. A degree that does not divide the model's attention heads gets a note in its
@@ -67,3 +81,9 @@ def device_candidates(devices: Iterable[tuple[GPUSpec, Efficiency | None]], mode
                       tps: list[int] | None, precisions: list[str]) -> list[Candidate]:
     """Every (device, efficiency) x TP x precision candidate, devices in the order given (see `candidates`)."""
     return [c for g, eff in devices for c in candidates([g], model, tps, precisions, eff)]
+
+
+def mode_rows(colocated: list[dict], disaggregated: list[dict]) -> list[dict]:
+    """Co-located and disaggregated rows with the MODE_COLUMNS (`--format csv`, the API's DataFrame)."""
+    rows = [{**r, "mode": "colocated"} for r in colocated] + list(disaggregated)
+    return [{k: r.get(k) for k in MODE_COLUMNS} for r in rows]

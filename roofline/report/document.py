@@ -120,6 +120,19 @@ def operator_rows(r: dict, phase: str) -> list[list[str]]:
 OP_HEADERS = ["operator", "count", "FLOPs", "bytes", "FLOP/B", "bound", "time", "share"]
 
 
+def communication_rows(r: dict) -> list[list[str]]:
+    """Every collective of both phases: what, how big, over whom, on which link, by which algorithm, how long."""
+    return [[phase, c["name"], c["collective"], str(c["messages"]), format_bytes(c["message_bytes"]),
+             str(c["group"]), c["link"], c["algorithm"], format_time_s(c["time_s"]),
+             f"{100 * c['time_s'] / r[phase]['time_s']:.1f}%"]
+            for phase in ("prefill", "decode") for c in r[phase]["communication"]]
+
+
+COMM_HEADERS = ["phase", "collective", "kind", "messages", "message", "group", "link", "algorithm", "time", "share"]
+COMM_NOTE = ("Collectives of the layout, timed by the communication model (latency + nccl-tests bus bytes / achieved "
+             "link bandwidth, the algorithm picked by message size); no overlap with compute is assumed.")
+
+
 def input_rows(spec: ReportSpec, r: dict) -> dict[str, list[tuple[str, str]]]:
     g, m, c = spec.gpu, spec.model, r["config"]
     gpu = [("GPU", f"{g.display_name} ({g.name})"), ("spec file", str(g.path)),
@@ -230,6 +243,8 @@ def _html(spec, r, figs, pngs, comp, title) -> str:
                      f"<figcaption>{e(caption)}</figcaption></figure>")
     if comp:
         parts.append(f"<h2>GPU comparison</h2><p>{e(compare_note(spec))}</p>" + _html_table(COMPARE_HEADERS, comp))
+    if communication_rows(r):
+        parts.append(f"<h2>Communication</h2><p>{e(COMM_NOTE)}</p>" + _html_table(COMM_HEADERS, communication_rows(r)))
     for phase in ("decode", "prefill"):
         parts.append(f"<h2>{phase.capitalize()} operators</h2>" + _html_table(OP_HEADERS, operator_rows(r, phase)))
     parts.append("<h2>Inputs</h2><div class=grid>")
@@ -248,6 +263,8 @@ def _markdown(spec, r, figs, comp, title) -> str:
         md += [f"![{name}]({name}.png)", "", f"*{caption}*", ""]
     if comp:
         md += ["## GPU comparison", "", compare_note(spec), "", _md_table(COMPARE_HEADERS, comp), ""]
+    if communication_rows(r):
+        md += ["## Communication", "", COMM_NOTE, "", _md_table(COMM_HEADERS, communication_rows(r)), ""]
     for phase in ("decode", "prefill"):
         md += [f"## {phase.capitalize()} operators", "", _md_table(OP_HEADERS, operator_rows(r, phase)), ""]
     md += ["## Inputs", ""]

@@ -144,3 +144,13 @@ def test_unwritable_outputs_are_named(tmp_path, capsys):
     if Path("/proc/self").is_dir():  # Linux: nothing can be created in /proc, not even by root
         _fails(capsys, ["plot", "roofline", "-o", "/proc/x.png"], 1, "cannot write /proc/x.png")
         _fails(capsys, ["report", "--out-dir", "/proc/nope"], 1, "cannot write /proc/nope")
+
+
+def test_report_has_a_communication_section_for_a_multi_gpu_layout(tmp_path, capsys):
+    """TP 4: the collectives of both phases, with their link and algorithm; none on one GPU."""
+    assert cli.main(["report", "--model", "llama-3.1-70b", "--tp", "4", "--gpu", "h200-sxm", "--batch", "16",
+                     "--out-dir", str(tmp_path), "--name", "tp4"]) == 0
+    md = (tmp_path / "tp4" / "report.md").read_text()
+    assert "## Communication" in md and "| decode | allreduce_attn | all_reduce | 80 |" in md and "nvlink" in md
+    assert cli.main(["report", "--out-dir", str(tmp_path), "--name", "one"]) == 0
+    assert "## Communication" not in (tmp_path / "one" / "report.md").read_text()

@@ -1,0 +1,55 @@
+"""The layout flags on the command line: analyze --pp/--ep/--dp-attention, sweep's layout axes, simulate with
+expert parallelism; bad layouts are one Error line naming the flags, exit 2."""
+import json
+
+import pytest
+
+
+def test_analyze_pipeline_json(run_cli):
+    code, out, err = run_cli("analyze", "--model", "llama-3.1-405b", "--gpu", "h200-sxm", "--tp", "8", "--pp", "2",
+                             "--batch", "8", "--format", "json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["config"]["pp"] == 2 and r["config"]["gpus"] == 16
+    assert r["pipeline_bubble_fraction"] == pytest.approx(1 / 3)  # (pp-1)/(m+pp-1) = 1/(2+1)
+    send = [c for c in r["decode"]["communication"] if c["name"] == "pp_send"][0]
+    assert send["link"] == "network" and send["collective"] == "send_recv" and send["messages"] == 1
+    assert {"collective", "message_bytes", "group", "link", "algorithm", "time_s"} <= set(send)
+
+
+def test_analyze_expert_parallel_table(run_cli):
+    code, out, err = run_cli("analyze", "--model", "mixtral-8x7b", "--tp", "2", "--ep", "8", "--dp-attention", "4")
+    assert code == 0, err
+    assert "x 8 (tp 2, ep 8, dp attention 4)" in out and "moe_dispatch" in out and "all_to_all" in out
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--model", "mixtral-8x7b", "--tp", "2", "--ep", "8"), "Error: --ep must be 1 or --tp x --dp-attention = 2"),
+    (("--model", "llama-3.1-8b", "--dp-attention", "2"), "Error: --dp-attention 2 needs expert parallelism"),
+    (("--pp", "0",), "Error: --pp must be between 1 and the 32 layers"),
+    (("--model", "llama-3.1-8b", "--ep", "2", "--tp", "2"), "Error: --ep 2, but llama-3.1-8b has no experts"),
+])
+def test_bad_layouts_are_usage_errors(run_cli, args, message):
+    code, out, err = run_cli("analyze", *args)
+    assert code == 2 and out == "" and err.startswith(message) and "Hint: " in err and "Traceback" not in err
+
+
+def test_sweep_layout_axes_skip_what_the_model_cannot_take(run_cli):
+    code, out, err = run_cli("sweep", "--model", "mixtral-8x7b", "--batch", "1,64", "--context", "1024",
+                             "--tp", "1,2", "--pp", "1,2", "--expert-parallel", "off,on", "--format", "csv")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    # layouts: tp1 (ep off), tp2 ep off, tp2 ep on (tp1 with ep on is ep=1: the same as off) x pp 1,2 = 6,
+    # x 2 batches = 12 rows
+    assert len(lines) == 1 + 12
+    head = lines[0].split(",")
+    assert {"pp", "ep", "dp_attention", "gpus", "pipeline_bubble_fraction"} <= set(head)
+    code, out, err = run_cli("sweep", "--expert-parallel", "maybe")
+    assert code == 2 and err.startswith("Error: --expert-parallel takes off and/or on")
+
+
+def test_sweep_warns_about_left_out_layouts(run_cli):
+    code, out, err = run_cli("sweep", "--model", "llama-3.1-8b", "--batch", "1", "--context", "512",
+                             "--expert-parallel", "off,on", "--tp", "2", "--format", "json")
+    assert code == 0 and "Warning: 1 layout(s) left out" in err and "--ep 2, but llama-3.1-8b has no experts" in err
+    assert len(json.loads(out)) == 1
