@@ -64,7 +64,8 @@ def _fmt(x, spec=".3g", scale=1.0, unit=""):
 
 def _layout(r: dict) -> str:
     """'tp4', 'tp4 ep4', 'tp1 dp8 ep8'."""
-    return f"tp{r['tp']}" + (f" dp{r['dp_attention']}" if r.get("dp_attention", 1) > 1 else "") + \
+    return f"tp{r['tp']}" + (f" pp{r['pp']}" if r.get("pp", 1) > 1 else "") + \
+        (f" dp{r['dp_attention']}" if r.get("dp_attention", 1) > 1 else "") + \
         (f" ep{r['ep']}" if r.get("ep", 1) > 1 else "")
 
 

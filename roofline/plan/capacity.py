@@ -32,7 +32,7 @@ from roofline.model.engine import Setup, make_setup, time_pass, tp_degrees
 from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
-from roofline.model.phases import attention_terms
+from roofline.model.phases import attention_terms, micro_batches, phase_time_s
 from roofline.specs.precision import PrecisionSet
 from roofline.model.step_time import mixed_pass
 from roofline.specs.workload import LengthDist, Workload, sample_requests
@@ -239,8 +239,15 @@ def _pool_curve(s: Setup, st: WorkloadStats, u, B, c, q, t_d, t, rate, kv_p99, c
 
 
 def _time(s: Setup, T, S, pairs, kv) -> np.ndarray:
-    ops = time_pass(s, mixed_pass(s, np.maximum(T, 1e-9), np.maximum(S, 1e-9), pairs, kv))
-    return sum(np.broadcast_to(o.time_s, np.shape(T)) for o in ops)
+    """A step's time: every sequence of the replica advances (decode) or a chunk is prefilled. With pipeline
+    parallelism the step runs as m = min(pp, S) micro-batches, composed as a decode step (phases.phase_time_s)."""
+    T, S = np.maximum(T, 1e-9), np.maximum(S, 1e-9)
+    if np.all(np.asarray(s.pp) == 1):
+        ops = time_pass(s, mixed_pass(s, T, S, pairs, kv))
+        return sum(np.broadcast_to(o.time_s, np.shape(T)) for o in ops)
+    m = micro_batches(s, S)
+    ops = time_pass(s, mixed_pass(s, T / m, S / m, np.asarray(pairs) / m, np.asarray(kv) / m))
+    return np.broadcast_to(phase_time_s(s, ops, S, "decode"), np.shape(T))
 
 
 def _bottleneck(s: Setup, B: float, c: float, q: float, st: WorkloadStats, u: float) -> str:
@@ -330,8 +337,8 @@ def _last_true(mask: np.ndarray) -> int:
 @dataclass(frozen=True)
 class Candidate:
     """One GPU x layout x precision to size; `precision` is a precision set as text ('fp8', 'int4/bf16/fp8':
-    see PrecisionSet), shown as given in its row. The layout: tp, and for MoE models expert parallelism
-    (ep = tp x dp_attention) with attention data parallelism."""
+    see PrecisionSet), shown as given in its row. The layout: tp, pipeline stages, and for MoE models expert
+    parallelism (ep = tp x dp_attention) with attention data parallelism."""
 
     gpu: GPUSpec
     tp: int
@@ -339,21 +346,24 @@ class Candidate:
     efficiency: Efficiency | None = None
     ep: int = 1
     dp_attention: int = 1
+    pp: int = 1
 
     @property
     def gpus_per_replica(self) -> int:
-        return self.tp * self.dp_attention
+        return self.tp * self.pp * self.dp_attention
 
     @property
     def key(self) -> str:
-        extra = (f" ep{self.ep}" if self.ep > 1 else "") + (f" dp{self.dp_attention}" if self.dp_attention > 1 else "")
+        extra = (f" pp{self.pp}" if self.pp > 1 else "") + (f" ep{self.ep}" if self.ep > 1 else "") + \
+            (f" dp{self.dp_attention}" if self.dp_attention > 1 else "")
         return f"{self.gpu.name} tp{self.tp}{extra} {self.precision}"
 
 
 def candidate_setup(c: Candidate, model: ModelConfig) -> Setup:
     """The candidate's deployment (RooflineError when the layout or precision does not apply to the model)."""
     p = PrecisionSet.parse(c.precision)
-    return make_setup(c.gpu, model, c.tp, p.weights, p.activations, p.kv, c.efficiency, ep=c.ep, dp=c.dp_attention)
+    return make_setup(c.gpu, model, c.tp, p.weights, p.activations, p.kv, c.efficiency, pp=c.pp, ep=c.ep,
+                      dp=c.dp_attention)
 
 
 def infeasible_reason(r: dict) -> str:
@@ -366,7 +376,7 @@ def evaluate_candidate(c: Candidate, model: ModelConfig, w: Workload, ms: mem.Me
                        price_per_gpu_hour: float | None) -> dict:
     """One row of `roofline capacity`."""
     row = {"gpu": c.gpu.name, "tp": c.tp, "precision": c.precision, "feasible": False, "ep": c.ep,
-           "dp_attention": c.dp_attention, "gpus_per_replica": c.gpus_per_replica}
+           "dp_attention": c.dp_attention, "gpus_per_replica": c.gpus_per_replica, "pp": c.pp}
     try:
         s = candidate_setup(c, model)
     except RooflineError as e:
@@ -392,15 +402,20 @@ def evaluate_candidate(c: Candidate, model: ModelConfig, w: Workload, ms: mem.Me
 
 def candidates(gpus: list[GPUSpec], model: ModelConfig, tps: list[int] | None, precisions: list[str],
                efficiency: Efficiency | None = None) -> list[Candidate]:
-    """GPU x layout x precision; TP defaults to the degrees 1-8 that divide the model's heads. For an MoE
+    """GPU x layout x precision; TP defaults to the degrees 1-8 that divide the model's heads, and then the
+    widest of them also runs as two pipeline stages (two nodes). For an MoE
     model each TP degree > 1 also comes with expert parallelism (ep = tp), and with attention data
     parallelism over the same GPUs (tp 1 x dp = that degree, ep = that degree), as vLLM and SGLang deploy
     them."""
+    pipeline = not tps  # the default list also tries two pipeline stages of its widest TP group
     tps = tps or tp_degrees(model, max_tp=8)
-    layouts = [(t, 1, 1) for t in tps]
+    layouts = [(t, 1, 1, 1) for t in tps]
     if model.num_experts:
-        layouts += [(t, t, 1) for t in tps if t > 1] + [(1, t, t) for t in tps if t > 1]
-    return [Candidate(g, t, p, efficiency, ep, dp) for g in gpus for (t, ep, dp) in layouts for p in precisions]
+        layouts += [(t, t, 1, 1) for t in tps if t > 1] + [(1, t, t, 1) for t in tps if t > 1]
+    # two pipeline stages of the widest TP group: a model too big for one node runs on two
+    layouts += [(max(tps), 1, 1, 2)] if pipeline and max(tps) > 1 else []
+    return [Candidate(g, t, p, efficiency, ep, dp, pp) for g in gpus for (t, ep, dp, pp) in layouts
+            for p in precisions]
 
 
 def capacity_table(cands: list[Candidate], model: ModelConfig, w: Workload, prices: dict[str, float],

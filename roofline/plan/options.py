@@ -19,7 +19,7 @@ CAPACITY_COLUMNS: tuple[str, ...] = (
     "gpu", "tp", "precision", "max_request_rate_per_replica", "replicas", "gpus", "cost_per_hour",
     "cost_per_million_output_tokens", "headroom", "limited_by", "bottleneck", "batch", "tpot_s", "tpot_p99_s",
     "ttft_p99_s", "kv_cache_utilization", "saturation_rate_per_replica", "reason", "ep", "dp_attention",
-    "gpus_per_replica")
+    "gpus_per_replica", "pp")
 
 #: the columns of one prefill-pool x decode-pool pair (`roofline capacity --disaggregated`, `roofline.capacity(
 #: disaggregated=True)`): each pool's GPU, layout, precision, replicas and binding limit, and the pair's totals

@@ -7,7 +7,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from roofline.plan.capacity import Candidate, capacity_table, evaluate_candidate, predict, replica_capacity
+from roofline.plan.capacity import Candidate, candidates, capacity_table, evaluate_candidate, predict, replica_capacity
 from roofline.cli.capacity import register
 from roofline.model.engine import make_setup
 from roofline.errors import RooflineError
@@ -203,3 +203,18 @@ def test_cli_simulate_reports_the_peak_hour_and_exact_requests(run_cli):
     rc, out, _ = run_cli("simulate", "--workload", "examples/workload-chat.json", "--requests", "2000",
                          "--start-hour", "3", "--replicas", "4")
     assert rc == 0 and "03:00-04:00 of the daily curve (rate x0.2)" in out
+
+
+def test_pipeline_candidates_span_two_nodes():
+    """The default candidate list carries two pipeline stages of the widest TP group: 405B fp8 on H200 tp8 x pp2
+    is a 16-GPU replica; its step is composed from micro-batches, so per replica it serves more than tp8.
+    An explicit TP list is taken as given."""
+    m = load_model("llama-3.1-405b")
+    h200 = load_gpu("h200-sxm")
+    assert [(c.tp, c.pp) for c in candidates([h200], m, [8], ["fp8"])] == [(8, 1)]
+    cands = [c for c in candidates([h200], m, None, ["fp8"]) if c.tp == 8]
+    assert [(c.tp, c.pp, c.gpus_per_replica) for c in cands] == [(8, 1, 8), (8, 2, 16)]
+    rows = {r["pp"]: r for r in capacity_table(cands, m, CHAT, {})}
+    assert rows[2]["feasible"] and rows[2]["gpus_per_replica"] == 16
+    assert rows[2]["gpus"] == rows[2]["replicas"] * 16
+    assert rows[2]["max_request_rate_per_replica"] > rows[1]["max_request_rate_per_replica"]
