@@ -1,4 +1,5 @@
-"""`roofline bench` and `roofline validate`: parse options, call roofline.measure, print.
+"""`roofline bench`, `roofline bench-collectives` and `roofline validate`: parse options, call roofline.measure,
+print.
 
 Mounted on the main app by `register(app)`."""
 from __future__ import annotations
@@ -49,8 +50,31 @@ def bench(
     typer.echo(str(path))
 
 
+def bench_collectives(
+    nproc: Annotated[int, typer.Option("--nproc", min=2, help="Local ranks (GPUs, or CPU processes with gloo).")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Profile path [default: "
+                                                   "profiles/collectives-<device>-<N>x-<host>.json].")] = None,
+    max_bytes: Annotated[Optional[int], typer.Option("--max-bytes", min=8, help="Largest message in bytes "
+                                                     "[default: 1 GiB on GPUs, 16 MiB on a CPU].")] = None,
+    iters: Annotated[Optional[int], typer.Option("--iters", min=1, help="Timed samples per size [default: GPU 20, "
+                                                 "CPU 30].")] = None,
+    device: Annotated[Optional[Device], typer.Option("--device", help="cuda (NCCL) or cpu (gloo) [default: cuda "
+                                                      "when available, else cpu].")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Pass torchrun's output to "
+                                           "stderr.")] = True,
+) -> None:
+    """Measure all-reduce, reduce-scatter, all-gather, all-to-all, broadcast and send/recv over N local ranks
+    (starts torchrun; multi-node: run `torchrun ... -m roofline.measure.collectives` on every node), fit
+    latency and bandwidth per collective and group size, and write a JSON profile; prints its path."""
+    from roofline.measure.collectives import spawn
+
+    show = (lambda line: typer.echo(line, err=True)) if progress else None
+    typer.echo(str(spawn(nproc, output, max_bytes, iters, device.value if device else None, progress=show)))
+
+
 def validate(
-    profile: Annotated[Path, typer.Argument(help="Profile written by `roofline bench`.")],
+    profile: Annotated[Path, typer.Argument(help="Profile written by `roofline bench` or "
+                                            "`roofline bench-collectives`.")],
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Predicted vs measured for every point of a profile: datasheet, bare measured ceilings and the
@@ -59,8 +83,9 @@ def validate(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `bench` and `validate` to the main app."""
+    """Add `bench`, `bench-collectives` and `validate` to the main app."""
     app.command("bench")(bench)
+    app.command("bench-collectives")(bench_collectives)
     app.command("validate")(validate)
 
 

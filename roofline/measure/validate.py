@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from roofline.model.efficiency import Efficiency
+from roofline.measure.collectives import is_collectives_profile, load_collectives_profile, validate_collectives
 from roofline.measure.calibrate import CACHE_RESIDENT_FACTOR, ceilings, efficiency_for, fit_record, hot_cache_bytes, overhead_of, roofline_s
 from roofline.measure.predict import predict_point
 from roofline.measure.profile import load_profile, ok_points
@@ -228,5 +229,8 @@ def _vs_datasheet(ceil: dict, sheet) -> dict[str, Any] | None:
 
 
 def validate_profile(path: str | Path) -> dict[str, Any]:
-    """`validate` of the profile at `path` (RooflineError for a missing or malformed profile)."""
+    """`validate` of the profile at `path` (RooflineError for a missing or malformed profile); a collectives
+    profile (`roofline bench-collectives`) gets collectives.validate_collectives, its `collective` family."""
+    if is_collectives_profile(path):
+        return validate_collectives(load_collectives_profile(path))
     return validate(load_profile(path))

@@ -21,7 +21,30 @@ def render_validation(result: dict[str, Any], fmt: str = "table") -> str:
         return dumps_json(result) + "\n"
     if fmt == "csv":
         return rows_to_csv([{c: r[c] for c in POINT_COLUMNS} for r in result["points"]])
-    return _tables(result)
+    return _collective_tables(result) if result.get("profile_kind") == "collectives" else _tables(result)
+
+
+def _collective_tables(result: dict[str, Any]) -> str:
+    """A collectives profile: what was measured, the fit per collective and group, the held-out errors."""
+    buf = io.StringIO()
+    con = Console(file=buf, width=160, force_terminal=False, color_system=None)
+    head = [("devices", f"{result['device']} ({result['kind']}, {result['backend']}, {result['world_size']} ranks "
+                        f"on {', '.join(result['hosts'] or [])})"), ("profile", result["profile"])]
+    con.print(table("Validation (collectives)", ["", ""], head, justify_right=False))
+    rows = [(c["collective"], c["group"], format_time_s(c["latency_s"]), format_rate(c["bandwidth_bytes_per_s"], "B/s"),
+             format_rate(c["peak_busbw_bytes_per_s"], "B/s"), c["points"], c["held_out"],
+             _pct(c["held_out_median_abs_error"]), _pct(c["held_out_p90_abs_error"])) for c in result["curves"]]
+    con.print(table("Fit t = latency + S x busbw factor / bandwidth on every other size, errors on the others",
+                    ["collective", "group", "latency", "bus bandwidth", "peak busbw", "sizes", "held out",
+                     "median", "p90"], rows))
+    fam_rows = [(f, s["points"], s["held_out"], _pct(s["median_abs_error"]), _pct(s["p90_abs_error"]),
+                 _pct(s["target"]), {True: "yes", False: "NO", None: "-"}[s["meets_target"]])
+                for f, s in result["families"].items()]
+    con.print(table("Error on sizes not used by the fit (|predicted - measured| / measured)",
+                    ["family", "points", "held out", "median", "p90", "target", "met"], fam_rows))
+    for s in result["skipped"]:
+        con.print(f"skipped: {s['collective']} over {s['group']} ranks: {s['reason']}")
+    return buf.getvalue()
 
 
 def _tables(result: dict[str, Any]) -> str:
