@@ -29,12 +29,10 @@ bandwidth), by least squares weighted by 1 / time^2 (relative errors; non-negati
 on every other size (even positions, sorted by size); the odd positions are held out and their errors
 |predicted - measured| / measured are the `collective` family of `roofline validate`.
 
-Using a fitted profile in the model (not implemented yet): `model.comm.collective_time` takes its link
-latencies and achieved fractions from `specs/data/collectives.json`. A fitted profile would override them for
-the link it was measured on (nvlink inside one node, network for a multi-node world): the latency of a group
-of g as the fitted `latency_s` (the model's launch + steps x step latency), the achieved fraction as the fitted
-`bandwidth_bytes_per_s` / the link bandwidth of the spec, taken for `--profile` runs. That override is not
-wired into `collective_time` yet; the fit is reported and validated only.
+Using a fitted profile in the model: `--profile PATH` with a collectives profile keeps the datasheet GPU and
+attaches the fits to it (measure.device.with_measured_collectives -> GPUSpec.measured_collectives); for every
+collective and group size the profile measured, `model.comm.collective_time` takes latency + S x busbw factor /
+fitted bus bandwidth (algorithm "measured"); other group sizes keep the sourced facts.
 
 Rank 0 writes the profile atomically (profile.write_profile). Layout (schema "roofline.collectives", version 1):
   kind, schema_version   "collectives", 1

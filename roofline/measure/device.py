@@ -4,6 +4,7 @@ loading a profile as (device, calibrated efficiency) for `--profile`."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping
 
 from pathlib import Path
@@ -133,13 +134,39 @@ def load_profile_device(path: str | Path, gpu: str | None = None,
     return spec, efficiency_for(rec, precision or ("fp32" if kind == "cpu" else "bf16"))
 
 
+def with_measured_collectives(spec: GPUSpec, path: str | Path) -> GPUSpec:
+    """`spec` with the collectives fitted from a `roofline bench-collectives` profile: for every collective and
+    group size the profile measured, the fitted latency + S x busbw factor / fitted bus bandwidth replaces the
+    communication model's time (the profile's topology stands for the deployment's). RooflineError for an
+    unreadable profile or one without a usable fit."""
+    from roofline.measure.collectives import fit, load_collectives_profile
+
+    profile = load_collectives_profile(path)
+    fits = [(name, int(g), float(f["latency_s"]), float(f["bandwidth_bytes_per_s"]))
+            for name, by_group in fit(profile["results"]).items() for g, f in by_group.items()
+            if f.get("bandwidth_bytes_per_s") and math.isfinite(f["bandwidth_bytes_per_s"])
+            and f["bandwidth_bytes_per_s"] > 0 and math.isfinite(f["latency_s"]) and f["latency_s"] >= 0]
+    if not fits:
+        raise RooflineError(f"collectives profile {path} has no usable fit (the time did not grow with the size)",
+                            hint="measure up to larger messages (`max_bytes`)")
+    sources = {**spec.sources, "measured_collectives": f"fitted from {path}"}
+    return dataclasses.replace(spec, measured_collectives=tuple(fits), sources=sources)
+
+
 def resolve_device(gpu: str | Path | GPUSpec | None, profile: str | Path | None = None,
                    precision: str | None = None) -> tuple[GPUSpec, Efficiency | None, list[str]]:
     """(device spec, Efficiency or None, notes) for `--gpu` and `--profile`, as every command and the Python
-    API resolve them. Without a profile: the datasheet `gpu` (default DEFAULT_GPU) and no efficiency (the
+    API resolve them. A collectives profile (`roofline bench-collectives`) keeps the datasheet `gpu` and
+    replaces its collectives by the measured fits (see with_measured_collectives). Without a profile: the
+    datasheet `gpu` (default DEFAULT_GPU) and no efficiency (the
     defaults apply); `cpu` needs a profile (RooflineError). With a profile: its measured device and the
     efficiency fitted for the compute `precision` (see `load_profile_device`); the profile's device wins, and
     a `gpu` naming another device gives a note (the caller warns)."""
+    from roofline.measure.collectives import is_collectives_profile
+
+    if profile is not None and is_collectives_profile(profile):
+        base = gpu if isinstance(gpu, GPUSpec) else load_gpu(gpu or DEFAULT_GPU)
+        return with_measured_collectives(base, profile), None, []
     if profile is None:
         if isinstance(gpu, GPUSpec):
             return gpu, None, []

@@ -70,7 +70,7 @@ from roofline.specs.collectives import LINKS, CollectiveFacts, load_collectives
 from roofline.specs.hardware import GPUSpec
 
 COLLECTIVES = ("all_reduce", "reduce_scatter", "all_gather", "all_to_all", "send_recv")
-ALGORITHMS = ("none", "ring", "tree", "nvls", "one_shot", "two_shot", "direct", "hierarchical")
+ALGORITHMS = ("none", "ring", "tree", "nvls", "one_shot", "two_shot", "direct", "hierarchical", "measured")
 _NVLINK, _PCIE, _NETWORK = range(3)  # indices into LINKS
 
 
@@ -140,8 +140,22 @@ def collective_time(gpu: GPUSpec, collective: str, size_bytes, group, span_gpus=
             across = _across_nodes(gpu, facts, collective, size, n, span)
             parts = [tuple(np.where(on_net, b, a) for a, b in zip(parts[0], across)) if parts else across]
     lat, wire, alg = (np.where(active, x, none) for x, none in zip(parts[0], (0.0, 0.0, 0)))
+    lat, wire, alg = _measured(gpu, collective, size, n, active, lat, wire, alg)
     return CommTime(time_s=np.asarray(lat + wire), algorithm_index=np.asarray(alg),
                     link_index=np.where(active, link + 1, 0), latency_s=lat)
+
+
+def _measured(gpu: GPUSpec, collective: str, size, n, active, lat, wire, alg):
+    """Where the GPU carries a measured fit for this collective and group size (a collectives profile), its
+    latency + S x busbw factor / measured bus bandwidth replaces the modelled time (algorithm "measured")."""
+    for name, group, latency_s, busbw in gpu.measured_collectives:
+        if name != collective:
+            continue
+        use = active & (n == group)
+        lat = np.where(use, latency_s, lat)
+        wire = np.where(use, size * busbw_factor(collective, n) / busbw, wire)
+        alg = np.where(use, ALGORITHMS.index("measured"), alg)
+    return lat, wire, alg
 
 
 def _names(table, index: np.ndarray) -> np.ndarray:

@@ -89,6 +89,9 @@ class GPUSpec:
     scaleout_bandwidth_bytes_per_s: float = 0.0  # NIC per GPU, PER DIRECTION; 0 = no network
     nvlink_sharp: bool = False  # the scale-up switch reduces in the network (NVLS)
     scaleup_topology: str = "switch"  # "switch": any subgroup gets the full scale-up bandwidth; "mesh": n-1 of D-1
+    #: measured collectives (a `roofline bench-collectives` profile): (collective, group, latency_s,
+    #: bus bandwidth bytes/s) fits that replace the communication model's facts for that collective and group
+    measured_collectives: tuple[tuple[str, int, float, float], ...] = ()
 
     def __post_init__(self):
         if not self.gpus_per_node:

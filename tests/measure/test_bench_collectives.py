@@ -130,3 +130,37 @@ def test_nccl_two_gpus(tmp_path):
     path = C.spawn(2, tmp_path / "g.json", max_bytes=2**20, iters=3, device="cuda")
     doc = json.loads(path.read_text())
     assert doc["provenance"]["backend"] == "nccl" and all(r["status"] == "ok" for r in doc["results"])
+
+
+def _synthetic_profile(path, latency_s=20e-6, busbw=100e9):
+    """A collectives profile whose all-reduce over 2 ranks follows t = latency + S x 1 / busbw exactly
+    (2 ranks: busbw factor 2 (2-1)/2 = 1)."""
+    from roofline.measure.collectives import build_profile
+    rows = []
+    for k in range(10, 26):
+        size = 2 ** k
+        t = latency_s + size / busbw
+        rows += [{"collective": "all_reduce", "group": 2, "size": size, "bytes": size, "elements": size // 4,
+                  "status": "ok", "rank": r, "samples_s": [t, t, t]} for r in (0, 1)]
+    ranks = [{"rank": r, "host": "h", "device": "cpu", "nvlink": {"available": False}} for r in (0, 1)]
+    doc = build_profile(ranks, rows, "gloo", 2, "2.13.0", ["test"], {"max_bytes": 2 ** 25})
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_profile_replaces_the_modelled_collective(tmp_path, run_cli):
+    """`analyze --profile COLLECTIVES.json` keeps the datasheet GPU and times every 2-rank all-reduce by the
+    fit: Llama-3.1-8B TP 2, batch 1 decode: message 1 token x 4096 x 2 B = 8192 B, so one all-reduce takes
+    20 us + 8192 / 100e9 = 20.08 us, 32 of them per layer type."""
+    path = _synthetic_profile(tmp_path / "coll.json")
+    code, out, err = run_cli("analyze", "--tp", "2", "--profile", str(path), "--format", "json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["gpu"] == "h100-sxm"
+    ar = [c for c in r["decode"]["communication"] if c["name"] == "allreduce_attn"][0]
+    assert ar["algorithm"] == "measured" and ar["message_bytes"] == 8192
+    assert ar["time_s"] == pytest.approx(32 * (20e-6 + 8192 / 100e9), rel=1e-6)
+    # TP 4 was not measured: the communication model's own time
+    code, out, _ = run_cli("analyze", "--tp", "4", "--profile", str(path), "--format", "json")
+    ar4 = [c for c in json.loads(out)["decode"]["communication"] if c["name"] == "allreduce_attn"][0]
+    assert ar4["algorithm"] != "measured"
