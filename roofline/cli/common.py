@@ -12,6 +12,7 @@ from rich.console import Console
 from roofline.errors import RooflineError
 from roofline.specs.hardware import DEFAULT_GPU
 from roofline.specs.precision import PRECISION_SET_RULE, PrecisionSet
+from roofline.model.analysis import MAX_COUNT
 from roofline.model.memory import MemorySettings, check_memory_utilization
 from roofline.report.render import Format
 
@@ -96,6 +97,10 @@ def ints(text: str, flag: str, example: str = "1,8,64") -> list[int]:
         values = []
     if not values:
         raise RooflineError(f"{flag} takes comma-separated integers, got {text!r}", hint=f"e.g. {flag} {example}",
+                            exit_code=2)
+    big = [v for v in values if abs(v) > MAX_COUNT]
+    if big:
+        raise RooflineError(f"{flag} takes integers up to {MAX_COUNT:,}, got {big[0]}", hint=f"e.g. {flag} {example}",
                             exit_code=2)
     return values
 

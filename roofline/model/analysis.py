@@ -57,11 +57,21 @@ class Scenario:
         if self.context is not None and self.context < 0:
             raise RooflineError(f"context must be >= 0, got {self.context}", hint="the decode position in tokens",
                                 exit_code=2, param="context")
+        for name in ("batch", "prompt", "output", "context"):
+            value = getattr(self, name)
+            if value is not None and value > MAX_COUNT:
+                raise RooflineError(f"{name} must be <= {MAX_COUNT:,}, got {value}", hint="a count of sequences or "
+                                    "tokens that fits a 32-bit integer", exit_code=2, param=name)
         mem.check_memory_utilization(self.memory.memory_utilization)
         check_layout(model, self.tp, self.pp, self.ep, self.dp_attention, self.ep_imbalance)
         return replace(self, weights=check_precision(self.weights, "weights"),
                        activations=check_precision(self.activations, "activations"),
                        kv=check_precision(self.kv, "kv"))
+
+
+#: the largest batch or token count a scenario takes (2**31 - 1): far beyond any deployment, and within the
+#: integer range numpy and the JSON/CSV outputs keep exact
+MAX_COUNT = 2**31 - 1
 
 
 def _positive(name: str, value: int, what: str) -> None:

@@ -53,3 +53,14 @@ def test_sweep_warns_about_left_out_layouts(run_cli):
                              "--expert-parallel", "off,on", "--tp", "2", "--format", "json")
     assert code == 0 and "Warning: 1 layout(s) left out" in err and "--ep 2, but llama-3.1-8b has no experts" in err
     assert len(json.loads(out)) == 1
+
+
+@pytest.mark.parametrize("args,message", [
+    (("analyze", "--prompt", "9223372036854775808"), "Error: --prompt must be <= 2,147,483,647"),
+    (("analyze", "--batch", "3000000000"), "Error: --batch must be <= 2,147,483,647"),
+    (("sweep", "--batch", "9223372036854775807", "--format", "json"), "Error: --batch takes integers up to"),
+])
+def test_counts_beyond_32_bits_are_usage_errors(run_cli, args, message):
+    """Counts above 2**31 - 1 used to overflow (an OverflowError, or a negative batch in sweep's JSON)."""
+    code, out, err = run_cli(*args)
+    assert code == 2 and out == "" and err.startswith(message) and "Traceback" not in err
