@@ -114,7 +114,7 @@ def test_every_flag_is_a_flag():
       "--weights int4 --activations bf16"]),
     (["capacity", "--rate", "5", "--turns", "0"], ["Error: --turns must be >= 1, got 0",
                                                    "Hint: turns per conversation"]),
-    (["capacity", "--rate", "-1"], ["Error: --rate must be > 0, got -1.0", "Hint: requests per second"]),
+    (["capacity", "--rate", "-1"], ["Error: --rate must be between 1e-06 and 1e+07, got -1.0", "Hint: requests per second"]),
     (["simulate"], ["Error: no workload given", "Hint: pass --workload FILE, or --rate N with --prompt and --output"]),
 ])
 def test_cli_errors_read_in_flags(run_cli, args, lines):

@@ -17,6 +17,8 @@ server keeps the conversation's KV cache between turns (while memory allows) and
 """
 from __future__ import annotations
 
+import math
+
 import csv
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -310,6 +312,13 @@ def parse_length_flag(spec: str, name: str) -> LengthDist:
     raise _flag_error(name, f"{spec!r} is not a length")
 
 
+#: request rates a workload takes: one request in ~12 days up to ten million per second (a rate outside is a
+#: typo or a unit mistake, and an infinite or subnormal one used to overflow the arrival sampler)
+MIN_RATE_PER_S, MAX_RATE_PER_S = 1e-6, 1e7
+#: the longest think time between turns: one year (an infinite one used to make the simulator loop forever)
+MAX_THINK_TIME_S = 365 * 86400.0
+
+
 def workload_from_options(path: str | Path | Workload | None = None, rate_per_s: float | None = None,
                           prompt: str | None = None, output: str | None = None, turns: int | None = None,
                           think_time_s: float | None = None, ttft_p99_s: float | None = None,
@@ -326,9 +335,9 @@ def workload_from_options(path: str | Path | Workload | None = None, rate_per_s:
                                 hint="pass a workload file (`path`), or `rate_per_s` with `prompt` and `output`")
         w = Workload(float(rate_per_s), LengthDist("fixed", value=1024), LengthDist("fixed", value=256))
     if rate_per_s is not None:
-        if not rate_per_s > 0:
-            raise RooflineError(f"rate_per_s must be > 0, got {rate_per_s}", hint="requests per second", exit_code=2,
-                                param="rate_per_s")
+        if not MIN_RATE_PER_S <= rate_per_s <= MAX_RATE_PER_S:
+            raise RooflineError(f"rate_per_s must be between {MIN_RATE_PER_S:g} and {MAX_RATE_PER_S:g}, got "
+                                f"{rate_per_s}", hint="requests per second", exit_code=2, param="rate_per_s")
         w = w.with_rate(rate_per_s)
     if prompt is not None:
         w = replace(w, prompt=parse_length_flag(prompt, "prompt"))
@@ -340,9 +349,9 @@ def workload_from_options(path: str | Path | Workload | None = None, rate_per_s:
                                 param="turns")
         w = replace(w, turns=turns)
     if think_time_s is not None:
-        if not think_time_s >= 0:
-            raise RooflineError(f"think_time_s must be >= 0, got {think_time_s}", hint="seconds between turns",
-                                exit_code=2, param="think_time_s")
+        if not 0 <= think_time_s <= MAX_THINK_TIME_S:
+            raise RooflineError(f"think_time_s must be between 0 and {MAX_THINK_TIME_S:g}, got {think_time_s}",
+                                hint="seconds between turns", exit_code=2, param="think_time_s")
         w = replace(w, think_time_s=think_time_s)
     return replace(w, slo=_slo_from_flags(w.slo, ttft_p99_s, tpot_p99_s))
 
@@ -350,9 +359,9 @@ def workload_from_options(path: str | Path | Workload | None = None, rate_per_s:
 def _slo_from_flags(slo: SLO, ttft_p99_s: float | None, tpot_p99_s: float | None) -> SLO:
     """The workload's SLO with the flags' p99 targets (each > 0, and not below the workload's p50 target)."""
     for name, v in (("ttft_p99_s", ttft_p99_s), ("tpot_p99_s", tpot_p99_s)):
-        if v is not None and not v > 0:
-            raise RooflineError(f"{name} must be > 0, got {v}", hint="a latency target in seconds", exit_code=2,
-                                param=name)
+        if v is not None and not 0 < v < math.inf:
+            raise RooflineError(f"{name} must be a finite number > 0, got {v}", hint="a latency target in seconds",
+                                exit_code=2, param=name)
     slo = replace(slo, **{k: v for k, v in (("ttft_p99_s", ttft_p99_s), ("tpot_p99_s", tpot_p99_s))
                           if v is not None})
     for metric, p50, p99 in _inverted_slos(slo):

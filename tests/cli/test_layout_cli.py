@@ -64,3 +64,16 @@ def test_counts_beyond_32_bits_are_usage_errors(run_cli, args, message):
     """Counts above 2**31 - 1 used to overflow (an OverflowError, or a negative batch in sweep's JSON)."""
     code, out, err = run_cli(*args)
     assert code == 2 and out == "" and err.startswith(message) and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args,message", [
+    (("capacity", "--rate", "inf"), "Error: --rate must be between 1e-06 and 1e+07, got inf"),
+    (("capacity", "--rate", "5e-324"), "Error: --rate must be between 1e-06 and 1e+07, got 5e-324"),
+    (("simulate", "--rate", "1", "--turns", "3", "--think-time-s", "inf", "--requests", "50"),
+     "Error: --think-time-s must be between 0 and"),
+    (("capacity", "--rate", "1", "--tpot-p99-s", "inf"), "Error: --tpot-p99-s must be a finite number > 0"),
+])
+def test_rates_and_times_out_of_range_are_usage_errors(run_cli, args, message):
+    """An infinite or subnormal rate used to crash or overflow; an infinite think time made simulate loop."""
+    code, out, err = run_cli(*args)
+    assert code == 2 and out == "" and err.startswith(message) and "Traceback" not in err

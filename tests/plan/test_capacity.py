@@ -136,7 +136,7 @@ ONE = ["--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--tp", "1", "--precision
      "Error: --tp 3,5: none of these degrees divides the 32 attention heads of llama-3.1-8b"),
     (["capacity", "--rate", "5", "--price", "h100-sxm=-1"], 2,
      "Error: --price 'h100-sxm=-1': the price must be >= 0 USD per GPU-hour, got -1"),
-    (["capacity", "--rate", "5", "--ttft-p99-s", "-1"], 2, "Error: --ttft-p99-s must be > 0, got -1.0"),
+    (["capacity", "--rate", "5", "--ttft-p99-s", "-1"], 2, "Error: --ttft-p99-s must be a finite number > 0, got -1.0"),
     (["capacity", "--rate", "5", "--prompt", "0"], 2, "Error: --prompt must be >= 1 token, got 0"),
     (["capacity", "--workload", "examples/workload-chat.json", "--tpot-p99-s", "0.01"], 2,
      "Error: --tpot-p99-s 0.01 is below the workload's p50 target of 0.03 s"),
