@@ -61,7 +61,8 @@ FLAGS: dict[str, str] = {
     "memory_utilization": "--memory-utilization",
     "rate_per_s": "--rate", "turns": "--turns", "think_time_s": "--think-time-s", "ttft_p99_s": "--ttft-p99-s",
     "tpot_p99_s": "--tpot-p99-s", "price": "--price", "pp": "--pp", "ep": "--ep", "dp_attention": "--dp-attention",
-    "ep_imbalance": "--ep-imbalance", "disaggregated": "--disaggregated", "prefill_gpus": "--prefill-gpu",
+    "ep_imbalance": "--ep-imbalance", "requests": "--requests", "replicas": "--replicas",
+    "disaggregated": "--disaggregated", "prefill_gpus": "--prefill-gpu",
     "decode_gpus": "--decode-gpu",
 }
 _ARGUMENT = re.compile(r"`(\w+)(?:=([^`]*))?`")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import os
 from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 
@@ -399,12 +400,34 @@ def check_fits(s: Setup, r: Requests, total_pages: int, page_tokens: int) -> Non
                      "use a higher `tp`, narrower precisions (fp8, int4) or a GPU with more memory", smallest)
 
 
+#: the default ceilings on one simulation's work (about 75 s and well under 8 GB at the ceiling on a 2-core
+#: machine: 1,000,000 requests take about 7.5 s); raise them with the environment variables named in the error
+MAX_REQUESTS, MAX_REPLICAS = 10_000_000, 100_000
+
+
+def check_work(requests: int, replicas: int) -> None:
+    """RooflineError (exit 2) before any allocation when the run would exceed the work ceilings
+    (ROOFLINE_MAX_REQUESTS, ROOFLINE_MAX_REPLICAS override MAX_REQUESTS, MAX_REPLICAS)."""
+    for name, value, default, env in (("requests", requests, MAX_REQUESTS, "ROOFLINE_MAX_REQUESTS"),
+                                      ("replicas", replicas, MAX_REPLICAS, "ROOFLINE_MAX_REPLICAS")):
+        try:
+            limit = int(os.environ.get(env, default))
+        except ValueError:
+            raise RooflineError(f"{env} must be a whole number, got {os.environ[env]!r}",
+                                hint=f"unset it for the default of {default:,}") from None
+        if not 1 <= value <= limit:
+            raise RooflineError(f"{name} must be between 1 and {limit:,}, got {value:,}",
+                                hint=f"a larger run needs more time and memory: set {env} to raise the limit",
+                                exit_code=2, param=name)
+
+
 def simulate(s: Setup, w: Workload, requests: int = 10_000, replicas: int = 1, seed: int = 0,
              cfg: SimSettings | None = None, rate_per_s: float | None = None, start_hour: int | None = None) -> dict:
     """Simulate `requests` requests of workload w (at rate_per_s total, default w.rate_per_s) on `replicas`
     replicas of setup s; with a daily curve, arrivals start at `start_hour` (default: the curve's peak hour,
     the load a fleet is sized for). Returns the JSON-ready summary (see `summarize`)."""
     cfg = cfg or SimSettings()
+    check_work(requests, replicas)
     if rate_per_s is not None:
         w = w.with_rate(rate_per_s)
     hour = w.peak_hour if start_hour is None else int(start_hour) % 24

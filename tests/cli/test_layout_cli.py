@@ -77,3 +77,15 @@ def test_rates_and_times_out_of_range_are_usage_errors(run_cli, args, message):
     """An infinite or subnormal rate used to crash or overflow; an infinite think time made simulate loop."""
     code, out, err = run_cli(*args)
     assert code == 2 and out == "" and err.startswith(message) and "Traceback" not in err
+
+
+def test_simulate_refuses_unbounded_work_before_allocating(run_cli, monkeypatch):
+    """1e9 requests used to allocate 7+ GiB before failing: the limit is checked first and named, with the
+    environment variable that raises it."""
+    code, out, err = run_cli("simulate", "--rate", "10", "--prompt", "100", "--output", "10",
+                             "--requests", "1000000000")
+    assert code == 2 and err.startswith("Error: --requests must be between 1 and 10,000,000, got 1,000,000,000")
+    assert "ROOFLINE_MAX_REQUESTS" in err
+    monkeypatch.setenv("ROOFLINE_MAX_REPLICAS", "4")
+    code, out, err = run_cli("simulate", "--rate", "10", "--prompt", "100", "--output", "10", "--replicas", "5")
+    assert code == 2 and err.startswith("Error: --replicas must be between 1 and 4, got 5")
