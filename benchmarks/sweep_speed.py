@@ -12,22 +12,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from dataclasses import replace
-
 import numpy as np
 
 from roofline.specs.hardware import load_gpu
 from roofline.specs.models import load_model
 from roofline.model.efficiency import Efficiency
 from roofline.model.engine import Setup
-from roofline.model.sweep import evaluate_chunked
-
-
-def _first(s: Setup, n: int) -> Setup:
-    """The Setup of the first n rows."""
-    return replace(s, **{f: getattr(s, f)[:n] for f in ("tp", "w_bytes", "a_bytes", "kv_bytes", "tensor_flops_per_s",
-                                                        "attention_flops_per_s", "pp", "ep", "dp", "ep_imbalance")
-                        if np.ndim(getattr(s, f)) == 1})
+from roofline.model.sweep import evaluate_chunked, slice_setup
 
 
 def main() -> None:
@@ -61,7 +52,7 @@ def main() -> None:
 
 def _report(grid: Setup, batch, context, repeat: int, what: str) -> None:
     n = len(batch)
-    evaluate_chunked(_first(grid, 1000), batch[:1000], context[:1000])  # warm-up
+    evaluate_chunked(slice_setup(grid, slice(0, 1000), n), batch[:1000], context[:1000])  # warm-up
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()

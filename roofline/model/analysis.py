@@ -13,6 +13,7 @@ import numpy as np
 
 from roofline.model import memory as mem
 from roofline.model.efficiency import Efficiency
+from roofline.model.ops import REGISTRY
 from roofline.model.engine import TP_DEGREES, OpTime, Setup, check_layout, make_setup, tp_degrees
 from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec
@@ -96,16 +97,11 @@ def collective_summary(o: OpTime) -> dict:
     """A collective: the nccl-tests message size S, messages per repetition, bytes over all repetitions,
     the group, the link it crosses, the algorithm picked for its size, and its time (all repetitions)."""
     per_rep = float(np.asarray(o.cost.kernels))
-    return {"name": o.name, "unit": o.unit, "collective": _collective(o.name), "count": o.count,
+    return {"name": o.name, "unit": o.unit, "collective": REGISTRY[o.name].collective, "count": o.count,
             "messages": int(round(o.count * per_rep)), "message_bytes": _f(o.cost.comm_bytes),
             "bytes": float(o.count * per_rep * np.asarray(o.cost.comm_bytes)), "group": int(_f(o.group)),
             "link": str(np.asarray(o.comm.link)), "algorithm": str(np.asarray(o.comm.algorithm)),
             "time_s": _f(o.time_s), "limiter": "interconnect"}
-
-
-def _collective(name: str) -> str:
-    from roofline.model.ops import REGISTRY
-    return REGISTRY[name].collective
 
 
 def phase_summary(ops: list[OpTime], time_s) -> dict:

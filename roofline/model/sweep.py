@@ -39,7 +39,8 @@ def evaluate(s: Setup, batch, context, ms: mem.MemorySettings | None = None) -> 
         out[f"{phase}_bytes"] = sum(o.bytes for o in work)
         out[f"{phase}_compute_bound"] = c >= m
         out[f"{phase}_time_s"] = phase_time_s(s, ops, batch, phase)
-    out["pipeline_bubble_fraction"] = pipeline_bubble_fraction(s, batch) + 0.0 * out["decode_time_s"]
+    out["pipeline_bubble_fraction"] = np.broadcast_to(pipeline_bubble_fraction(s, batch),
+                                                      np.shape(out["decode_time_s"]))
     cap = mem.kv_cache_capacity_bytes(s, ms)
     max_b = mem.max_batch(s, ms, context, cap)
     return {**out, "decode_tokens_per_s": batch / out["decode_time_s"], "weights_bytes": mem.weights_bytes(s),
@@ -140,7 +141,7 @@ def evaluate_chunked(s: Setup, batch: np.ndarray, context: np.ndarray, ms: mem.M
     chunks, one thread per core (numpy releases the GIL in its loops), concatenated in order."""
     def run(i):
         sl = slice(i, i + chunk)
-        return evaluate(_slice_setup(s, sl, len(batch)), batch[sl], context[sl], ms)
+        return evaluate(slice_setup(s, sl, len(batch)), batch[sl], context[sl], ms)
 
     starts = range(0, len(batch), chunk)
     if len(starts) > 1:
@@ -155,8 +156,9 @@ _ARRAY_FIELDS = ("tp", "w_bytes", "a_bytes", "kv_bytes", "tensor_flops_per_s", "
                  "ep_imbalance")
 
 
-def _slice_setup(s: Setup, sl: slice, n: int) -> Setup:
-    """The Setup of rows `sl`: per-row array fields (length n) sliced, scalars and None kept."""
+def slice_setup(s: Setup, sl: slice, n: int) -> Setup:
+    """The Setup of rows `sl`: per-row array fields (length n) sliced, scalars and None kept (chunked sweeps,
+    benchmarks)."""
     def cut(v):
         return v[sl] if v is not None and np.ndim(v) == 1 and len(v) == n else v
     return replace(s, **{f: cut(getattr(s, f)) for f in _ARRAY_FIELDS})
