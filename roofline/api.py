@@ -33,7 +33,8 @@ from roofline.measure.device import resolve_device
 from roofline.measure.profile import load_profile as _load_profile
 from roofline.model.analysis import Scenario, analyze as _analyze
 from roofline.model.efficiency import Efficiency
-from roofline.model.memory import MemorySettings, check_memory_utilization
+from roofline.model.memory import EngineKnobs, check_memory_utilization
+from roofline.specs.engines import DEFAULT_ENGINE, EngineSpec, load_engine
 from roofline.model.sweep import sweep as _sweep
 from roofline.plan.capacity import capacity_table
 from roofline.plan.disagg import disaggregated_table
@@ -48,7 +49,7 @@ if TYPE_CHECKING:  # pandas is imported when a table is built, not with the pack
     import pandas as pd
 
 __all__ = ["Analysis", "RooflineError", "RooflineWarning", "analyze", "capacity", "list_gpus", "list_models",
-           "load_gpu", "load_model", "load_profile", "published", "sweep", "validate"]
+           "load_gpu", "load_model", "load_profile", "published", "sweep", "train", "train_search", "validate"]
 
 class RooflineWarning(UserWarning):
     """What a `roofline` command prints as a `Warning:` line (filter it with the `warnings` module)."""
@@ -81,7 +82,8 @@ def load_model(name_or_path: str | Path) -> ModelConfig:
 
 def load_profile(path: str | Path) -> dict[str, Any]:
     """A measured device profile written by `roofline bench` (the JSON document: device, provenance, points
-    with their samples in seconds, ceilings in bytes/s and FLOP/s, calibration). Pass the path itself as
+    with their samples in seconds, ceilings in bytes/s and FLOP/s, calibration), checked on load: a field of the
+    wrong type or out of range raises RooflineError naming its JSON path. Pass the path itself as
     `profile=` to `analyze`, `sweep` or `capacity` to use the measured device.
 
     >>> p = roofline.load_profile("profiles/cpu-quick-vm.json")
@@ -276,9 +278,12 @@ class Analysis:
 
 def analyze(gpu: str | Path | GPUSpec | None = None, model: str | Path | ModelConfig = "llama-3.1-8b",
             batch: int = 1, prompt: int = 1024, output: int = 256, context: int | None = None, tp: int = 1,
-            weights: str = "bf16", activations: str = "bf16", kv: str = "bf16", memory_utilization: float = 0.9,
-            profile: str | Path | None = None, pp: int = 1, ep: int = 1, dp_attention: int = 1,
-            ep_imbalance: float = 1.0) -> Analysis:
+            weights: str = "bf16", activations: str = "bf16", kv: str = "bf16",
+            memory_utilization: float | None = None, profile: str | Path | None = None, pp: int = 1, ep: int = 1,
+            dp_attention: int = 1, ep_imbalance: float = 1.0, engine: str | Path | EngineSpec = DEFAULT_ENGINE,
+            max_seqs: int | None = None, max_batched_tokens: int | None = None,
+            kv_cache_fraction: float | None = None, page_tokens: int | None = None,
+            chunked_prefill: bool | None = None, cuda_graphs: bool | None = None) -> Analysis:
     """Analyse one deployment (`roofline analyze`): prefill of `batch` prompts of `prompt` tokens, a decode
     step at `context` tokens, the whole generation of `output` tokens, memory and KV-cache capacity.
 
@@ -287,7 +292,11 @@ def analyze(gpu: str | Path | GPUSpec | None = None, model: str | Path | ModelCo
     batch: concurrent sequences. prompt, output: tokens (output = decode steps + 1). context: the decode
     position in tokens [default: prompt + output]. tp: tensor-parallel degree (divides the attention heads).
     weights, activations (= compute), kv: precisions ('fp32', 'bf16', 'fp16', 'fp8', 'int8', 'int4', 'fp4').
-    memory_utilization: fraction of GPU memory the engine may use, in (0, 1] (vLLM's gpu_memory_utilization).
+    engine: the serving engine, 'vllm', 'trtllm' or 'sglang' (engines/*.json), an engine file path or an
+    EngineSpec: its KV-cache rule, batch limits, CUDA graphs and fixed costs of a pass. Its knobs, None for the
+    engine's default on this GPU: max_seqs (sequences per step), max_batched_tokens (tokens per step),
+    kv_cache_fraction (read by the engine's rule, in (0, 1]; memory_utilization is its old name),
+    page_tokens, chunked_prefill, cuda_graphs (False: every kernel launched eagerly).
     profile: a profile from `roofline bench`: its measured ceilings and fitted efficiencies.
     pp: pipeline stages. ep: expert-parallel degree of an MoE model (1, or tp x dp_attention). dp_attention:
     attention data-parallel ranks (with expert parallelism). ep_imbalance: busiest expert GPU's load over the
@@ -300,9 +309,12 @@ def analyze(gpu: str | Path | GPUSpec | None = None, model: str | Path | ModelCo
     precision = _text(activations, "activations")
     g, eff = _device(gpu, profile, precision.strip().lower())
     m = _model(model)
+    knobs = _engine(engine, memory_utilization, max_seqs, max_batched_tokens, kv_cache_fraction, page_tokens,
+                    chunked_prefill, cuda_graphs)
     sc = Scenario(_int(batch, "batch"), _int(prompt, "prompt"), _int(output, "output"),
                   None if context is None else _int(context, "context"), _int(tp, "tp"), _text(weights, "weights"),
-                  precision, _text(kv, "kv"), _memory(memory_utilization), pp=_int(pp, "pp"), ep=_int(ep, "ep"),
+                  precision, _text(kv, "kv"), knobs.settings(g, _int(tp, "tp"), _int(pp, "pp")), pp=_int(pp, "pp"),
+                  ep=_int(ep, "ep"),
                   dp_attention=_int(dp_attention, "dp_attention"), ep_imbalance=float(ep_imbalance))
     a = Analysis.from_dict(_analyze(g, m, sc, eff))
     _warn(a.warnings)
@@ -315,8 +327,11 @@ def analyze(gpu: str | Path | GPUSpec | None = None, model: str | Path | ModelCo
 def sweep(gpu: str | Path | GPUSpec | None = None, model: str | Path | ModelConfig = "llama-3.1-8b",
           batch: int | Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256),
           context: int | Sequence[int] = (512, 2048, 8192), tp: int | Sequence[int] = (1,),
-          precision: str | Sequence[str] = ("bf16",), memory_utilization: float = 0.9,
-          profile: str | Path | None = None) -> "pd.DataFrame":
+          precision: str | Sequence[str] = ("bf16",), memory_utilization: float | None = None,
+          profile: str | Path | None = None, engine: str | Path | EngineSpec = DEFAULT_ENGINE,
+          max_seqs: int | None = None, max_batched_tokens: int | None = None, kv_cache_fraction: float | None = None,
+          page_tokens: int | None = None, chunked_prefill: bool | None = None,
+          cuda_graphs: bool | None = None) -> "pd.DataFrame":
     """The grid batch x context x tp x precision in one vectorized evaluation (`roofline sweep`): one row per
     configuration (len = product of the four list lengths), columns as `roofline sweep --format csv`.
 
@@ -326,7 +341,8 @@ def sweep(gpu: str | Path | GPUSpec | None = None, model: str | Path | ModelConf
     `kv_cache_capacity_tokens`, `max_batch`, `kv_cache_utilization`, `fits`, `batch_fits`, `critical_batch`
     (an int, 'never', or None on grids too large to search). Non-finite values are NaN (empty in the CSV).
 
-    gpu, model, memory_utilization, profile: as in `analyze`. batch, context, tp: an int or a list of ints.
+    gpu, model, memory_utilization, profile, engine and its knobs: as in `analyze` (the engine's settings at
+    the smallest `tp`). batch, context, tp: an int or a list of ints.
     precision: precision sets, each 'bf16' (one name) or 'weights/activations/kv' such as 'int4/bf16/fp8';
     a list, or one comma-separated string.
 
@@ -338,8 +354,11 @@ def sweep(gpu: str | Path | GPUSpec | None = None, model: str | Path | ModelConf
     """
     g, eff = _device(gpu, profile, None)
     m = _model(model)
-    cols = _sweep(g, m, _ints(batch, "batch"), _ints(context, "context"), _ints(tp, "tp"),
-                  _precisions(precision), eff, _memory(memory_utilization))
+    tps = _ints(tp, "tp")
+    knobs = _engine(engine, memory_utilization, max_seqs, max_batched_tokens, kv_cache_fraction, page_tokens,
+                    chunked_prefill, cuda_graphs)
+    cols = _sweep(g, m, _ints(batch, "batch"), _ints(context, "context"), tps,
+                  _precisions(precision), eff, knobs.settings(g, min(tps)))
     return _frame_from_columns(cols)
 
 
@@ -349,9 +368,13 @@ def capacity(model: str | Path | ModelConfig = "llama-3.1-70b", workload: str | 
              prices: Mapping[str, float] | None = None, ttft_p99_s: float | None = None,
              tpot_p99_s: float | None = None, rate_per_s: float | None = None, prompt: int | str | None = None,
              output: int | str | None = None, turns: int | None = None, think_time_s: float | None = None,
-             memory_utilization: float = 0.9, profile: str | Path | None = None, disaggregated: bool = False,
+             memory_utilization: float | None = None, profile: str | Path | None = None, disaggregated: bool = False,
              prefill_gpus: str | Path | GPUSpec | Sequence[str | Path | GPUSpec] | None = None,
-             decode_gpus: str | Path | GPUSpec | Sequence[str | Path | GPUSpec] | None = None) -> "pd.DataFrame":
+             decode_gpus: str | Path | GPUSpec | Sequence[str | Path | GPUSpec] | None = None,
+             engine: str | Path | EngineSpec = DEFAULT_ENGINE, max_seqs: int | None = None,
+             max_batched_tokens: int | None = None, kv_cache_fraction: float | None = None,
+             page_tokens: int | None = None, chunked_prefill: bool | None = None,
+             cuda_graphs: bool | None = None) -> "pd.DataFrame":
     """Fleet sizing for a workload (`roofline capacity`): one row per GPU x TP x precision candidate,
     columns as `roofline capacity --format csv`, feasible candidates first, cheapest (else fewest GPUs) first.
 
@@ -368,7 +391,8 @@ def capacity(model: str | Path | ModelConfig = "llama-3.1-70b", workload: str | 
     tpot_p99_s (SLOs, s) override the workload's. gpus: GPU names, spec paths or GPUSpecs [default: h100-sxm
     and h200-sxm]. tp: degrees [default: 1, 2, 4, 8 that divide the heads]. precision: 'bf16', 'fp8' (W8A8, fp8
     KV), 'int4' (W4A16) or 'weights/activations/kv'. prices: USD per GPU-hour by GPU name (unpriced GPUs get
-    no cost). memory_utilization, profile: as in `analyze`.
+    no cost). memory_utilization, profile, engine and its knobs: as in `analyze` (the engine's defaults
+    resolved on each candidate's GPU and layout).
 
     disaggregated: also size a prefill pool and a decode pool for every pair of candidates (roofline.plan.disagg;
     `roofline capacity --disaggregated`): the co-located rows (`mode` 'colocated') then the pairs (`mode`
@@ -380,7 +404,8 @@ def capacity(model: str | Path | ModelConfig = "llama-3.1-70b", workload: str | 
     >>> plans.loc[0, "gpu"], int(plans.loc[0, "gpus"]) >= 1
     ('h100-sxm', True)
     """
-    ms = _memory(memory_utilization)
+    ms = _engine(engine, memory_utilization, max_seqs, max_batched_tokens, kv_cache_fraction, page_tokens,
+                 chunked_prefill, cuda_graphs)
     w = workload_from_options(workload, _number(rate_per_s, "rate_per_s"), _length(prompt, "prompt"),
                               _length(output, "output"), None if turns is None else _int(turns, "turns"),
                               _number(think_time_s, "think_time_s"), _number(ttft_p99_s, "ttft_p99_s"),
@@ -443,16 +468,92 @@ def published(path: str | Path | None = None) -> "pd.DataFrame":
     'multi_gpu'), `status` ('predicted' or 'not_predicted': then `predicted`, `error` and `speed_ratio` are
     missing) and `reason`.
 
-    path: a measurements JSON file [default: the dataset shipped with roofline].
+    path: a measurements JSON file [default: the datasets shipped with roofline, published_measurements.json
+    and the per-engine published_engines.json]. Each entry is predicted with the engine it names.
 
     >>> p = roofline.published()
     >>> float(p.error.abs().median()) < 0.5
     True
     """
-    from roofline.measure.published import CSV_FIELDS, compare, load_measurements
+    from roofline.measure.published import CSV_FIELDS, compare, load_engine_measurements, load_measurements
 
-    result = compare(load_measurements(path))
+    result = compare(load_measurements(path) if path is not None else load_measurements() + load_engine_measurements())
     return _frame([{k: r[k] for k in CSV_FIELDS} for r in result["rows"]], CSV_FIELDS)
+
+
+def train(model: str | Path | ModelConfig = "llama-3.1-8b", gpu: str | Path | GPUSpec | None = None,
+          gpus: int | None = None, tp: int = 1, pp: int = 1, dp: int | None = None, cp: int = 1, ep: int = 1,
+          micro_batch: int = 1, global_batch: int = 512, seq: int = 4096, zero: int = 1,
+          recompute: str = "selective", precision: str = "bf16", weights: str = "bf16", grads: str = "bf16",
+          master: str = "fp32", optimizer: str = "fp32", virtual_stages: int = 1, dp_overlap: float = 1.0,
+          attention_kernel: str = "flash2", tokens: float | None = None, storage_bytes_per_s: float | None = None,
+          mtbf_s: float | None = None) -> dict[str, Any]:
+    """One training layout end to end (`roofline train --format json`): memory per GPU by component and whether
+    it fits, step time and its parts, tokens/s, TFLOP/s per GPU, MFU and HFU, time / GPU-hours / energy for
+    `tokens`, and the checkpoint (size; write time for `storage_bytes_per_s`; Young interval for `mtbf_s`).
+
+    `dp` defaults to gpus / (tp x pp x cp) (`gpus` to tp x pp x cp); `precision` is the GEMM precision. A layout
+    that does not divide the model, the batch or the GPUs raises RooflineError naming the argument.
+
+    >>> r = roofline.train(model="llama-3.1-8b", gpus=8, global_batch=64, seq=4096)
+    >>> r["fits"], 0 < r["mfu"] < 1
+    (True, True)
+    """
+    from roofline.model.training import Layout, Recipe
+    from roofline.plan.training import plan
+
+    spec, _ = _device(gpu, None, None)
+    m = _model(model)
+    tp, pp, cp, ep = (_int(v, n) for v, n in ((tp, "tp"), (pp, "pp"), (cp, "cp"), (ep, "ep")))
+    base = tp * pp * cp
+    if dp is None:
+        total = base if gpus is None else _int(gpus, "gpus")
+        if base < 1 or total % base:
+            raise RooflineError(f"gpus={total} is not a multiple of `tp` x `pp` x `cp` = {base}", exit_code=2,
+                                param="gpus")
+        dp = total // base
+    recipe = Recipe(weights=_text(weights, "weights"), grads=_text(grads, "grads"), master=_text(master, "master"),
+                    optimizer=_text(optimizer, "optimizer"), compute=_text(precision, "precision"),
+                    zero=_int(zero, "zero"), recompute=recompute,
+                    virtual_stages=_int(virtual_stages, "virtual_stages"), dp_overlap=_real(dp_overlap, "dp_overlap"),
+                    attention_kernel=attention_kernel)
+    layout = Layout.of(tp=tp, pp=pp, dp=_int(dp, "dp"), cp=cp, ep=ep, micro_batch=_int(micro_batch, "micro_batch"),
+                       global_batch=_int(global_batch, "global_batch"), seq=_int(seq, "seq"))
+    return to_jsonable(plan(m, spec, layout, recipe, gpus=None if gpus is None else _int(gpus, "gpus"),
+                            tokens=_number(tokens, "tokens"),
+                            storage_bytes_per_s=_number(storage_bytes_per_s, "storage_bytes_per_s"),
+                            mtbf_s=_number(mtbf_s, "mtbf_s")))
+
+
+def train_search(model: str | Path | ModelConfig = "llama-3.1-8b", gpu: str | Path | GPUSpec | None = None,
+                 gpus: int = 8, global_batch: int = 512, seq: int = 4096, zero: int = 1,
+                 recompute: str = "selective", precision: str = "bf16", dp_overlap: float = 1.0,
+                 attention_kernel: str = "flash2", top: int = 10, ep: int = 1) -> "pd.DataFrame":
+    """The layouts of `gpus` GPUs that divide the model and the batch and fit in memory, best first by predicted
+    tokens/s (`roofline train --search --format csv`): one row per layout.
+
+    Columns: `tp`, `pp`, `dp`, `cp`, `ep`, `micro_batch`, `tokens_per_s`, `step_time_s`, `tflops_per_gpu`,
+    `mfu`, `hfu`, `memory_per_gpu_bytes`, `bubble_fraction`. Empty when nothing fits.
+
+    >>> s = roofline.train_search(model="llama-3.1-8b", gpus=16, global_batch=64)
+    >>> bool((s.tp * s.pp * s.dp * s.cp == 16).all())
+    True
+    """
+    from roofline.model.training import Recipe
+    from roofline.plan.training import search
+
+    spec, _ = _device(gpu, None, None)
+    recipe = Recipe(compute=_text(precision, "precision"), zero=_int(zero, "zero"),
+                    recompute=recompute, dp_overlap=_real(dp_overlap, "dp_overlap"),
+                    attention_kernel=attention_kernel)
+    rows = search(_model(model), spec, _int(gpus, "gpus"), _int(global_batch, "global_batch"), _int(seq, "seq"),
+                  recipe, top=_int(top, "top"), ep=_int(ep, "ep"))
+    return _frame(rows, TRAIN_SEARCH_COLUMNS)
+
+
+#: the columns of train_search (and `roofline train --search --format csv`)
+TRAIN_SEARCH_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "micro_batch", "tokens_per_s", "step_time_s", "tflops_per_gpu",
+                        "mfu", "hfu", "memory_per_gpu_bytes", "bubble_fraction")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -510,7 +611,8 @@ def _ints(values: int | Iterable[int], name: str) -> list[int]:
 
 def _real(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise RooflineError(f"{name} must be a number, got {value!r}", exit_code=2, param=name)
+        raise RooflineError(f"{name} must be a number, got {value!r}", hint=f"pass an int or a float, e.g. "
+                            f"{name}=0.9", exit_code=2, param=name)
     return float(value)
 
 
@@ -521,7 +623,7 @@ def _number(value: Any, name: str) -> float | None:
 def _text(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise RooflineError(f"{name} must be a precision name such as 'bf16', got {value!r}", exit_code=2,
-                            param=name)
+                            param=name, hint="a string: fp32, tf32, bf16, fp16, fp8, int8, int4 or fp4")
     return value
 
 
@@ -556,8 +658,23 @@ def _precisions(value: str | Iterable[str]) -> list[str]:
     return names
 
 
-def _memory(memory_utilization: float) -> MemorySettings:
-    return MemorySettings(memory_utilization=check_memory_utilization(_real(memory_utilization, "memory_utilization")))
+def _engine(engine, memory_utilization, max_seqs, max_batched_tokens, kv_cache_fraction, page_tokens,
+            chunked_prefill, cuda_graphs) -> EngineKnobs:
+    """The engine (a name, a file path or an EngineSpec) and the knobs set, as EngineKnobs; each knob checked
+    where it is resolved (memory.engine_settings), the fractions here."""
+    spec = engine if isinstance(engine, EngineSpec) else load_engine(engine)
+    if memory_utilization is not None:
+        memory_utilization = check_memory_utilization(_real(memory_utilization, "memory_utilization"))
+    if kv_cache_fraction is not None:
+        kv_cache_fraction = check_memory_utilization(_real(kv_cache_fraction, "kv_cache_fraction"), "kv_cache_fraction")
+    if memory_utilization is not None and kv_cache_fraction is not None and memory_utilization != kv_cache_fraction:
+        raise RooflineError("memory_utilization and kv_cache_fraction disagree",
+                            hint="give one: `memory_utilization` is the old name of `kv_cache_fraction`",
+                            exit_code=2, param="kv_cache_fraction")
+    frac = kv_cache_fraction if kv_cache_fraction is not None else memory_utilization
+    return EngineKnobs(spec, frac, max_seqs, max_batched_tokens, page_tokens,
+                       None if chunked_prefill is None else bool(chunked_prefill),
+                       None if cuda_graphs is None else bool(cuda_graphs))
 
 
 def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> "pd.DataFrame":

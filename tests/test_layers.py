@@ -1,7 +1,7 @@
 """The subpackages are the architecture, and the imports must respect it (every import statement, at module
 level or inside a function, read with `ast`):
 
-    cli  ->  report, api  ->  measure | plan  ->  model  ->  specs  ->  base (errors, units, jsonfile)
+    cli  ->  report, api  ->  measure | plan  ->  model  ->  specs  ->  base (errors, units, jsonfile, outfile)
 
 A module may import its own package and any lower layer; `measure` and `plan` are independent of each
 other; nothing imports `cli`."""
@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "roofline"
-BASE = {"roofline.errors", "roofline.units", "roofline.jsonfile"}
+BASE = {"roofline.errors", "roofline.units", "roofline.jsonfile", "roofline.outfile"}
 RANK = {"base": 0, "specs": 1, "model": 2, "measure": 3, "plan": 3, "report": 4, "api": 4, "cli": 5}
 
 

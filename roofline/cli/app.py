@@ -8,12 +8,15 @@ import typer
 
 from roofline import __version__
 from roofline.report import views
-from roofline.model.analysis import Scenario, analyze as run_analysis
+from roofline.model.analysis import Scenario, analyze as run_analysis, decode_batching
+from roofline.report.verdict import analyze_verdict, headline
 from roofline.errors import RooflineError
 from roofline.cli.common import (ActOpt, BatchOpt, ContextOpt, DpAttentionOpt, EpImbalanceOpt, EpOpt, FormatOpt,
-                                  GpuOpt, KvOpt, MemOpt, ModelOpt, OutputOpt, PpOpt, PrecisionsOpt, ProfileOpt,
-                                  PromptOpt, TpOpt, WeightsOpt, comma_list, err, flag_text, ints, load_device,
-                                  memory_settings, out, precision_list, warn)
+                                  GpuOpt, KvOpt, ModelOpt, OutputOpt, PpOpt, PrecisionsOpt, ProfileOpt,
+                                  PromptOpt, TpOpt, WeightsOpt, LimitOpt, check_rows, comma_list, err, flag_text,
+                                  ints, load_device, out, precision_list, warn)
+from roofline.cli.engine_options import engine_options
+from roofline.model.memory import EngineKnobs
 from roofline.specs.hardware import list_gpus, load_gpu
 from roofline.specs.models import list_models, load_model
 from roofline.report.render import Format, columns_to_rows, emit
@@ -77,11 +80,12 @@ def models(name: Annotated[Optional[str], typer.Argument(help="Show one model (n
 
 
 @app.command()
+@engine_options
 def analyze(
     gpu: GpuOpt = None, model: ModelOpt = "llama-3.1-8b",
     batch: BatchOpt = 1, prompt: PromptOpt = 1024, output: OutputOpt = 256, context: ContextOpt = None,
     tp: TpOpt = 1, weights: WeightsOpt = "bf16", activations: ActOpt = "bf16", kv: KvOpt = "bf16",
-    memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+    engine: EngineKnobs = None, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
     pp: PpOpt = 1, ep: EpOpt = 1, dp_attention: DpAttentionOpt = 1, ep_imbalance: EpImbalanceOpt = 1.0,
 ) -> None:
     """Per-operator FLOPs, bytes, intensity, bound and time for prefill and a decode step; TTFT, TPOT,
@@ -89,36 +93,42 @@ def analyze(
     algorithm, time) for a multi-GPU layout (--tp, --pp, --ep, --dp-attention)."""
     g, eff = load_device(gpu, profile, activations.strip().lower())
     m = load_model(model)
-    sc = Scenario(batch, prompt, output, context, tp, weights, activations, kv, memory_settings(memory_utilization),
+    sc = Scenario(batch, prompt, output, context, tp, weights, activations, kv, engine.settings(g, tp, pp),
                   pp=pp, ep=ep, dp_attention=dp_attention, ep_imbalance=ep_imbalance)
     r = run_analysis(g, m, sc, eff)
     warn(r["warnings"])
-    emit(r, fmt, out, lambda: views.analyze_tables(r), lambda: views.analyze_csv_rows(r))
+    r = {"verdict": analyze_verdict(r, decode_batching(g, m, sc, eff)), **r}
+    emit(r, fmt, out, lambda: [headline(r["verdict"]), *views.analyze_tables(r)], lambda: views.analyze_csv_rows(r))
 
 
 @app.command()
+@engine_options
 def sweep(
     gpu: GpuOpt = None, model: ModelOpt = "llama-3.1-8b",
     batch: Annotated[str, typer.Option(help="Batches, comma-separated.")] = "1,2,4,8,16,32,64,128,256",
     context: Annotated[str, typer.Option(help="Contexts (decode position = prompt length), comma-separated.")] = "512,2048,8192",
     tp: Annotated[str, typer.Option(help="Tensor-parallel degrees, comma-separated.")] = "1",
     precision: PrecisionsOpt = "bf16",
-    memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+    engine: EngineKnobs = None, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
     pp: Annotated[str, typer.Option(help="Pipeline-parallel stages, comma-separated.")] = "1",
     expert_parallel: Annotated[str, typer.Option(help="Expert parallelism for MoE models, comma-separated: off "
                                                  "(experts TP-sharded) and/or on (ep = tp x dp-attention).")] = "off",
     dp_attention: Annotated[str, typer.Option(help="Attention data-parallel ranks, comma-separated (> 1 needs "
                                               "expert parallelism on).")] = "1",
+    limit: LimitOpt = None,
 ) -> None:
     """Evaluate a grid batch x context x layout (TP x PP x expert parallelism x attention-DP) x precision in
-    one vectorized pass. Layouts the model cannot take are left out with a warning."""
+    one vectorized pass. Layouts the model cannot take are left out with a warning. A grid of more rows than
+    --limit is refused before it is evaluated, with its row count."""
     g, eff = load_device(gpu, profile)
     m = load_model(model)
     tps, pps, dps = ints(tp, "--tp"), ints(pp, "--pp"), ints(dp_attention, "--dp-attention")
     eps = _on_off(expert_parallel)
-    _, skipped = valid_layouts(m, tps, pps, eps, dps)
-    cols = run_sweep(g, m, ints(batch, "--batch"), ints(context, "--context"), tps,
-                     precision_list(precision), eff, memory_settings(memory_utilization), pps, eps, dps)
+    layouts, skipped = valid_layouts(m, tps, pps, eps, dps)
+    batches, contexts, precisions = ints(batch, "--batch"), ints(context, "--context"), precision_list(precision)
+    check_rows({"batches": len(batches), "contexts": len(contexts), "layouts": len(layouts),
+                "precisions": len(precisions)}, limit, fmt)
+    cols = run_sweep(g, m, batches, contexts, tps, precisions, eff, engine.settings(g, min(tps), min(pps)), pps, eps, dps)
     if skipped:
         warn([f"{len(skipped)} layout(s) left out, e.g. " + flag_text(skipped[0].message, skipped[0].param)])
     rows = columns_to_rows(cols)
@@ -142,8 +152,11 @@ def _register_commands() -> None:
     from roofline.cli.capacity import register as register_capacity
     from roofline.cli.published import register as register_published
     from roofline.cli.report import register as register_reports
+    from roofline.cli.search import register as register_search
+    from roofline.cli.train import register as register_train
 
-    for register in (register_reports, register_bench, register_capacity, register_published):
+    for register in (register_reports, register_bench, register_capacity, register_published, register_train,
+                     register_search):
         register(app)
 
 

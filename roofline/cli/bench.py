@@ -11,10 +11,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from roofline.cli.common import FormatOpt, err
-from roofline.measure.bench import run_bench
+from roofline.cli.common import FormatOpt, check_gpu_option, err, warn
+from roofline.measure.bench import run_bench, run_notes
 from roofline.measure.validate import validate_profile
 from roofline.report.render import Format
+from roofline.outfile import check_target
 from roofline.report.validation import render_validation
 
 
@@ -28,7 +29,11 @@ def bench(
                                                       "available, else cpu].")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes and short timing (CPU: under 3 minutes).")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Profile path [default: "
-                                                   "profiles/<device>-<quick|full>-<host>.json].")] = None,
+                                                   "profiles/<device>-<quick|full>-<host>.json]; an existing "
+                                                   "file is kept (bench stops before measuring) unless "
+                                                   "--force.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing profile at the output "
+                                        "path.")] = False,
     gpu: Annotated[Optional[str], typer.Option("--gpu", help="Spec to compare against [default: detected from "
                                                "the CUDA device name; none on a CPU].")] = None,
     model: Annotated[str, typer.Option("--model", help="Catalog model the attention and layer points are "
@@ -37,23 +42,33 @@ def bench(
                                            "stderr.")] = True,
 ) -> None:
     """Measure the device (streaming, GEMM ceilings, intensity sweeps, attention, a decoder layer) with
-    NVML telemetry, and write a versioned JSON profile; prints the profile path."""
+    NVML telemetry, and write a versioned JSON profile; prints the profile path. A profile already at the path
+    is never replaced without --force (a measurement cannot be regenerated from its command)."""
     import time
 
+    from roofline.measure.bench import default_output, resolve_device
+
+    check_gpu_option(gpu)
+    dev = resolve_device(device.value if device else None)
+    target = check_target(output or default_output(dev, quick), force, "profile")
     t0 = time.monotonic()
     if progress:
         with _ProgressBar() as bar:
-            path = run_bench(device.value if device else None, quick, output, gpu, bar.update, model, command=sys.argv)
+            path = run_bench(dev, quick, target, gpu, bar.update, model, command=sys.argv)
     else:
-        path = run_bench(device.value if device else None, quick, output, gpu, None, model, command=sys.argv)
+        path = run_bench(dev, quick, target, gpu, None, model, command=sys.argv)
     typer.echo(f"bench finished in {time.monotonic() - t0:.1f} s", err=True)
+    warn(run_notes(path))
     typer.echo(str(path))
 
 
 def bench_collectives(
     nproc: Annotated[int, typer.Option("--nproc", min=2, help="Local ranks (GPUs, or CPU processes with gloo).")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Profile path [default: "
-                                                   "profiles/collectives-<device>-<N>x-<host>.json].")] = None,
+                                                   "profiles/collectives-<device>-<N>x-<host>.json]; an "
+                                                   "existing file is kept unless --force.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing profile at the output "
+                                        "path.")] = False,
     max_bytes: Annotated[Optional[int], typer.Option("--max-bytes", min=8, help="Largest message in bytes "
                                                      "[default: 1 GiB on GPUs, 16 MiB on a CPU].")] = None,
     iters: Annotated[Optional[int], typer.Option("--iters", min=1, help="Timed samples per size [default: GPU 20, "
@@ -65,11 +80,15 @@ def bench_collectives(
 ) -> None:
     """Measure all-reduce, reduce-scatter, all-gather, all-to-all, broadcast and send/recv over N local ranks
     (starts torchrun; multi-node: run `torchrun ... -m roofline.measure.collectives` on every node), fit
-    latency and bandwidth per collective and group size, and write a JSON profile; prints its path."""
-    from roofline.measure.collectives import spawn
+    latency and bandwidth per collective and group size, and write a JSON profile; prints its path. A profile
+    already at the path is never replaced without --force."""
+    from roofline.measure.bench import resolve_device
+    from roofline.measure.collectives import default_output, spawn
 
+    dev = resolve_device(device.value if device else None)
+    target = check_target(output or default_output(nproc, dev), force, "profile")
     show = (lambda line: typer.echo(line, err=True)) if progress else None
-    typer.echo(str(spawn(nproc, output, max_bytes, iters, device.value if device else None, progress=show)))
+    typer.echo(str(spawn(nproc, target, max_bytes, iters, dev, progress=show)))
 
 
 def validate(

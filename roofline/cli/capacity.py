@@ -7,8 +7,10 @@ from typing import Annotated, Optional
 import typer
 
 from roofline.model.analysis import Scenario, min_tp_that_fits
-from roofline.cli.common import (DpAttentionOpt, EpOpt, FormatOpt, MemOpt, ModelOpt, PrecisionOpt, PrecisionsOpt, ProfileOpt, flag_text, ints,
-                                  load_device, memory_settings, out, precision_list, warn)
+from roofline.cli.common import (DpAttentionOpt, EpOpt, FormatOpt, GpuOpt, ModelOpt, PrecisionOpt, PrecisionsOpt, ProfileOpt, flag_text, ints,
+                                  load_device, out, precision_list, warn)
+from roofline.cli.engine_options import engine_echo, engine_options
+from roofline.model.memory import EngineKnobs
 from roofline.plan.capacity import capacity_table
 from roofline.plan.disagg import cheapest, disaggregated_table
 from roofline.plan.options import (CAPACITY_COLUMNS, DEFAULT_GPUS, check_tp_degrees, device_candidates, gpu_prices,
@@ -20,6 +22,8 @@ from roofline.specs.fleet import Fleet, load_fleet
 from roofline.model.memory import MemorySettings
 from roofline.specs.models import ModelConfig, load_model
 from roofline.report.render import Format, emit, table
+from roofline.report.verdict import capacity_verdict, headline, simulate_verdict, slos_text
+from roofline.units import format_time_s
 from roofline.specs.precision import PrecisionSet
 from roofline.plan.simulate import DoesNotFit, SimSettings, divergence, simulate as run_simulation
 from roofline.specs.workload import Workload, context_warning, workload_from_options
@@ -72,7 +76,7 @@ def _layout(r: dict) -> str:
 def _capacity_tables(res: dict) -> list:
     w = res["workload"]
     head = (f"{res['model']}: {w['name']} peak {w['peak_rate_per_s']:.3g} req/s (mean {w['mean_rate_per_s']:.3g}), "
-            f"SLO TTFT p99 {_fmt(w['slo']['ttft_p99_s'], unit=' s')}, TPOT p99 {_fmt(w['slo']['tpot_p99_s'], unit=' s')}")
+            f"SLO {slos_text(w['slo']) or 'none'}")
     rows = [[r["gpu"], _layout(r), r["precision"], _fmt(r["max_request_rate_per_replica"]), r.get("replicas", "-"),
              r.get("gpus", "-"), _fmt(r.get("cost_per_hour"), ".2f"), _fmt(r.get("cost_per_million_output_tokens"), ".3f"),
              _fmt(r.get("headroom"), ".0%"), r.get("limited_by") or "-", r.get("bottleneck") or "-",
@@ -132,6 +136,7 @@ def _disaggregated_tables(res: dict) -> list:
     return out_tables
 
 
+@engine_options
 def capacity(
     model: ModelOpt = "llama-3.1-70b",
     workload: WorkloadOpt = None, rate: RateOpt = None, prompt: PromptOpt = None, output: OutputOpt = None,
@@ -154,19 +159,19 @@ def capacity(
     decode_gpu: Annotated[Optional[list[str]], typer.Option("--decode-gpu", help="GPU of the decode pool (repeat "
                                                             "for several; implies --disaggregated) [default: "
                                                             "the --gpu candidates].")] = None,
-    memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+    engine: EngineKnobs = None, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
 ) -> None:
     """Highest request rate per replica within the SLOs for each GPU x TP x precision, replicas, GPUs, cost,
     headroom and the binding bottleneck; with --fleet, the cheapest mix across regions (an ILP); with
     --disaggregated, prefill and decode pools sized apart for every pair of candidates."""
-    ms = memory_settings(memory_utilization)
+    ms = engine  # resolved on each candidate's GPU and layout
     w = _workload(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
     m = load_model(model)
     tps, precisions = _tp_degrees(tp, m), precision_list(precision)
     overrides = _prices(price or [])
     fl = load_fleet(fleet).with_prices(overrides) if fleet else None
     prices = {**(fl.prices if fl else {}), **overrides}
-    names = gpu or (fl.gpu_names if fl else list(DEFAULT_GPUS))
+    names = gpu or (fl.gpu_names if fl else _default_gpus(profile))
     cands = _candidates(names, m, tps, precisions, profile)
     warn([context_warning(w, m.name, m.max_position_embeddings)])
     res = _capacity_result(m, w, capacity_table(cands, m, w, prices, ms), fl)
@@ -176,9 +181,17 @@ def capacity(
         res["disaggregated"] = _reasons_as_flags(disaggregated_table(pre, dec, m, w, prices, ms))
         res["cheapest"] = cheapest(res["candidates"], res["disaggregated"])
     warn(res.get("fleet_plan", {}).get("warnings", []))
-    emit(res, fmt, out, lambda: _capacity_tables(res),
+    res = {"verdict": capacity_verdict(res), **res, "engine": engine_echo(engine)}
+    emit(res, fmt, out, lambda: [headline(res["verdict"]), *_capacity_tables(res)],
          lambda: (mode_rows(res["candidates"], res["disaggregated"]) if "disaggregated" in res else
                   [{k: r.get(k) for k in CAPACITY_COLUMNS} for r in res["candidates"]]))
+
+
+def _default_gpus(profile: Optional[Path]) -> list:
+    """The candidates when neither --gpu nor --fleet names any: a device profile's own device (None: no --gpu
+    to warn about), else DEFAULT_GPUS (a collectives profile applies to the datasheet GPUs)."""
+    from roofline.measure.collectives import is_collectives_profile
+    return [None] if profile is not None and not is_collectives_profile(profile) else list(DEFAULT_GPUS)
 
 
 def _candidates(names: list[str], m: ModelConfig, tps, precisions: list[str], profile: Optional[Path]) -> list:
@@ -229,13 +242,21 @@ def _simulate_tables(res: dict) -> list:
             table(None, ["", ""], other, justify_right=False)]
 
 
+def _clock(seconds: float) -> str:
+    """Seconds since midnight as hh:mm; the end of a day-long run is 24:00, not 00:00."""
+    h, mm = divmod(int(round(seconds / 60)), 60)
+    return f"{h if h * 60 + mm <= 24 * 60 else h % 24:02d}:{mm:02d}"
+
+
 def _hours_text(res: dict) -> str:
+    span_s = res.get("arrival_span_s")
+    length = "" if span_s is None else f", {format_time_s(span_s)} of arrivals"
     if res.get("hours_simulated") is None:
-        return "constant rate (no daily curve)"
-    hours = res["hours_simulated"]
-    span = f"{hours[0]:02d}:00-{(hours[-1] + 1) % 24:02d}:00"
+        return "constant rate (no daily curve)" + length
+    start = res["hours_simulated"][0] * 3600.0
+    end = start + (span_s if span_s is not None else 3600.0 * len(res["hours_simulated"]))
     mult = ", ".join(f"x{m:g}" for m in res["daily_curve_multipliers"])
-    return f"{span} of the daily curve (rate {mult})"
+    return f"{_clock(start)}-{_clock(end)} of the daily curve (rate {mult}){length}"
 
 
 def _fit_hint(e: DoesNotFit, g, m: ModelConfig, tp: int, prec: PrecisionSet, ms: MemorySettings) -> str:
@@ -259,9 +280,10 @@ def _start_hour(start_hour: Optional[int], w: Workload) -> Optional[int]:
     return start_hour
 
 
+@engine_options
 def simulate(
     model: ModelOpt = "llama-3.1-8b",
-    gpu: Annotated[str, typer.Option("--gpu", help="GPU short name or spec file.")] = "h100-sxm",
+    gpu: GpuOpt = None,
     workload: WorkloadOpt = None, rate: RateOpt = None, prompt: PromptOpt = None, output: OutputOpt = None,
     turns: TurnsOpt = None, think_time_s: ThinkOpt = None, ttft_p99_s: TtftOpt = None, tpot_p99_s: TpotOpt = None,
     tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel degree.")] = 1,
@@ -272,27 +294,25 @@ def simulate(
     start_hour: Annotated[Optional[int], typer.Option("--start-hour", help="Hour of the workload's daily curve "
                                                       "(0-23) at which arrivals start [default: the curve's peak "
                                                       "hour, the load `capacity` sizes for].")] = None,
-    chunked_prefill: Annotated[bool, typer.Option("--chunked-prefill/--no-chunked-prefill",
-                                                  help="Mix prefill chunks into decode steps.")] = True,
     find_divergence: Annotated[bool, typer.Option("--find-divergence", help="Also simulate a ladder of loads "
                                                   "and report where latency diverges.")] = False,
     timeseries: Annotated[bool, typer.Option("--timeseries/--no-timeseries", help="Include batch, KV "
                                              "utilisation and queue over time in JSON.")] = False,
-    memory_utilization: MemOpt = 0.9, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+    engine: EngineKnobs = None, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
     ep: EpOpt = 1, dp_attention: DpAttentionOpt = 1,
 ) -> None:
     """Discrete-event simulation of replicas with continuous batching, a paged KV cache, eviction and recompute:
     TTFT/TPOT/end-to-end percentiles, throughput, batch and KV utilisation, queue, cache hit rate. A replica
     may be an expert-parallel MoE deployment (--ep, --dp-attention: its DP ranks' KV caches pooled, the load
     spread evenly over them)."""
-    ms = memory_settings(memory_utilization)
     w = _workload(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
     hour = _start_hour(start_hour, w)
     g, eff = load_device(gpu, profile)
     prec = PrecisionSet.parse(precision)
     m = load_model(model)
     s = make_setup(g, m, tp, prec.weights, prec.activations, prec.kv, eff, ep=ep, dp=dp_attention)
-    cfg = SimSettings(chunked_prefill=chunked_prefill, memory=ms)
+    ms = engine.settings(g, tp)
+    cfg = SimSettings(chunked_prefill=ms.chunked_prefill, page_tokens=ms.page_tokens, memory=ms)
     warn([context_warning(w, m.name, m.max_position_embeddings, seed)])
     try:
         res = run_simulation(s, w, requests, replicas, seed, cfg, start_hour=hour)
@@ -300,14 +320,16 @@ def simulate(
         raise RooflineError(e.message, hint=_fit_hint(e, g, m, tp, prec, ms)) from None
     if find_divergence:
         res.update(divergence(s, w, max(2000, requests // 4), replicas, seed, cfg))
+    verdict = simulate_verdict(res, w.slo.to_dict())
     if not timeseries:
         res.pop("timeseries")
     res = {"model": s.model.name, "gpu": g.name, "tp": tp, "precision": precision, "workload": w.to_dict(), **res,
-           "ep": ep, "dp_attention": dp_attention}
+           "ep": ep, "dp_attention": dp_attention, "engine": ms.to_dict()}
     flat = {k: v for k, v in res.items() if not isinstance(v, (dict, list))}
     for k in ("ttft_s", "tpot_s", "e2e_latency_s"):
         flat.update({f"{k}_{q}": res[k][q] for q in ("p50", "p99")})
-    emit(res, fmt, out, lambda: _simulate_tables(res), lambda: [flat])
+    res = {"verdict": verdict, **res}
+    emit(res, fmt, out, lambda: [headline(res["verdict"]), *_simulate_tables(res)], lambda: [flat])
 
 
 def register(app: typer.Typer) -> None:

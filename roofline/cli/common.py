@@ -16,8 +16,8 @@ from roofline.model.analysis import MAX_COUNT
 from roofline.model.memory import MemorySettings, check_memory_utilization
 from roofline.report.render import Format
 
-out = Console(soft_wrap=False, width=200)
-err = Console(stderr=True)
+out = Console(soft_wrap=False, width=200, emoji=False)
+err = Console(stderr=True, emoji=False)
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format: table, json or csv.")]
 GpuOpt = Annotated[Optional[str], typer.Option("--gpu", help="GPU short name (see `roofline gpus`) or a spec file "
@@ -58,12 +58,19 @@ FLAGS: dict[str, str] = {
     "batch": "--batch", "prompt": "--prompt", "output": "--output", "context": "--context", "tp": "--tp",
     "weights": "--weights", "activations": "--activations", "kv": "--kv", "model": "--model", "gpu": "--gpu",
     "gpu_spec": "--gpu", "device": "--device", "quick": "--quick", "profile": "--profile",
-    "memory_utilization": "--memory-utilization",
+    "memory_utilization": "--memory-utilization", "engine": "--engine", "max_seqs": "--max-seqs",
+    "max_batched_tokens": "--max-batched-tokens", "kv_cache_fraction": "--kv-cache-fraction",
+    "page_tokens": "--page-tokens",
     "rate_per_s": "--rate", "turns": "--turns", "think_time_s": "--think-time-s", "ttft_p99_s": "--ttft-p99-s",
     "tpot_p99_s": "--tpot-p99-s", "price": "--price", "pp": "--pp", "ep": "--ep", "dp_attention": "--dp-attention",
     "ep_imbalance": "--ep-imbalance", "requests": "--requests", "replicas": "--replicas",
     "disaggregated": "--disaggregated", "prefill_gpus": "--prefill-gpu",
-    "decode_gpus": "--decode-gpu",
+    "decode_gpus": "--decode-gpu", "force": "--force",
+    # roofline train (model/training.py, plan/training.py)
+    "gpus": "--gpus", "dp": "--dp", "cp": "--cp", "micro_batch": "--micro-batch", "global_batch": "--global-batch",
+    "seq": "--seq", "zero": "--zero", "recompute": "--recompute", "virtual_stages": "--virtual-stages",
+    "dp_overlap": "--dp-overlap", "tokens": "--tokens", "compute": "--precision", "grads": "--grads",
+    "master": "--master", "optimizer": "--optimizer-states", "attention_kernel": "--attention-kernel",
 }
 _ARGUMENT = re.compile(r"`(\w+)(?:=([^`]*))?`")
 
@@ -114,6 +121,35 @@ def precision_list(text: str) -> list[str]:
     return sets
 
 
+#: rows `sweep` writes without --limit, per format (measured on one core: a rich table renders ~700 rows/s, so
+#: 2,000 rows take ~3 s; JSON ~10,000 rows/s and ~12 kB of memory per row, CSV ~13,000 rows/s and ~4 kB per row)
+ROW_LIMITS = {Format.table: 2_000, Format.json: 100_000, Format.csv: 100_000}
+#: the largest --limit (as JSON about 12 GB of memory)
+MAX_ROW_LIMIT = 1_000_000
+LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, max=MAX_ROW_LIMIT, help="Most rows to write: "
+                                                 "a larger grid is refused before it is evaluated [default: "
+                                                 f"{ROW_LIMITS[Format.table]:,} as a table, "
+                                                 f"{ROW_LIMITS[Format.csv]:,} as JSON or CSV; at most "
+                                                 f"{MAX_ROW_LIMIT:,}].")]
+
+
+def check_rows(sizes: dict[str, int], limit: Optional[int], fmt: Format) -> int:
+    """The number of rows of a grid (the product of `sizes`, e.g. {"batches": 9, "contexts": 3}); RooflineError
+    (exit 2) saying how many and how to proceed when it is above `limit` (None: ROW_LIMITS[fmt])."""
+    rows = 1
+    for n in sizes.values():
+        rows *= n
+    cap = ROW_LIMITS[fmt] if limit is None else limit
+    if rows > cap:
+        parts = " x ".join(f"{n:,} {what}" for what, n in sizes.items())
+        other = "" if fmt != Format.table else f", write --format csv (up to {ROW_LIMITS[Format.csv]:,} rows)"
+        raise RooflineError(f"the grid has {rows:,} rows ({parts}), more than the limit of {cap:,}",
+                            hint=f"use fewer values per list{other}, or raise the limit with --limit {rows}"
+                            if rows <= MAX_ROW_LIMIT else f"use fewer values per list (--limit goes up to "
+                            f"{MAX_ROW_LIMIT:,})", exit_code=2)
+    return rows
+
+
 def warn(messages) -> None:
     """Each non-empty message as one `Warning: ...` line on stderr."""
     for m in messages:
@@ -126,10 +162,20 @@ def memory_settings(memory_utilization: float) -> MemorySettings:
     return MemorySettings(memory_utilization=check_memory_utilization(memory_utilization))
 
 
+def check_gpu_option(gpu: Optional[str], flag: str = "--gpu") -> Optional[str]:
+    """`gpu` as given, None when the flag was left out; RooflineError (exit 2) for an empty or blank value (which
+    would otherwise mean the default GPU)."""
+    if gpu is not None and not gpu.strip():
+        raise RooflineError(f"{flag} is empty", hint=f"name a GPU (see `roofline gpus`) or a spec file, e.g. "
+                            f"{flag} {DEFAULT_GPU}; leave {flag} out for the default", exit_code=2)
+    return gpu
+
+
 def load_device(gpu: Optional[str], profile: Optional[Path], precision: Optional[str] = None):
     """(GPUSpec, Efficiency or None): the datasheet, or a measured profile's ceilings and the efficiency
-    curves fitted for the compute `precision`. With a profile its device wins; a different --gpu is warned about."""
+    curves fitted for the compute `precision`. With a profile its device wins; a --gpu the user gave that names
+    another device is warned about (gpu None: no --gpu given, nothing to warn about)."""
     from roofline.measure.device import resolve_device
-    spec, eff, notes = resolve_device(gpu, profile, precision)
+    spec, eff, notes = resolve_device(check_gpu_option(gpu), profile, precision)
     warn(notes)
     return spec, eff

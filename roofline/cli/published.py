@@ -13,8 +13,8 @@ _SUMMARY_HEADERS = ["points", "median |error|", "p90 |error|", "bias", "median s
 
 
 def _tables(result: dict) -> list:
-    from roofline.measure.published import (SCOPES, format_batch, format_layout, format_ratio, format_row_error,
-                                            format_summary, format_value)
+    from roofline.measure.published import (SCOPES, format_batch, format_error, format_layout, format_ratio,
+                                            format_row_error, format_summary, format_value)
     rows = [(r["id"], r["engine"], r["gpu"], format_layout(r), r["model"],
              f"{r['weights']}/{r['activations']}/{r['kv']}", format_batch(r), f"{r['prompt']}/{r['output']}",
              r["metric"], format_value(r["metric"], r["measured"]), format_value(r["metric"], r["predicted"]),
@@ -38,7 +38,15 @@ def _tables(result: dict) -> list:
                    f"median |error| {format_ratio(ratio['median_abs_error'])}, p90 "
                    f"{format_ratio(ratio['p90_abs_error'])}; goal median <= {ratio['goal']:g}x: {verdict}",
                    ["scope", "not predicted", *_SUMMARY_HEADERS], scope_rows)
-    tables = [points, summary, scopes]
+    engine_rows = []
+    for name, g in result["summary_by_engine"].items():
+        groups = [(name, g["overall"])] + [(f"  {name} {k}", v) for k, v in g["by_metric"].items()]
+        engine_rows += [(label, v["count"], format_error(v["median_abs_error"], False),
+                         format_error(v["max_abs_error"], False), format_error(v["bias"]),
+                         g["not_predicted"] if label == name else "") for label, v in groups]
+    engines = table("Errors per engine (each entry predicted with its engine's settings and fixed costs)",
+                    ["engine", "points", "median |error|", "max |error|", "bias", "not predicted"], engine_rows)
+    tables = [points, summary, engines, scopes]
     if result["not_predicted"]:
         tables.append(table("Not predicted (kept out of the figures above)", ["id", "scope", "metric", "reason"],
                             [(n["id"], SCOPES[n["scope"]], n["metric"], n["reason"])
@@ -52,12 +60,32 @@ def register(app: typer.Typer) -> None:
     @app.command("published")
     def published(
         data: Annotated[Optional[Path], typer.Option("--data", help="Measurements JSON file (default: the shipped "
-                                                     "dataset, roofline/measure/data/published_measurements.json).")] = None,
+                                                     "datasets, roofline/measure/data/published_measurements.json "
+                                                     "and published_engines.json).")] = None,
         fmt: FormatOpt = Format.table,
     ) -> None:
-        """Compare roofline's predictions with published measurements of real serving stacks: errors overall, per
-        metric, and single-GPU against multi-GPU; entries the model cannot predict are listed with the reason."""
-        from roofline.measure.published import CSV_FIELDS, compare, load_measurements
-        result = compare(load_measurements(data))
-        emit(result, fmt, out, lambda: _tables(result),
+        """Compare roofline's predictions with published measurements of real serving stacks, each predicted with
+        its serving engine: errors overall, per metric, per engine, and single-GPU against multi-GPU; entries the
+        model cannot predict are listed with the reason.
+        Published training runs (achieved TFLOP/s per GPU against `roofline train`) are reported separately."""
+        from roofline.measure.published import CSV_FIELDS, compare, load_engine_measurements, load_measurements
+        from roofline.measure.published_training import compare_training
+        measurements = load_measurements(data) if data is not None else \
+            load_measurements() + load_engine_measurements()
+        result = compare(measurements)
+        result["training"] = compare_training()  # published training runs, reported separately
+        emit(result, fmt, out, lambda: _tables(result) + _training_tables(result["training"]),
              lambda: [{k: r[k] for k in CSV_FIELDS} for r in result["rows"]], width=240)
+
+
+def _training_tables(t: dict) -> list:
+    """The training runs (roofline/measure/published_training.py): achieved TFLOP/s per GPU, predicted vs
+    published, and the median and max error."""
+    s = t["summary"]
+    rows = [(r["id"], r["gpu"], r["gpus"], f"{r['tp']}x{r['pp']}x{r['dp']}x{r['cp']}", r["seq"], r["zero"],
+             r["recompute"], f"{r['measured_tflops_per_gpu']:.0f}", f"{r['predicted_tflops_per_gpu']:.0f}",
+             f"{r['error']:+.1%}") for r in t["rows"]]
+    return [table(f"Published training runs vs roofline train (TFLOP/s per GPU; median |error| "
+                  f"{s['median_abs_error']:.1%}, max {s['max_abs_error']:.1%}, goal median <= {s['goal_median']:.0%})",
+                  ["id", "gpu", "gpus", "tp x pp x dp x cp", "seq", "zero", "recompute", "measured", "predicted",
+                   "error"], rows)]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec, load_gpu, resolve_gpu_name
-from roofline.measure.runner import Progress
+from roofline.measure.runner import REMEASURE_DISAGREEMENT, Progress
 
 DEVICES = ("cpu", "cuda")
 
@@ -51,6 +51,33 @@ def detect_gpu_spec(device_name: str) -> GPUSpec | None:
 def default_output(device: str, quick: bool) -> Path:
     host = re.sub(r"[^A-Za-z0-9_.-]+", "-", socket.gethostname()) or "host"
     return Path("profiles") / f"{device}-{'quick' if quick else 'full'}-{host}.json"
+
+
+def run_notes(profile: dict | str | Path) -> list[str]:
+    """What a finished run should tell its user beyond the profile path (a profile, or its path): the points
+    not measured (grouped by reason, e.g. bf16 without a fast kernel), the points still unstable after
+    re-measurement (left out of the fit) and the contention detected during the run."""
+    if not isinstance(profile, dict):
+        from roofline.measure.profile import load_profile
+
+        profile = load_profile(profile)
+    notes = []
+    by_reason: dict[str, list[str]] = {}
+    for pid, why in (profile.get("skipped") or {}).items():
+        by_reason.setdefault(str(why), []).append(pid)
+    for why, ids in by_reason.items():
+        more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+        notes.append(f"{len(ids)} points not measured ({why}): {', '.join(ids[:3])}{more}")
+    unstable = profile.get("unstable") or []
+    if unstable:
+        notes.append(f"{len(unstable)} points stayed unstable after re-measurement (their rounds disagree by more "
+                     f"than {100 * REMEASURE_DISAGREEMENT:.0f}%) and are left out of the fit: {', '.join(unstable[:3])}"
+                     + (f" and {len(unstable) - 3} more" if len(unstable) > 3 else ""))
+    c = profile.get("contention") or {}
+    if c.get("detected"):
+        notes.append("contention during the run: " + "; ".join(c.get("reasons") or [])
+                     + " (the profile's ceilings may be low; re-run on a quiet machine)")
+    return notes
 
 
 def run_bench(device: str | None = None, quick: bool = False, output: Path | None = None,

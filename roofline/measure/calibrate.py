@@ -28,7 +28,8 @@ roofline says (decode: memory, r the achieved fraction of bandwidth; prefill: co
 A memory-bound attention point whose working set stays in a cache that is not flushed between
 repetitions (a CPU's last-level cache: `hot_cache_bytes`) is left out: it measures the cache, while in a
 decoder step the weights stream through the cache between two reads of a layer's KV cache. A profile without attention samples (older ones) falls back to the GEMM
-curves. Decoder-layer points are never fitted: they are the end-to-end check of all the curves.
+curves. Decoder-layer points are never fitted: they are the end-to-end check of all the curves. Points
+marked `unstable` (their rounds still disagreed after re-measurement, see runner.unstable) are never fitted.
 """
 from __future__ import annotations
 
@@ -208,6 +209,12 @@ def sample_weight(p: dict) -> float:
     return float(1.0 / (1.0 + (d / ROUND_AGREEMENT) ** 2))
 
 
+def fittable(p: dict) -> bool:
+    """A point the curves may be fitted on: measured (status ok) and not marked `unstable` (its rounds
+    still disagreed after re-measurement: its time is the contention's, not the kernel's)."""
+    return p.get("status") == "ok" and not p.get("unstable")
+
+
 def _net_time(p: dict, overhead_s: float) -> float:
     t = reference_s(p)
     return max(t - p["kernels"] * overhead_s, 0.5 * t)
@@ -222,7 +229,7 @@ def fraction_samples(points: list[dict], ceil: dict[str, Any], overhead_s: float
     bw, peaks = ceil["memory_bandwidth_bytes_per_s"], ceil["peak_flops_per_s"]
     out: dict[str, Any] = {"compute": {}, "memory": []}
     for p in points:
-        if p.get("status") != "ok" or not bw:
+        if not fittable(p) or not bw:
             continue
         b = p["bytes_read"] + p["bytes_written"]
         x, y = (float(v) for v in coordinates(p["flops"], b))
@@ -266,7 +273,7 @@ def attention_samples(points: list[dict], ceil: dict[str, Any], overhead_s: floa
     out: dict[str, list] = {}
     for p in points:
         peak = peaks.get(p["precision"])
-        if p.get("status") != "ok" or p["family"] != "attention" or not bw or not peak:
+        if not fittable(p) or p["family"] != "attention" or not bw or not peak:
             continue
         ops = attention_op_costs(p)
         vector_peak = peaks.get("fp32") or peak

@@ -46,7 +46,6 @@ Rank 0 writes the profile atomically (profile.write_profile). Layout (schema "ro
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import subprocess
@@ -60,6 +59,7 @@ from typing import Any, Callable
 import numpy as np
 
 from roofline.errors import RooflineError
+from roofline.jsonfile import read_json
 from roofline.model.comm import busbw_factor
 from roofline.measure.profile import provenance, write_profile
 from roofline.measure.telemetry import cpu_info
@@ -91,7 +91,7 @@ def sizes(min_bytes: int, max_bytes: int) -> list[int]:
     """Message sizes doubling from min_bytes up to max_bytes (both included when max is a doubling)."""
     if min_bytes < 1 or max_bytes < min_bytes:
         raise RooflineError(f"max_bytes must be >= min_bytes >= 1, got min_bytes={min_bytes}, max_bytes={max_bytes}",
-                            exit_code=2, param="max_bytes")
+                            hint="the sizes double from min_bytes up to max_bytes", exit_code=2, param="max_bytes")
     out, s = [], int(min_bytes)
     while s <= max_bytes:
         out.append(s)
@@ -381,8 +381,8 @@ def _q(err: np.ndarray, q: float) -> float | None:
 def is_collectives_profile(path: str | Path) -> bool:
     """Whether the JSON file at `path` is a collectives profile (False for anything unreadable)."""
     try:
-        data = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        data = read_json(path, "collectives profile", "a file written by `roofline bench-collectives`")
+    except RooflineError:
         return False
     return isinstance(data, dict) and data.get("kind") == KIND
 
@@ -390,10 +390,7 @@ def is_collectives_profile(path: str | Path) -> bool:
 def load_collectives_profile(path: str | Path) -> dict[str, Any]:
     """Read and check a collectives profile; RooflineError naming the file and what is wrong."""
     p = Path(path).expanduser()
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise RooflineError(f"cannot read collectives profile {p}: {e}", hint="re-run `roofline bench-collectives`")
+    data = read_json(path, "collectives profile", "a file written by `roofline bench-collectives`")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or data.get("version") != VERSION:
         raise RooflineError(f"{p} is not a version {VERSION} collectives profile",
                             hint="re-run `roofline bench-collectives` with this version")
@@ -467,9 +464,11 @@ def spawn(nproc: int, output: str | Path | None = None, max_bytes: int | None = 
         raise RooflineError(f"nproc must be >= 2, got {nproc}", hint="collectives need at least two ranks",
                             exit_code=2, param="nproc")
     if max_bytes is not None and max_bytes < MIN_BYTES:
-        raise RooflineError(f"max_bytes must be >= {MIN_BYTES}, got {max_bytes}", exit_code=2, param="max_bytes")
+        raise RooflineError(f"max_bytes must be >= {MIN_BYTES}, got {max_bytes}", exit_code=2, param="max_bytes",
+                            hint=f"the largest message in bytes, e.g. {16 * 2**20} (16 MiB)")
     if iters is not None and iters < 1:
-        raise RooflineError(f"iters must be >= 1, got {iters}", exit_code=2, param="iters")
+        raise RooflineError(f"iters must be >= 1, got {iters}", exit_code=2, param="iters",
+                            hint="timed samples per size, e.g. 20")
     if device is None:
         try:
             import torch

@@ -151,6 +151,34 @@ def launch_point(ctx: BenchContext) -> PointSpec:
                      kernels=float(LAUNCH_OPS), working_set_bytes=8.0, setup=setup, params={"ops": LAUNCH_OPS})
 
 
+#: the reference kernels timed before, between the rounds of and after a run (runner.reference_check): a
+#: fixed GEMM (CPU 512^3 fp32 = 268 MFLOP, ~3 ms on 2 cores; GPU 4096^3 bf16 = 137 GFLOP) and a copy of one
+#: array (CPU 64 MiB, past a 32 MiB last-level cache; GPU 256 MiB, past any L2)
+REFERENCE_GEMM = {"cpu": (512, "fp32"), "cuda": (4096, "bf16")}
+REFERENCE_COPY_BYTES = {"cpu": 64 * 2**20, "cuda": 256 * 2**20}
+
+
+def reference_points(ctx: BenchContext) -> dict[str, PointSpec]:
+    """{"gemm": ..., "copy": ...}: the reference GEMM and copy: not part of the plan; the same work at every check, so a change in their
+    time is a change in the machine (a neighbour, steal time, a clock), not in what is measured."""
+    size, prec = REFERENCE_GEMM[ctx.device]
+    gemm = gemm_point(ctx, prec, size, size, size, "reference")
+    n = REFERENCE_COPY_BYTES[ctx.device] // 4
+
+    def copy_setup():
+        import torch
+
+        a = torch.empty(n, dtype=torch.float32, device=ctx.torch_device()).fill_(1.5)
+        c = torch.empty_like(a)
+        return (lambda: c.copy_(a)), _none
+
+    copy = PointSpec(id=f"reference/copy/{4 * n}", family="reference", kind="copy", precision="fp32", flops=0.0,
+                     bytes_read=4.0 * n, bytes_written=4.0 * n, kernels=1.0, working_set_bytes=8.0 * n,
+                     setup=copy_setup, params={"elements": n}, flush=True)
+    gemm.family = "reference"
+    return {"gemm": gemm, "copy": copy}
+
+
 def points(ctx: BenchContext) -> list[PointSpec]:
     out: list[PointSpec] = [launch_point(ctx)]
     for p in precisions(ctx):

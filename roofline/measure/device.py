@@ -46,14 +46,14 @@ def cpu_spec(device: Mapping[str, Any], ceilings: Mapping[str, Any], profile_pat
 
     The CPU has no interconnect: pcie_bandwidth is set to the memory bandwidth only so TP > 1 arithmetic
     stays finite (a CPU is a single device; analyze it with --tp 1)."""
-    bw = float(ceilings["memory_bandwidth_bytes_per_s"])
-    peaks = {k: float(v) for k, v in ceilings["peak_flops_per_s"].items()}
+    bw = ceilings["memory_bandwidth_bytes_per_s"]
+    peaks = dict(ceilings["peak_flops_per_s"])
     src = f"measured by `roofline bench --device cpu` (profile {profile_path})"
     return build_spec(
-        name="cpu", display_name=str(device.get("name") or "CPU"), vendor=str(device.get("vendor") or ""),
-        architecture=str(device.get("architecture") or "cpu"), memory_bytes=float(device.get("memory_bytes") or 0),
-        memory_bandwidth_bytes_per_s=bw, l2_cache_bytes=float(device.get("cache_bytes") or 0),
-        sm_count=int(device.get("cores") or 0), clock_hz=float(device.get("clock_hz") or 0), tdp_w=0.0,
+        name="cpu", display_name=device["name"], vendor=device.get("vendor") or "",
+        architecture=device.get("architecture") or "cpu", memory_bytes=device["memory_bytes"],
+        memory_bandwidth_bytes_per_s=bw, l2_cache_bytes=device.get("cache_bytes") or 0.0,
+        sm_count=device.get("cores") or 0, clock_hz=device.get("clock_hz") or 0.0, tdp_w=0.0,
         scaleup_bandwidth_bytes_per_s=0.0, pcie_bandwidth_bytes_per_s=bw, scaleup_domain_gpus=1,
         peak_flops_per_s=peaks,
         sources={"memory_bandwidth_bytes_per_s": src, **{f"peak_flops_per_s.{k}": src for k in peaks},
@@ -66,17 +66,17 @@ def measured_gpu_spec(datasheet: GPUSpec, ceilings: Mapping[str, Any], profile_p
     keep the datasheet value)."""
     src = f"measured by `roofline bench --device cuda` (profile {profile_path})"
     peaks = dict(datasheet.peak_flops_per_s)
-    peaks.update({k: float(v) for k, v in ceilings["peak_flops_per_s"].items()})
+    peaks.update(ceilings["peak_flops_per_s"])
     sources = dict(datasheet.sources)
     sources.update({f"peak_flops_per_s.{k}": src for k in ceilings["peak_flops_per_s"]})
     sources["memory_bandwidth_bytes_per_s"] = src
-    return dataclasses.replace(datasheet, memory_bandwidth_bytes_per_s=float(ceilings["memory_bandwidth_bytes_per_s"]),
+    return dataclasses.replace(datasheet, memory_bandwidth_bytes_per_s=ceilings["memory_bandwidth_bytes_per_s"],
                                peak_flops_per_s=peaks, sources=sources)
 
 
 def datasheet_spec(profile: dict[str, Any]) -> GPUSpec | None:
     """The spec the profile was compared against (GPU runs), or None (CPU, unknown GPU)."""
-    s = (profile.get("provenance") or {}).get("spec")
+    s = profile["provenance"].get("spec")
     if not s:
         return None
     for ref in (s.get("path"), s.get("name")):
@@ -89,7 +89,8 @@ def datasheet_spec(profile: dict[str, Any]) -> GPUSpec | None:
 
 
 def measured_spec(profile: dict[str, Any]) -> GPUSpec:
-    """The measured device: the datasheet with measured ceilings (GPU) or the CPU as a GPUSpec."""
+    """The measured device: the datasheet with measured ceilings (GPU) or the CPU as a GPUSpec. `profile` as
+    load_profile returns it: every field typed and ranged (profile.check_profile)."""
     c, dev, where = profile["ceilings"], profile["device"], profile.get("_path", "this run")
     if not c.get("memory_bandwidth_bytes_per_s") or not c.get("peak_flops_per_s"):
         raise RooflineError(f"profile {where} has no measured ceilings (interrupted before the stream and GEMM "
@@ -99,10 +100,10 @@ def measured_spec(profile: dict[str, Any]) -> GPUSpec:
     sheet = datasheet_spec(profile)
     if sheet is not None:
         return measured_gpu_spec(sheet, c, where)
-    return build_spec(name=dev.get("name", "gpu"), display_name=dev.get("name", "GPU"), vendor="NVIDIA",
-                      architecture=str(dev.get("compute_capability", "")), memory_bytes=dev.get("memory_bytes", 0.0),
+    return build_spec(name=dev["name"], display_name=dev["name"], vendor="NVIDIA",
+                      architecture=dev.get("compute_capability") or "", memory_bytes=dev["memory_bytes"],
                       memory_bandwidth_bytes_per_s=c["memory_bandwidth_bytes_per_s"],
-                      l2_cache_bytes=dev.get("cache_bytes", 0.0), sm_count=int(dev.get("sm_count", 0)),
+                      l2_cache_bytes=dev.get("cache_bytes") or 0.0, sm_count=dev.get("sm_count") or 0,
                       peak_flops_per_s=dict(c["peak_flops_per_s"]),
                       pcie_bandwidth_bytes_per_s=c["memory_bandwidth_bytes_per_s"], scaleup_domain_gpus=1,
                       sources={"*": f"measured (profile {where})",

@@ -31,13 +31,18 @@ Errors are summarised overall, per metric, and per scope: `single_gpu` (one GPU 
 `multi_gpu` (tp x pp x dp_attention > 1, however the value is normalised), with the ratio of their median and
 p90 absolute errors.
 
+Each entry is predicted with its engine's settings and fixed costs when `engine` names a built-in engine
+(vllm, trtllm or trt-llm, sglang: engines/*.json), else with the default engine's; errors are also summarised
+per engine (`summary_by_engine`: count, median and max |error|). The per-engine set
+`published_engines.json` (batch-1 TTFT and maximum-load throughput, loaded by `load_engine_measurements`)
+has the same format.
+
 error = predicted / measured - 1. Its sign means opposite things for times and rates, so every row also
 carries `speed_ratio` = predicted speed / measured speed (> 1: the model is optimistic), uniform across metrics.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from importlib import resources
 from pathlib import Path
@@ -48,6 +53,9 @@ import numpy as np
 from roofline.model.analysis import Scenario, analyze
 from roofline.model.efficiency import Efficiency
 from roofline.errors import RooflineError
+from roofline.jsonfile import read_json
+from roofline.model.memory import engine_settings
+from roofline.specs.engines import ALIASES as ENGINE_ALIASES, load_engine
 from roofline.specs.hardware import list_gpus, load_gpu
 from roofline.specs.models import list_models, load_model
 from roofline.specs.precision import check_precision
@@ -56,6 +64,8 @@ SCHEMA_VERSION = 2
 #: schema versions `validate` reads (version 1: no layout, load or engine_version fields)
 READABLE_VERSIONS = (1, 2)
 DATA_FILE = "published_measurements.json"
+#: the per-engine set (batch-1 TTFT, maximum-load throughput per engine), same format
+ENGINE_DATA_FILE = "published_engines.json"
 
 #: published metric -> key of `analyze()`'s report it is compared with
 METRICS: dict[str, str] = {
@@ -118,19 +128,28 @@ def default_path() -> Path:
     return Path(str(resources.files("roofline.measure") / "data" / DATA_FILE))
 
 
+def load_engine_measurements() -> list[dict]:
+    """The shipped per-engine set (`published_engines.json`), validated like `load_measurements`."""
+    return load_measurements(default_path().with_name(ENGINE_DATA_FILE))
+
+
+def engine_for(m: dict):
+    """The EngineSpec an entry's `engine` names (vllm, trtllm/trt-llm, sglang), or None for another engine
+    (NIM, gpt-fast: predicted with the default engine settings)."""
+    try:
+        return load_engine(m["engine"])
+    except RooflineError:
+        return None
+
+
 def load_measurements(path: str | Path | None = None) -> list[dict]:
     """Read and validate a measurements file (default: the shipped dataset). RooflineError names file, entry, field."""
-    p = Path(path) if path is not None else default_path()
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise RooflineError(f"cannot read measurements file {p}: {e.strerror or e}",
+    p = Path(path).expanduser() if path is not None else default_path()
+    if str(p).strip() and not p.exists():
+        raise RooflineError(f"cannot read measurements file {p}: not found",
                             hint="pass the path of a JSON file in the published-measurements format", exit_code=2)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise RooflineError(f"{p}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})", hint=_HINT,
-                            exit_code=2)
+    data = read_json(path if path is not None else p, "measurements file", f"roofline/measure/data/{DATA_FILE}",
+                     exit_code=2)
     return validate(data, str(p))
 
 
@@ -242,7 +261,7 @@ def _check_num_gpus(m: dict, where: str, label: str) -> None:
         raise _fail(where, label, "num_gpus", "must be 1 (a per-GPU figure) or tp x pp x dp_attention x replicas "
                     f"= {m['tp']} x {m['pp']} x {m['dp_attention']} x {m['replicas']} = "
                     f"{per_replica * m['replicas']}, got {m['num_gpus']}",
-                    hint="num_gpus is the number of GPUs the published value covers; `replicas` counts the "
+                    hint="num_gpus is the number of GPUs the published value covers; the field 'replicas' counts the "
                          "data-parallel replicas among them")
 
 
@@ -271,6 +290,9 @@ def scenario_for(m: dict, batch: int | None = None) -> Scenario:
                             f"({', '.join(_LAYOUT_WHAT[f] for f in missing)}: not modelled)",
                             hint="the entry stays in the dataset and is predicted once the model supports it",
                             exit_code=2, param=missing[0])
+    spec = engine_for(m)
+    if spec is not None and "memory" in supported:
+        kw["memory"] = engine_settings(spec, load_gpu(m["gpu"]), m["tp"], m.get("pp", 1))
     return Scenario(**kw, **layout)
 
 
@@ -283,8 +305,8 @@ def predict(m: dict, efficiency: Efficiency | None = None) -> tuple[float, dict]
     mem = report["memory"]
     if not mem["fits"]:
         raise RooflineError(f"{model.name} does not fit: not even one sequence of {report['config']['context']} "
-                            f"tokens on {replica_gpus(m)} {gpu.name} GPUs (`tp={m['tp']}`, `pp={m.get('pp', 1)}`, "
-                            f"`dp_attention={m.get('dp_attention', 1)}`) at the default memory settings",
+                            f"tokens on {replica_gpus(m)} {gpu.name} GPUs (the entry's tp {m['tp']}, pp {m.get('pp', 1)}, "
+                            f"dp_attention {m.get('dp_attention', 1)}) at the default memory settings",
                             hint="a layout with more GPUs, or lower-precision weights, fits", exit_code=2)
     if m.get("load") == "offline_max_throughput" and mem["max_batch"] < m["batch"]:
         report = analyze(gpu, model, scenario_for(m, batch=mem["max_batch"]), efficiency)
@@ -348,12 +370,43 @@ def compare(measurements: Iterable[dict], efficiency: Efficiency | None = None) 
     eff = (efficiency or Efficiency()).to_dict()
     by_scope = {k: summarize_group([r for r in rows if r["scope"] == k]) for k in SCOPES}
     return {"schema_version": SCHEMA_VERSION, "efficiency": eff, "rows": rows,
+            "summary_by_engine": summarize_by_engine(rows),
             "summary": summarize_group(rows, with_not_predicted=False), "summary_by_scope": by_scope,
             "multi_over_single": scope_ratio(by_scope["single_gpu"]["overall"], by_scope["multi_gpu"]["overall"]),
             "not_predicted": [{"id": r["id"], "scope": r["scope"], "metric": r["metric"], "reason": r["reason"]}
                               for r in rows if r["status"] == NOT_PREDICTED],
             "error_definition": "error = predicted / measured - 1; speed_ratio = predicted speed / measured speed "
                                 "(> 1: model optimistic); summaries cover the predicted rows only"}
+
+
+def engine_key(name: str) -> str:
+    """An entry's engine as the built-in engine's name when it names one ('trt-llm' -> 'trtllm'), else as
+    written."""
+    key = name.strip().lower()
+    return ENGINE_ALIASES.get(key, key)
+
+
+def summarize_by_engine(rows: list[dict]) -> dict:
+    """Per engine (built-in names merged with their aliases), over the predicted rows: count, median and max
+    |error|, per metric too; engines in name order."""
+    done = [r for r in rows if r.get("status", PREDICTED) == PREDICTED]
+    out = {}
+    for name in sorted({engine_key(r["engine"]) for r in rows}):
+        mine = [r for r in done if engine_key(r["engine"]) == name]
+        metrics = [k for k in METRICS if any(r["metric"] == k for r in mine)]
+        out[name] = {"overall": _median_max(mine),
+                     "by_metric": {k: _median_max([r for r in mine if r["metric"] == k]) for k in metrics},
+                     "not_predicted": sum(1 for r in rows if engine_key(r["engine"]) == name) - len(mine)}
+    return out
+
+
+def _median_max(rows: list[dict]) -> dict:
+    """count, median and max |error| and the bias (median signed error) of predicted rows."""
+    if not rows:
+        return {"count": 0, "median_abs_error": None, "max_abs_error": None, "bias": None}
+    err = np.array([r["error"] for r in rows], dtype=float)
+    return {"count": len(rows), "median_abs_error": float(np.median(np.abs(err))),
+            "max_abs_error": float(np.max(np.abs(err))), "bias": float(np.median(err))}
 
 
 def summarize_group(rows: list[dict], with_not_predicted: bool = True) -> dict:

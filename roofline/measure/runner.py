@@ -19,8 +19,9 @@ from roofline.measure.calibrate import ceilings, fit_record, hot_cache_bytes
 from roofline.measure.compute import Unsupported
 from roofline.measure.points import STREAM_FAMILIES, BenchContext, PointSpec, set_cpu_threads
 from roofline.measure.profile import new_profile, write_profile
-from roofline.measure.telemetry import sampler_factory
-from roofline.measure.timing import REFERENCE, reps_for, ROUND_AGREEMENT, robust_round_s, round_disagreement, time_fn
+from roofline.measure.telemetry import ContentionWindow, sampler_factory
+from roofline.measure.timing import (REFERENCE, ROUND_AGREEMENT, TimingBudget, reps_for, robust_round_s,
+                                     round_disagreement, time_fn)
 
 Progress = Callable[[int, int, str], None]
 #: re-measurement after the planned rounds (CPU): points whose two fastest rounds disagree by more than
@@ -30,6 +31,18 @@ Progress = Callable[[int, int, str], None]
 REMEASURE_DISAGREEMENT = 2.0 * ROUND_AGREEMENT
 REMEASURE_PASSES = 3
 REMEASURE_BUDGET_S = {True: 15.0, False: 60.0}
+
+#: contention detection (the profile's `contention`): the reference kernels (compute.reference_points) are
+#: timed before the run, after every round and after the re-measurement; the run is marked contended when
+#: one of them ran more than REFERENCE_DRIFT slower at its slowest check than at its fastest, when other
+#: processes used more than OTHER_CPU_LIMIT of all CPUs' time over the run, or the hypervisor stole more
+#: than STEAL_LIMIT of it (/proc/stat). A quick run on the shared 2-core VM while other test suites ran
+#: (load average ~6): other processes 80% of the CPU time, the reference GEMM took 3.85x as long at its
+#: slowest check as at its fastest, 24 of 96 points still unstable after re-measurement.
+REFERENCE_DRIFT = 0.15
+OTHER_CPU_LIMIT = 0.10
+STEAL_LIMIT = 0.02
+REFERENCE_BUDGET = TimingBudget(warmup_s=0.01, measure_s=0.05, min_reps=5, max_reps=50)
 
 
 class BenchInterrupted(Exception):
@@ -80,7 +93,9 @@ def _cuda_graph(fn):
 
 
 def measure(spec: PointSpec, ctx: BenchContext, sampler: Callable[[], Any]) -> dict[str, Any]:
-    """One point -> its JSON record (status ok / skipped / error)."""
+    """One point -> its JSON record (status ok / skipped / error); `wall_s`: the seconds it took in all
+    (set-up, warm-up, timed runs, clean-up)."""
+    t_start = time.perf_counter()
     rec = spec.record()
     fn = teardown = None
     try:
@@ -111,6 +126,7 @@ def measure(spec: PointSpec, ctx: BenchContext, sampler: Callable[[], Any]) -> d
         if not spec.id.startswith("gemm/msweep/"):
             intensity.release()
         _release(ctx)
+    rec["wall_s"] = round(time.perf_counter() - t_start, 4)
     return rec
 
 
@@ -124,6 +140,7 @@ def measure_block(specs: list[PointSpec], ctx: BenchContext, sampler: Callable[[
 
     from roofline.measure.timing import Samples
 
+    t_start = _time.perf_counter()
     recs = [spec.record() for spec in specs]
     fns: list[Any] = [None] * len(specs)
     try:
@@ -160,11 +177,64 @@ def measure_block(specs: list[PointSpec], ctx: BenchContext, sampler: Callable[[
         fns.clear()
         stream.release()
         _release(ctx)
+    for r in recs:  # the block's time, shared out
+        r["wall_s"] = round((_time.perf_counter() - t_start) / len(recs), 4)
     return recs
 
 
+def reference_check(ctx: BenchContext, label: str, started: float) -> dict[str, Any]:
+    """Time the reference kernels once: {"at": label, "elapsed_s", "times_s": {kernel: median s}} (a kernel
+    that fails is left out and its error kept under "errors": a check never stops the run)."""
+    from roofline.measure.compute import reference_points
+
+    out: dict[str, Any] = {"at": label, "elapsed_s": round(time.monotonic() - started, 3), "times_s": {}}
+    for name, spec in reference_points(ctx).items():
+        fn = teardown = None
+        try:
+            fn, teardown = spec.setup()
+            s = time_fn(fn, ctx.device, REFERENCE_BUDGET, flush=spec.flush, l2_bytes=ctx.cache_bytes)
+            out["times_s"][name] = float(s.summary()["median_s"])
+        except Exception as e:  # noqa: BLE001 - a failed check is recorded, the run goes on
+            out.setdefault("errors", {})[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        finally:
+            if teardown is not None:
+                teardown()
+            del fn, teardown
+    _release(ctx)
+    return out
+
+
+def contention_summary(checks: list[dict[str, Any]], run: dict[str, Any],
+                       rounds: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The profile's `contention` record from the reference checks, the whole run's ContentionWindow and
+    each round's. `reference_slowdown` per kernel: slowest / fastest check - 1; `reference_drift`: last /
+    first - 1. `detected` with the `reasons` when a figure passes its limit (see REFERENCE_DRIFT).
+
+    e.g. reference GEMM checks 3.0, 3.1, 4.2 ms: slowdown 4.2 / 3.0 - 1 = 0.40 > 0.15: detected."""
+    kernels = sorted({k for c in checks for k in c.get("times_s", {})})
+    slowdown, drift = {}, {}
+    for k in kernels:
+        t = [c["times_s"][k] for c in checks if k in c.get("times_s", {}) and c["times_s"][k] > 0]
+        if len(t) >= 2:
+            slowdown[k], drift[k] = max(t) / min(t) - 1.0, t[-1] / t[0] - 1.0
+    reasons = [f"the reference {k} ran {100 * v:.0f}% slower at its slowest check than at its fastest "
+               f"(limit {100 * REFERENCE_DRIFT:.0f}%)" for k, v in slowdown.items() if v > REFERENCE_DRIFT]
+    if run.get("available"):
+        if run["other_cpu_fraction"] > OTHER_CPU_LIMIT:
+            reasons.append(f"other processes used {100 * run['other_cpu_fraction']:.0f}% of the CPU time during "
+                           f"the run (limit {100 * OTHER_CPU_LIMIT:.0f}%)")
+        if run["steal_fraction"] > STEAL_LIMIT:
+            reasons.append(f"the hypervisor took {100 * run['steal_fraction']:.1f}% of the CPU time (steal; "
+                           f"limit {100 * STEAL_LIMIT:.0f}%)")
+    return {"detected": bool(reasons), "reasons": reasons, "reference_checks": checks,
+            "reference_slowdown": slowdown, "reference_drift": drift, "run": run, "rounds": list(rounds or []),
+            "limits": {"reference_drift": REFERENCE_DRIFT, "other_cpu_fraction": OTHER_CPU_LIMIT,
+                       "steal_fraction": STEAL_LIMIT}}
+
+
 def finalize(profile: dict[str, Any]) -> dict[str, Any]:
-    """Derive the ceilings and the calibration (fitted on all points) from what was measured."""
+    """Derive the ceilings and the calibration (fitted on the points not marked unstable) from what was
+    measured."""
     profile["ceilings"] = ceilings(profile["points"])
     c = profile["ceilings"]
     if c["memory_bandwidth_bytes_per_s"] and c["peak_flops_per_s"]:
@@ -188,6 +258,7 @@ def merge_round(prev: dict[str, Any], rec: dict[str, Any]) -> None:
     prev["telemetry"]["rounds"].append(rec["telemetry"]["rounds"][0])
     prev["telemetry"]["throttled"] = prev["telemetry"]["throttled"] or rec["telemetry"]["throttled"]
     prev["rounds_done"] += 1
+    prev.setdefault("round_wall_s", []).extend(rec.get("round_wall_s") or [rec.get("wall_s")])
 
 
 def _first_round(rec: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +270,7 @@ def _first_round(rec: dict[str, Any]) -> dict[str, Any]:
         rec["summary"]["robust_s"] = rec["summary"]["p25_s"]
         rec["summary"]["round_disagreement"] = 0.0
         rec["rounds_done"] = 1
+        rec["round_wall_s"] = [rec.pop("wall_s", None)]
     return rec
 
 
@@ -223,9 +295,16 @@ def run_points(points: list[PointSpec], ctx: BenchContext, output: Path, device:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     total, done = sum(p.planned_rounds(ctx.rounds) for p in points), 0
+    whole = ContentionWindow().__enter__()
+    checks: list[dict[str, Any]] = []
+    round_windows: list[dict[str, Any]] = []
     try:
         block = [p for p in points if p.family == "stream"] if ctx.device == "cpu" else []
+        if progress:
+            progress(done, total, "[reference] GEMM and copy")
+        checks.append(reference_check(ctx, "start", started))
         for r in range(ctx.rounds):
+            window = ContentionWindow().__enter__()
             for spec in points:
                 if not spec.in_round(r) or (spec in block and spec is not block[0]):
                     continue
@@ -246,8 +325,11 @@ def run_points(points: list[PointSpec], ctx: BenchContext, output: Path, device:
                     else:
                         merge_round(by_id[g.id], _first_round(rec))
                 write_profile(profile, output)
-        if ctx.rounds >= 2:
-            _remeasure(points, ctx, by_id, profile, output, sampler, progress, total)
+            window.__exit__(None, None, None)
+            round_windows.append({"round": r, **window.result()})
+            checks.append(reference_check(ctx, f"after round {r + 1}", started))
+        if ctx.rounds >= 2 and _remeasure(points, ctx, by_id, profile, output, sampler, progress, total):
+            checks.append(reference_check(ctx, "after re-measurement", started))
         if progress:
             progress(total, total, "done")
     except KeyboardInterrupt:
@@ -256,6 +338,9 @@ def run_points(points: list[PointSpec], ctx: BenchContext, output: Path, device:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        whole.__exit__(None, None, None)
+        profile["contention"] = contention_summary(checks, whole.result(), round_windows)
+        _mark_unstable(profile)
         profile["interrupted"] = caught[0] if caught else None
         planned = {p.id: p.planned_rounds(ctx.rounds) for p in points}
         profile["incomplete_rounds"] = [p["id"] for p in profile["points"]
@@ -278,12 +363,28 @@ def unstable(rec: dict[str, Any]) -> bool:
         and round_disagreement(rec.get("round_p25_s") or [1.0]) > REMEASURE_DISAGREEMENT
 
 
+def _mark_unstable(profile: dict[str, Any]) -> None:
+    """`unstable: true` on each point still unstable after the re-measurement (calibrate leaves them out
+    of the fit) and their ids in the profile's `unstable` list; `skipped` lists the points not measured,
+    each with its reason ({id: reason}: an unsupported precision, out of memory, an error)."""
+    ids = []
+    for p in profile["points"]:
+        p.pop("unstable", None)
+        if unstable(p):
+            p["unstable"] = True
+            ids.append(p["id"])
+    profile["unstable"] = ids
+    profile["skipped"] = {p["id"]: p.get("reason") or p.get("status") for p in profile["points"]
+                          if p.get("status") != "ok"}
+
+
 def _remeasure(points: list[PointSpec], ctx: BenchContext, by_id: dict[str, dict], profile: dict[str, Any],
-               output: Path, sampler, progress: Progress | None, total: int) -> None:
+               output: Path, sampler, progress: Progress | None, total: int) -> bool:
     """Extra rounds for the unstable points, the most disagreeing first, until their
     rounds agree, REMEASURE_PASSES passes are done or the time budget is spent. Each re-measured point
     records `remeasured_rounds`; the profile lists them under `remeasured` ({id: extra rounds}) and the
-    ones still unstable afterwards under `unstable`. Nothing is dropped: extra rounds only add samples."""
+    ones still unstable afterwards under `unstable` (`_mark_unstable`). Nothing is dropped: extra rounds only
+    add samples. True when a point was re-measured."""
     budget = REMEASURE_BUDGET_S[ctx.quick]
     t0 = time.monotonic()
     profile["remeasured"] = {}
@@ -305,7 +406,7 @@ def _remeasure(points: list[PointSpec], ctx: BenchContext, by_id: dict[str, dict
         if time.monotonic() - t0 > budget:
             break
     profile["remeasure_s"] = round(time.monotonic() - t0, 2)
-    profile["unstable"] = [p["id"] for p in profile["points"] if unstable(p)]
+    return bool(profile["remeasured"])
 
 
 def _finalize_safely(profile: dict[str, Any]) -> None:

@@ -102,20 +102,107 @@ def cpu_mhz_now() -> float:
     return sum(mhz) / len(mhz) if mhz else 0.0
 
 
-class CpuSampler:
-    """Clock and load average at the start and end of a point."""
+#: the columns of the aggregate `cpu` line of /proc/stat (proc(5)), in clock ticks; guest and guest_nice are
+#: already counted in user and nice
+PROC_STAT_COLUMNS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
+_BUSY = ("user", "nice", "system", "irq", "softirq")
+
+
+def parse_proc_stat(text: str) -> dict[str, Any] | None:
+    """The aggregate `cpu` line (ticks per column) and `procs_running` of a /proc/stat text, or None when
+    the text has no `cpu` line (not Linux). Older kernels give fewer columns: the missing ones are 0.
+
+    e.g. "cpu  100 0 50 800 10 0 5 35 0 0" -> user 100, system 50, idle 800, iowait 10, softirq 5, steal 35."""
+    m = re.search(r"^cpu\s+([\d\s]+)$", text, re.M)
+    if not m:
+        return None
+    vals = [int(v) for v in m.group(1).split()][:len(PROC_STAT_COLUMNS)]
+    ticks = dict(zip(PROC_STAT_COLUMNS, vals + [0] * (len(PROC_STAT_COLUMNS) - len(vals))))
+    running = re.search(r"^procs_running\s+(\d+)", text, re.M)
+    return {"ticks": ticks, "procs_running": int(running.group(1)) if running else None}
+
+
+def own_cpu_s() -> float:
+    """CPU time (user + system, all threads) this process has used, in seconds."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _ticks_per_s() -> float:
+    try:
+        return float(os.sysconf("SC_CLK_TCK"))
+    except (ValueError, OSError, AttributeError):
+        return 100.0
+
+
+def contention_between(before: dict[str, Any] | None, after: dict[str, Any] | None, own_s: float,
+                       ticks_per_s: float = 100.0) -> dict[str, Any]:
+    """What the machine did between two `parse_proc_stat` snapshots while this process used `own_s` CPU
+    seconds: `steal_fraction` (time the hypervisor gave our virtual CPUs to someone else) and
+    `other_cpu_fraction` (CPU time of every other process), both fractions of all CPUs' time in the window.
+
+    e.g. 2 CPUs over 1 s at 100 ticks/s: 200 ticks; 120 busy ticks of which this process used 0.8 s
+    (80 ticks), 10 steal ticks: other = (120 - 80) / 200 = 0.2, steal = 10 / 200 = 0.05.
+    {"available": False} when either snapshot is missing (not Linux)."""
+    if not before or not after:
+        return {"available": False}
+    d = {k: after["ticks"][k] - before["ticks"][k] for k in PROC_STAT_COLUMNS}
+    total = sum(d[k] for k in PROC_STAT_COLUMNS[:8])
+    if total <= 0:
+        return {"available": True, "ticks": 0, "steal_fraction": 0.0, "other_cpu_fraction": 0.0}
+    busy = sum(d[k] for k in _BUSY)
+    return {"available": True, "ticks": total, "steal_fraction": d["steal"] / total,
+            "other_cpu_fraction": min(1.0, max(0.0, (busy - own_s * ticks_per_s) / total))}
+
+
+class ContentionWindow:
+    """/proc/stat and this process's CPU time at the start and end of a window (a point, a run): how much
+    of the machine other processes and the hypervisor took meanwhile (see `contention_between`), and the
+    runnable tasks and load average at both ends. Fields are absent, never wrong, off Linux."""
 
     def __enter__(self):
-        self.start = {"mhz": cpu_mhz_now(), "loadavg": _read("/proc/loadavg").split()[:3]}
+        self.t0, self.own0 = time.perf_counter(), own_cpu_s()
+        self.stat0 = parse_proc_stat(_read("/proc/stat"))
+        self.load0 = _read("/proc/loadavg").split()[:3]
         return self
 
     def __exit__(self, *exc):
-        self.end = {"mhz": cpu_mhz_now(), "loadavg": _read("/proc/loadavg").split()[:3]}
+        self.stat1 = parse_proc_stat(_read("/proc/stat"))
+        self.own1, self.t1 = own_cpu_s(), time.perf_counter()
+        self.load1 = _read("/proc/loadavg").split()[:3]
         return False
 
     def result(self) -> dict[str, Any]:
-        return {"available": True, "cpu_clock_hz": [self.start["mhz"] * 1e6, self.end["mhz"] * 1e6],
-                "loadavg": [self.start["loadavg"], self.end["loadavg"]], "throttled": False}
+        out = contention_between(self.stat0, self.stat1, self.own1 - self.own0, _ticks_per_s())
+        out["window_s"] = self.t1 - self.t0
+        out["own_cpu_s"] = self.own1 - self.own0
+        out["procs_running"] = [(s or {}).get("procs_running") for s in (self.stat0, self.stat1)]
+        out["loadavg"] = [self.load0, self.load1]
+        return out
+
+
+class CpuSampler:
+    """Clock, load average, steal time and other processes' CPU time around a point."""
+
+    def __enter__(self):
+        self.start = {"mhz": cpu_mhz_now()}
+        self.window = ContentionWindow().__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.window.__exit__(*exc)
+        self.end = {"mhz": cpu_mhz_now()}
+        return False
+
+    def result(self) -> dict[str, Any]:
+        w = self.window.result()
+        out = {"available": True, "cpu_clock_hz": [self.start["mhz"] * 1e6, self.end["mhz"] * 1e6],
+               "loadavg": w["loadavg"], "procs_running": w["procs_running"], "throttled": False}
+        if w["available"]:
+            out.update(steal_fraction=w["steal_fraction"], other_cpu_fraction=w["other_cpu_fraction"])
+        return out
 
 
 # ------------------------------------------------------------------------------------------------- NVML

@@ -90,12 +90,14 @@ def _memory_bound(p: dict, spec) -> bool:
 
 def ceiling_fraction(p: dict, spec, cache_bytes: float) -> float | None:
     """Bare roofline time / measured time of point `p` on the measured `spec` (above ABOVE_CEILING: faster
-    than the ceilings allow, a counting or timing bug); None where the spec lacks the point's precision or
-    the point is memory-bound with a cache-resident working set (faster than DRAM/HBM by right). The
-    rule behind the report's `above_ceiling`."""
+    than the ceilings allow, a counting or timing bug); None where the spec lacks the point's precision.
+    A memory-bound point with a cache-resident working set may beat DRAM/HBM by right: its FLOP rate over
+    the peak instead (None without FLOPs). The rule behind the report's `above_ceiling` (ceiling_check)."""
     roof = _bare_roofline_s(p, spec)
-    if roof is None or (p["working_set_bytes"] < CACHE_RESIDENT_FACTOR * cache_bytes and _memory_bound(p, spec)):
+    if roof is None:
         return None
+    if p["working_set_bytes"] < CACHE_RESIDENT_FACTOR * cache_bytes and _memory_bound(p, spec):
+        return _compute_fraction(p, spec)  # its bandwidth may exceed DRAM's; its FLOP rate never the peak
     return roof / reference_s(p)
 
 
@@ -103,16 +105,62 @@ def _err(pred: float | None, meas: float) -> float | None:
     return None if pred is None else (pred - meas) / meas
 
 
+def unstable_points(profile: dict[str, Any]) -> set[str]:
+    """Ids of the points the bench marked unstable: the profile's `unstable` list and the points flagged
+    `unstable: true` (profiles before the flag have only the list)."""
+    return set(profile.get("unstable") or []) | {p["id"] for p in profile["points"] if p.get("unstable")}
+
+
+def cache_bytes_of(profile: dict[str, Any], sheet=None) -> float:
+    """The cache a working set may sit in: the profile's `device.cache_bytes` (the CPU's last-level cache
+    read from /sys/devices/system/cpu/cpu0/cache/index*/size, or the GPU's L2 as CUDA reports it); else the
+    largest data cache in `device.caches`; else the datasheet's L2 (a GPU); else 0 (nothing is cache-resident)."""
+    dev = profile["device"]
+    if dev.get("cache_bytes"):
+        return float(dev["cache_bytes"])
+    sizes = [float(c.get("size_bytes") or 0.0) for c in dev.get("caches") or [] if c.get("type") != "Instruction"]
+    if max(sizes, default=0.0) > 0:
+        return max(sizes)
+    return float(getattr(sheet, "l2_cache_bytes", 0.0) or 0.0) if sheet is not None else 0.0
+
+
+def _compute_fraction(p: dict, spec) -> float | None:
+    """FLOP rate / the measured peak of its precision (stream kernels: fp32): above ABOVE_CEILING no cache
+    explains it, only a FLOP count or timing bug."""
+    prec = p["precision"] if p["family"] in ("gemm", "attention", "layer") else "fp32"
+    peak = spec.peak_flops_per_s.get(prec) or spec.peak_flops_per_s.get("fp32")
+    return p["flops"] / peak / reference_s(p) if peak and p["flops"] > 0 else None
+
+
+def ceiling_check(row: dict) -> str | None:
+    """"above_ceiling" when the point ran faster than a measured ceiling allows (roofline fraction above
+    ABOVE_CEILING): a byte/FLOP count or timing bug; "cache_resident" when only its bandwidth exceeds the
+    DRAM/HBM ceiling, it is memory-bound and its working set fits in the cache (reading from the cache is
+    faster than DRAM by right; its FLOP rate must still be within the peak); None when within the ceilings.
+
+    e.g. a 2 MiB GEMV (working set 2.1 MB < 2 x 32 MiB LLC) reaching 60 GB/s on a 25 GB/s DRAM ceiling:
+    fraction 2.4, memory-bound, cache-resident; the same at 256 MiB: above_ceiling."""
+    above = row["roofline_fraction"] is not None and row["roofline_fraction"] > ABOVE_CEILING
+    if not above:
+        return None
+    flops_above = (row.get("compute_fraction") or 0.0) > ABOVE_CEILING
+    if row["cache_resident"] and row["memory_bound"] and not flops_above:
+        return "cache_resident"
+    return "above_ceiling"
+
+
 def _cause(row: dict, p: dict, cache_bytes: float, launch_s: float) -> str | None:
-    above = row["roofline_fraction"] is not None and row["roofline_fraction"] > ABOVE_CEILING \
-        and not (row["cache_resident"] and row["memory_bound"])
+    check = ceiling_check(row)
+    above = check == "above_ceiling"
     err = row["error"]
     if not above and (err is None or abs(err) <= OUTLIER_ERROR):
         return None
-    if row["cache_resident"] and row["memory_bound"]:
-        return "cache-resident (working set fits in the last-level cache / L2: faster than DRAM/HBM)"
     if above:
         return "above 105% of a measured ceiling: likely a byte/FLOP count or timing bug"
+    if row["cache_resident"] and row["memory_bound"]:
+        return "cache-resident (working set fits in the last-level cache / L2: faster than DRAM/HBM)"
+    if row.get("unstable"):
+        return "unstable measurement (its rounds disagree after re-measurement: contention); not fitted"
     if (p.get("telemetry") or {}).get("throttled"):
         return "throttled (clock-event reason or violation time during the run)"
     if launch_s and row["measured_s"] < LAUNCH_BOUND_FACTOR * p["kernels"] * launch_s:
@@ -133,8 +181,10 @@ def validate(profile: dict[str, Any]) -> dict[str, Any]:
     """The validation report of a loaded profile (see the module docstring)."""
     from roofline.measure.device import datasheet_spec, measured_spec
 
-    pts = [p for p in ok_points(profile) if p["family"] != "launch"]
-    launch = [p for p in ok_points(profile) if p["family"] == "launch"]
+    unstable_ids = unstable_points(profile)
+    ok = [{**p, "unstable": True} if p["id"] in unstable_ids else p for p in ok_points(profile)]
+    pts = [p for p in ok if p["family"] != "launch"]
+    launch = [p for p in ok if p["family"] == "launch"]
     fitted = [p for p in pts if p["family"] in FITTED_FAMILIES]
     train, test = split(fitted)
     held = {p["id"] for p in test}
@@ -143,13 +193,17 @@ def validate(profile: dict[str, Any]) -> dict[str, Any]:
     spec_train = measured_spec({**profile, "ceilings": ceil_train})
     rec = fit_record(train, ceil_train, hot_cache_bytes(profile["device"]))
     effs: dict[str, Any] = {}
-    eff = lambda prec: effs.setdefault(prec, efficiency_for(rec, prec))  # noqa: E731
+
+    def eff(prec: str):  # one fitted Efficiency per precision (building one smooths three tables)
+        if prec not in effs:
+            effs[prec] = efficiency_for(rec, prec)
+        return effs[prec]
     ceil_all = profile["ceilings"] if profile["ceilings"].get("memory_bandwidth_bytes_per_s") else ceilings(pts + launch)
     spec_all = measured_spec({**profile, "ceilings": ceil_all})
     sheet = datasheet_spec(profile)
     launch_s = ceil_all.get("launch_overhead_s") or 0.0
     bare = Efficiency(compute=1.0, memory=1.0, vector=1.0, kernel_overhead_s=overhead_of(ceil_all))
-    cache_bytes = float(profile["device"].get("cache_bytes") or 0.0)
+    cache_bytes = cache_bytes_of(profile, sheet)
     rows = []
     for p in pts:
         t = reference_s(p)
@@ -164,6 +218,8 @@ def validate(profile: dict[str, Any]) -> dict[str, Any]:
                "predicted_s_ceilings": predict_point(p, spec_all, bare),
                "predicted_s_datasheet": predict_point(p, sheet, Efficiency()) if sheet else None,
                "roofline_fraction": None if roof is None else roof / t,
+               "compute_fraction": _compute_fraction(p, spec_all),
+               "unstable": bool(p.get("unstable")),
                "roofline_fraction_datasheet": (_bare_roofline_s(p, sheet) or 0.0) / t if sheet else None,
                "cache_resident": p["working_set_bytes"] < CACHE_RESIDENT_FACTOR * cache_bytes,
                "memory_bound": _memory_bound(p, spec_all),
@@ -182,7 +238,7 @@ def _report(profile, rows, rec, ceil, sheet, n_train, n_test) -> dict[str, Any]:
     families = {}
     for fam in [f for f in FAMILY_ORDER if any(r["family"] == f for r in rows)]:
         fr = [r for r in rows if r["family"] == fam]
-        ho = [r for r in fr if r["split"] != "calibration"]
+        ho = [r for r in fr if r["split"] != "calibration" and not r["unstable"]]
         med, p90 = _stats(ho, "error")
         families[fam] = {"points": len(fr), "held_out": len(ho), "median_abs_error": med, "p90_abs_error": p90,
                          "median_abs_error_ceilings": _stats(ho, "error_ceilings")[0],
@@ -205,10 +261,33 @@ def _report(profile, rows, rec, ceil, sheet, n_train, n_test) -> dict[str, Any]:
         "families": families,
         "outliers": [{"id": r["id"], "family": r["family"], "error": r["error"], "cause": r["cause"]}
                      for r in rows if r["cause"]],
-        "above_ceiling": [r["id"] for r in rows if (r["roofline_fraction"] or 0) > ABOVE_CEILING
-                          and not (r["cache_resident"] and r["memory_bound"])],
+        "above_ceiling": [r["id"] for r in rows if ceiling_check(r) == "above_ceiling"],
+        "cache_resident": [r["id"] for r in rows if ceiling_check(r) == "cache_resident"],
+        "cache_bytes": cache_bytes_of(profile, sheet),
+        "cache_resident_below_bytes": CACHE_RESIDENT_FACTOR * cache_bytes_of(profile, sheet),
+        "unstable": {"points": sorted(r["id"] for r in rows if r["unstable"]),
+                     "excluded_from_fit": sum(r["unstable"] and r["split"] == "calibration" for r in rows),
+                     "excluded_from_errors": sum(r["unstable"] and r["split"] != "calibration" for r in rows)},
+        "skipped": {p["id"]: p.get("reason") or p.get("status") for p in profile["points"] if p.get("status") != "ok"},
+        "contention": _contention(profile.get("contention")),
         "points": rows,
     }
+
+
+def _contention(c: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The profile's contention record, without the per-check and per-round detail (None: an older profile)."""
+    if not isinstance(c, dict):
+        return None
+    run = c.get("run") if isinstance(c.get("run"), dict) else {}
+    reasons = c.get("reasons") if isinstance(c.get("reasons"), list) else []
+    slow = c.get("reference_slowdown") if isinstance(c.get("reference_slowdown"), dict) else {}
+
+    def fraction(v):  # a finite number, else None (a damaged field is left out, never trusted)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) else None
+    return {"detected": c.get("detected") is True, "reasons": [str(r) for r in reasons],
+            "reference_slowdown": {str(k): fraction(v) for k, v in slow.items() if fraction(v) is not None},
+            "other_cpu_fraction": fraction(run.get("other_cpu_fraction")),
+            "steal_fraction": fraction(run.get("steal_fraction"))}
 
 
 def _vs_datasheet(ceil: dict, sheet) -> dict[str, Any] | None:

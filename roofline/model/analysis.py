@@ -129,13 +129,14 @@ def memory_summary(s: Setup, sc: Scenario, gpu: GPUSpec, model: ModelConfig) -> 
     ms, ctx = sc.memory, sc.decode_context
     cap = _f(mem.kv_cache_capacity_bytes(s, ms))
     mb = int(mem.max_batch(s, ms, ctx, cap))
-    return {"memory_bytes": gpu.memory_bytes, "memory_budget_bytes": mem.budget_bytes(gpu.memory_bytes, ms),
+    return {"memory_bytes": gpu.memory_bytes, "memory_budget_bytes": _f(mem.budget_bytes(gpu.memory_bytes, ms, s)),
             "weights_bytes": _f(mem.weights_bytes(s)), "activation_bytes": _f(mem.activation_bytes(s, ms)),
             "runtime_reserve_bytes": ms.runtime_reserve_bytes,
             "kv_cache_bytes_per_token": _f(mem.kv_cache_bytes_per_token(s)),
             "kv_cache_bytes_per_sequence": _f(mem.kv_cache_bytes_per_sequence(s, ctx)),
             "kv_cache_capacity_bytes": max(cap, 0.0), "kv_cache_capacity_tokens": int(mem.kv_cache_capacity_tokens(s, ms, cap)),
-            "max_batch": mb, "kv_cache_utilization": _f(mem.kv_cache_utilization(s, ms, sc.batch, ctx, cap)),
+            "max_batch": mb, "kv_limited_batch": int(mem.kv_limited_batch(s, ms, ctx, cap)),
+            "kv_cache_utilization": _f(mem.kv_cache_utilization(s, ms, sc.batch, ctx, cap)),
             "fits": mb >= 1, "batch_fits": sc.batch <= mb,
             "min_tp_that_fits": min_tp_that_fits(gpu, model, sc) if mb < 1 else sc.tp}
 
@@ -155,7 +156,7 @@ def analyze(gpu: GPUSpec, model: ModelConfig, sc: Scenario | None = None,
     """The full report for one deployment and scenario."""
     sc = (sc or Scenario()).checked(model)
     s = make_setup(gpu, model, sc.tp, sc.weights, sc.activations, sc.kv, efficiency, pp=sc.pp, ep=sc.ep,
-                   dp=sc.dp_attention, ep_imbalance=sc.ep_imbalance)
+                   dp=sc.dp_attention, ep_imbalance=sc.ep_imbalance, costs=sc.memory.pass_costs())
     ctx = sc.decode_context
     pre_ops, dec_ops = prefill(s, sc.batch, sc.prompt), decode_step(s, sc.batch, ctx)
     pre = phase_summary(pre_ops, phase_time_s(s, pre_ops, sc.batch, "prefill"))
@@ -174,13 +175,47 @@ def analyze(gpu: GPUSpec, model: ModelConfig, sc: Scenario | None = None,
                    "dp_attention": sc.dp_attention, "ep_imbalance": sc.ep_imbalance, "gpus": sc.gpus},
         "pipeline_bubble_fraction": _f(pipeline_bubble_fraction(s, sc.batch)),
         "ridge_point_flops_per_byte": gpu.ridge_point_flops_per_byte(sc.activations),
-        "ridge_points": ridge_points(gpu), "memory": memory,
+        "ridge_points": ridge_points(gpu), "memory": memory, "engine": sc.memory.to_dict(),
         "prefill": pre, "decode": dec, "ttft_s": ttft, "tpot_s": dec["time_s"],
         "mean_tpot_s": steps / (sc.output - 1) if sc.output > 1 else dec["time_s"],
         "e2e_latency_s": e2e, "output_tokens_per_s": sc.batch * sc.output / e2e,
         "critical_batch": crit if crit > 0 else "never", "efficiency": s.efficiency.to_dict(),
         "warnings": warnings_for(model, sc, memory),
     }
+
+
+def decode_batching(gpu: GPUSpec, model: ModelConfig, sc: Scenario | None = None, efficiency: Efficiency | None = None,
+                    slo_tpot_s: float | None = None) -> dict:
+    """How far batching takes decode at the scenario's decode context: the largest batch whose KV cache fits
+    (and, with `slo_tpot_s`, whose decode step meets that TPOT), its TPOT and decode tokens/s, and the gain
+    over the scenario's own batch (tokens/s at `batch` over tokens/s at sc.batch). `limited_by`: "memory"
+    (the KV cache), "slo" (the TPOT target) or "does not fit" (not one sequence fits: batch is 0 and the
+    figures are None). The step time is the same one `analyze` reports as `tpot_s`."""
+    sc = (sc or Scenario()).checked(model)
+    s = make_setup(gpu, model, sc.tp, sc.weights, sc.activations, sc.kv, efficiency, pp=sc.pp, ep=sc.ep,
+                   dp=sc.dp_attention, ep_imbalance=sc.ep_imbalance, costs=sc.memory.pass_costs())
+    ctx = sc.decode_context
+    mb = int(mem.max_batch(s, sc.memory, ctx))
+    base_s = _f(phase_time_s(s, decode_step(s, sc.batch, ctx), sc.batch, "decode"))
+    base = {"batch": sc.batch, "tpot_s": base_s, "decode_tokens_per_s": sc.batch / base_s}
+    if mb < 1:
+        return {"context": ctx, "max_batch": mb, "slo_tpot_s": slo_tpot_s, "limited_by": "does not fit",
+                "batch": 0, "tpot_s": None, "decode_tokens_per_s": None, "gain": None, "base": base}
+    # every batch up to 4096, then 512 log-spaced ones: the step time grows with the batch, so the largest
+    # batch within the SLO is found on this grid (exactly up to 4096, within 2% beyond)
+    grid = np.unique(np.r_[np.arange(1, min(mb, 4096) + 1),
+                           np.geomspace(1, mb, 512).astype(np.int64), mb]).astype(float)
+    t = np.asarray(phase_time_s(s, decode_step(s, grid, float(ctx)), grid, "decode"), dtype=float)
+    ok = np.ones(len(grid), bool) if slo_tpot_s is None else t <= slo_tpot_s
+    if not ok.any():
+        return {"context": ctx, "max_batch": mb, "slo_tpot_s": slo_tpot_s, "limited_by": "slo", "batch": 0,
+                "tpot_s": float(t[0]), "decode_tokens_per_s": None, "gain": None, "base": base}
+    i = int(np.flatnonzero(ok)[-1])
+    b = int(grid[i])
+    return {"context": ctx, "max_batch": mb, "slo_tpot_s": slo_tpot_s,
+            "limited_by": "memory" if b == mb else "slo", "batch": b, "tpot_s": float(t[i]),
+            "decode_tokens_per_s": b / float(t[i]), "gain": b / float(t[i]) / base["decode_tokens_per_s"],
+            "base": base}
 
 
 def _layout_text(sc: Scenario) -> str:
@@ -201,6 +236,9 @@ def warnings_for(model: ModelConfig, sc: Scenario, memory: dict) -> list[str]:
         out.append(f"{model.name} does not fit at --tp {sc.tp}{_layout_text(sc)}: not even one sequence of {sc.decode_context} tokens "
                    "(times are for a GPU with enough memory); " + (f"the smallest TP that fits is {tp}" if tp else
                                                                   f"no TP degree up to {TP_DEGREES[-1]} fits"))
+    elif not memory["batch_fits"] and memory["kv_limited_batch"] >= sc.batch:
+        out.append(f"batch {sc.batch} is more than the engine runs at once: {sc.memory.engine} runs at most "
+                   f"{sc.memory.max_seqs * sc.dp_attention} sequences per step (`max_seqs`)")
     elif not memory["batch_fits"]:
         out.append(f"batch {sc.batch} does not fit: the KV cache holds {memory['max_batch']} sequences of "
                    f"{sc.decode_context} tokens (KV utilisation {memory['kv_cache_utilization']:.0%})")

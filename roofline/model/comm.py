@@ -252,7 +252,7 @@ def _across_nodes(gpu, facts: CollectiveFacts, collective, size, n, span):
 def _check_collective(collective: str) -> None:
     if collective not in COLLECTIVES:
         raise RooflineError(f"collective must be one of {', '.join(COLLECTIVES)}, got {collective!r}",
-                            param="collective")
+                            param="collective", hint="the names are those of torch.distributed's collectives")
 
 
 def _arrays(size_bytes, group, span_gpus):
@@ -260,14 +260,17 @@ def _arrays(size_bytes, group, span_gpus):
                                         np.asarray(span_gpus, dtype=float))
     bad = ~(np.isfinite(size) & (size >= 0))
     if np.any(bad):
-        raise RooflineError(f"size_bytes must be finite and >= 0, got {_first_bad(size, bad)}", param="size_bytes")
+        raise RooflineError(f"size_bytes must be finite and >= 0, got {_first_bad(size, bad)}", param="size_bytes",
+                            hint="the message size in bytes of one rank's buffer")
     bad = ~(np.isfinite(n) & (n >= 0) & (n == np.round(n)))
     if np.any(bad):
-        raise RooflineError(f"group must be a whole number >= 0, got {_first_bad(n, bad)}", param="group")
+        raise RooflineError(f"group must be a whole number >= 0, got {_first_bad(n, bad)}", param="group",
+                            hint="the number of ranks in the collective (1: no communication)")
     bad = ~(np.isfinite(span) & (span == np.round(span)) & (span >= n))
     if np.any(bad):
         raise RooflineError(f"span_gpus must be a whole number >= group, got {_first_bad(span, bad)}",
-                            param="span_gpus")
+                            param="span_gpus", hint="the GPUs the group's ranks are spread over (= `group` when "
+                            "they are adjacent)")
     return size, n, span
 
 

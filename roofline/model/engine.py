@@ -6,6 +6,10 @@ Collectives (TP all-reduces, expert-parallel all-to-alls, pipeline send/recv) ar
 model (roofline.model.comm: latency + size / achieved link bandwidth, the algorithm the library or the
 serving engine picks by size, the link the group crosses); no overlap with compute is assumed. `tensor` operators run at the activations (compute) precision's dense peak, `attention` ones at
 the 16-bit peak when the activations are 8-bit (see attention_peak), `vector` ones at the fp32 peak.
+
+The serving engine's fixed costs of a pass (`PassCosts`, from the engine file: kernels launched outside a CUDA
+graph, the per-step scheduler and input preparation) ride on the Setup; `roofline.model.phases` applies them to
+prefill and decode. A Setup without them (`costs=None`) is the bare GPU (the microbenchmarks' picture).
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ class Setup:
     dp: np.ndarray | float = 1.0     # attention data-parallel degree
     ep_imbalance: np.ndarray | float = 1.0  # busiest expert-parallel GPU's load over the mean
     custom_allreduce: bool = True    # small all-reduces use the serving engine's one-/two-shot kernels
+    costs: "PassCosts | None" = None  # the serving engine's fixed costs of a pass (None: none)
 
     @property
     def gpus(self) -> np.ndarray:
@@ -58,18 +63,38 @@ class Setup:
 
 
 
+@dataclass(frozen=True)
+class PassCosts:
+    """A serving engine's fixed costs of one forward pass (one engine step), from its engine file.
+
+    cuda_graphs: decode steps (and, per `prefill_launch`, prefill passes) of at most `graph_max_tokens` tokens
+    per rank replay a captured CUDA graph; larger ones, and every pass without graphs, launch their kernels
+    eagerly. prefill_launch: "graph" (prefill replays graphs like decode), "piecewise" (vLLM: everything but
+    attention replays a graph up to `graph_max_tokens`; attention always runs eagerly) or "eager".
+    eager_launch_s: host cost of launching one kernel outside a graph (driver, runtime and framework dispatch),
+    on top of the per-kernel gap `Efficiency.kernel_overhead_s` every kernel pays.
+    step_overhead_s: host work between two passes that the GPU waits for (scheduling, input preparation,
+    sampling's host side, output processing); 0 where the engine overlaps it with the GPU."""
+
+    cuda_graphs: bool = True
+    graph_max_tokens: float = 512.0
+    prefill_launch: str = "piecewise"
+    eager_launch_s: float = 0.0
+    step_overhead_s: float = 0.0
+
+
 def make_setup(gpu: GPUSpec, model: ModelConfig, tp=1, weights="bf16", activations="bf16", kv="bf16",
                efficiency: Efficiency | None = None, pp: int = 1, ep: int = 1, dp: int = 1,
-               ep_imbalance: float = 1.0) -> Setup:
-    """A Setup for one deployment (scalars). Raises RooflineError for a layout the model cannot take (see
-    check_layout) or a compute precision the GPU lacks."""
+               ep_imbalance: float = 1.0, costs: PassCosts | None = None) -> Setup:
+    """A Setup for one deployment (scalars), with the serving engine's fixed costs `costs` (None: none). Raises
+    RooflineError for a layout the model cannot take (see check_layout) or a compute precision the GPU lacks."""
     check_layout(model, tp, pp, ep, dp, ep_imbalance)
     peak = compute_peak(gpu, activations, weights)
     return Setup(gpu, model, np.asarray(float(tp)), np.asarray(bytes_per_element(weights)),
                  np.asarray(bytes_per_element(activations)), np.asarray(bytes_per_element(kv)),
                  np.asarray(peak), efficiency or Efficiency(), np.asarray(attention_peak(gpu, activations)),
                  np.asarray(float(pp)), np.asarray(float(ep)), np.asarray(float(dp)),
-                 np.asarray(float(ep_imbalance)))
+                 np.asarray(float(ep_imbalance)), costs=costs)
 
 
 def attention_peak(gpu: GPUSpec, activations: str) -> float:
@@ -181,6 +206,8 @@ class OpTime:
     def bound(self) -> np.ndarray:
         if self.unit == "link":
             return np.full(np.shape(self.time_s), "interconnect", dtype=object)
+        if self.unit == "host":
+            return np.full(np.shape(self.time_s), "host", dtype=object)
         return np.where(self.compute_s >= self.memory_s, "compute", "memory")
 
 
@@ -225,7 +252,8 @@ def time_pass(s: Setup, p: Pass) -> list[OpTime]:
                 ct = collective_s(s, op, c, p)
                 timed.append((op, c.comm_bytes, ct))
             comm = n * c.kernels * ct.time_s
-            out.append(OpTime(op.name, op.unit, n, c, 0.0 * comm, 0.0 * comm, comm, ct, op.group(p)))
+            zero = np.zeros(np.shape(comm))  # not 0 x comm: an unreachable link's time is inf, and 0 x inf is NaN
+            out.append(OpTime(op.name, op.unit, n, c, zero, zero, comm, ct, op.group(p)))
             continue
         comp, mem, over = op_seconds(op.unit, c.flops, c.bytes_read + c.bytes_written, c.kernels, peaks[op.unit],
                                      bw, eff, s.a_bytes)

@@ -1,9 +1,14 @@
 """What sits in HBM: weights, KV cache, activation workspace, runtime reserve; and what is left for the KV
-cache, in bytes, per GPU.
+cache, in bytes, per GPU, under the serving engine's rule (`MemorySettings.kv_cache_rule`, from the engine
+file, see roofline.specs.engines):
 
-Budget semantics follow vLLM's `gpu_memory_utilization`: the engine may use `memory_utilization x total`;
-out of that come the weights, the peak activation workspace of the largest pass and the runtime's own
-memory (CUDA context, cuBLAS workspace, NCCL buffers); the rest is KV cache.
+  total_fraction  (vLLM gpu_memory_utilization)        KV = f x total - weights - activations - runtime
+  free_fraction   (TensorRT-LLM free_gpu_memory_fraction) KV = f x (total - weights - activations - runtime)
+  static_fraction (SGLang mem_fraction_static)          KV = f x total - weights - runtime
+                  (SGLang's activations and CUDA graphs live in the 1 - f reserve it sizes for them)
+
+The runtime is the CUDA context, cuBLAS workspace and NCCL buffers; the activations are the peak workspace of
+the largest pass. The most sequences a step runs is min(KV-limited, the engine's max_seqs).
 
 Everything is per GPU, for the GPU that holds the most: with pipeline parallelism the stage with ceil(L/pp)
 layers (and the embedding or the LM head); with expert parallelism each GPU holds routed experts / ep whole
@@ -16,8 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from roofline.model.engine import Setup
+from roofline.model.engine import PassCosts, Setup
 from roofline.errors import RooflineError
+from roofline.specs.engines import KV_RULES, EngineSpec
+from roofline.specs.hardware import GPUSpec
 from roofline.specs.precision import bytes_per_element, embedding_bytes_per_element
 from roofline.units import GiB
 
@@ -27,26 +34,127 @@ KV_PAGE_TOKENS = 16
 
 @dataclass(frozen=True)
 class MemorySettings:
-    """Serving-engine memory settings (vLLM's meanings and defaults).
+    """The serving engine's settings in effect (defaults: vLLM's on a GPU below 70 GiB; `engine_settings`
+    builds them from an engine file, a GPU and the user's knobs).
 
+    memory_utilization: the engine's KV-cache fraction knob, read by `kv_cache_rule` (vLLM
+    gpu_memory_utilization, TensorRT-LLM free_gpu_memory_fraction, SGLang mem_fraction_static).
     runtime_reserve_bytes: CUDA context (~300-500 MiB with lazy module loading) plus cuBLAS workspaces and
     NCCL buffers; 1 GiB per GPU process (https://github.com/pytorch/pytorch/issues/107667,
     https://github.com/pytorch/pytorch/issues/109888, https://github.com/verl-project/verl/issues/5979).
-    max_batched_tokens: tokens in the largest forward pass (vLLM max_num_batched_tokens, 8192).
-    max_seqs: sequences in the largest pass (vLLM max_num_seqs, 256) - sizes the fp32 logits buffer."""
+    max_batched_tokens: tokens in the largest forward pass (vLLM max_num_batched_tokens, SGLang
+    chunked_prefill_size, TensorRT-LLM max_num_tokens): sizes the activation workspace and a step's prefill.
+    max_seqs: sequences in one step (vLLM max_num_seqs, TensorRT-LLM max_batch_size) - caps the batch and
+    sizes the fp32 logits buffer. The rest mirror the engine file's fields of the same names."""
 
     memory_utilization: float = 0.9
     runtime_reserve_bytes: float = 1.0 * GiB
     max_batched_tokens: int = 8192
     max_seqs: int = 256
+    kv_cache_rule: str = "total_fraction"
+    engine: str = "vllm"
+    page_tokens: int = KV_PAGE_TOKENS
+    chunked_prefill: bool = True
+    cuda_graphs: bool = True
+    cuda_graph_max_batch: int = 512
+    prefill_launch: str = "piecewise"
+    schedule: str = "mixed"
+    preemption: str = "recompute"
+    prefix_caching: bool = True
+    eager_launch_s: float = 3.3e-6   # vLLM's (engines/vllm.json)
+    step_overhead_s: float = 2.7e-4  # vLLM's (engines/vllm.json)
+
+    def pass_costs(self) -> PassCosts:
+        """The fixed costs of a pass these settings imply (roofline.model.phases applies them)."""
+        return PassCosts(self.cuda_graphs, float(self.cuda_graph_max_batch), self.prefill_launch,
+                         self.eager_launch_s, self.step_overhead_s)
+
+    @property
+    def kv_cache_fraction(self) -> float:
+        """The engine's KV-cache fraction (stored as memory_utilization, vLLM's name, for compatibility)."""
+        return self.memory_utilization
+
+    def to_dict(self) -> dict:
+        """Every knob in effect, JSON-ready (the `engine` object of the commands' JSON)."""
+        return {"name": self.engine, "kv_cache_rule": self.kv_cache_rule,
+                "kv_cache_fraction": self.memory_utilization, "max_seqs": self.max_seqs,
+                "max_batched_tokens": self.max_batched_tokens, "page_tokens": self.page_tokens,
+                "chunked_prefill": self.chunked_prefill, "cuda_graphs": self.cuda_graphs,
+                "cuda_graph_max_batch": self.cuda_graph_max_batch if self.cuda_graphs else 0,
+                "prefill_launch": self.prefill_launch if self.cuda_graphs else "eager",
+                "schedule": self.schedule, "preemption": self.preemption, "prefix_caching": self.prefix_caching,
+                "eager_launch_s": self.eager_launch_s, "step_overhead_s": self.step_overhead_s,
+                "runtime_reserve_bytes": self.runtime_reserve_bytes}
 
 
-def check_memory_utilization(util: float) -> float:
-    """`util` if it is a fraction in (0, 1], else RooflineError (exit 2, param "memory_utilization")."""
+@dataclass(frozen=True)
+class EngineKnobs:
+    """A serving engine and the knobs a user set (None: the engine's default); `settings(gpu, tp, pp)` gives
+    the MemorySettings in effect on one deployment (the engine's defaults depend on the GPU and, for SGLang's
+    memory reserve, on tp x pp)."""
+
+    spec: EngineSpec
+    kv_cache_fraction: float | None = None
+    max_seqs: int | None = None
+    max_batched_tokens: int | None = None
+    page_tokens: int | None = None
+    chunked_prefill: bool | None = None
+    cuda_graphs: bool | None = None
+
+    def settings(self, gpu: GPUSpec, tp: int = 1, pp: int = 1) -> "MemorySettings":
+        return engine_settings(self.spec, gpu, tp, pp, kv_cache_fraction=self.kv_cache_fraction,
+                               max_seqs=self.max_seqs, max_batched_tokens=self.max_batched_tokens,
+                               page_tokens=self.page_tokens, chunked_prefill=self.chunked_prefill,
+                               cuda_graphs=self.cuda_graphs)
+
+
+def resolve_settings(ms: "MemorySettings | EngineKnobs | None", gpu: GPUSpec, tp: int = 1,
+                     pp: int = 1) -> "MemorySettings":
+    """The settings in effect on one deployment: `ms` itself, an engine's on this GPU, or the defaults."""
+    if ms is None:
+        return MemorySettings()
+    return ms.settings(gpu, tp, pp) if isinstance(ms, EngineKnobs) else ms
+
+
+def check_memory_utilization(util: float, name: str = "memory_utilization") -> float:
+    """`util` if it is a fraction in (0, 1], else RooflineError (exit 2, param `name`)."""
     if not 0.0 < util <= 1.0:
-        raise RooflineError(f"memory_utilization must be in (0, 1], got {util}", hint="vLLM's default is 0.9",
-                            exit_code=2, param="memory_utilization")
+        raise RooflineError(f"{name} must be in (0, 1], got {util}", hint="vLLM's default is 0.9",
+                            exit_code=2, param=name)
     return util
+
+
+def _check_count(name: str, value) -> int:
+    if isinstance(value, bool) or not float(value).is_integer() or not 1 <= value <= 2**31 - 1:
+        raise RooflineError(f"{name} must be a whole number >= 1, got {value}", hint="a count of sequences or "
+                            "tokens per step", exit_code=2, param=name)
+    return int(value)
+
+
+def engine_settings(spec: EngineSpec, gpu: GPUSpec, tp: int = 1, pp: int = 1, *, kv_cache_fraction=None,
+                    max_seqs=None, max_batched_tokens=None, page_tokens=None, chunked_prefill=None,
+                    cuda_graphs=None) -> MemorySettings:
+    """The engine's settings on `gpu` at tp x pp (its GPU-dependent defaults resolved), each knob that is not
+    None replacing the engine's default; RooflineError (exit 2, naming the knob) for a bad value. Without
+    chunked prefill a step still holds at most max_batched_tokens tokens, but whole prompts."""
+    mbt = spec.value("max_batched_tokens", gpu) if max_batched_tokens is None else \
+        _check_count("max_batched_tokens", max_batched_tokens)
+    seqs = spec.value("max_seqs", gpu) if max_seqs is None else _check_count("max_seqs", max_seqs)
+    graphs = spec.value("cuda_graphs") if cuda_graphs is None else bool(cuda_graphs)
+    graph_max = min(spec.value("cuda_graph_max_batch", gpu), 2 * seqs if spec.name == "vllm" else seqs, mbt)
+    if kv_cache_fraction is None:
+        frac = spec.kv_cache_fraction(gpu, tp, pp, mbt, graph_max if graphs else 0)
+    else:
+        frac = check_memory_utilization(float(kv_cache_fraction), "kv_cache_fraction")
+    return MemorySettings(
+        memory_utilization=frac, max_batched_tokens=mbt, max_seqs=seqs, kv_cache_rule=spec.value("kv_cache_rule"),
+        engine=spec.name, page_tokens=spec.value("page_tokens") if page_tokens is None else
+        _check_count("page_tokens", page_tokens),
+        chunked_prefill=spec.value("chunked_prefill") if chunked_prefill is None else bool(chunked_prefill),
+        cuda_graphs=graphs, cuda_graph_max_batch=graph_max, prefill_launch=spec.value("prefill_launch"),
+        schedule=spec.value("schedule"), preemption=spec.value("preemption"),
+        prefix_caching=spec.value("prefix_caching"), eager_launch_s=spec.value("eager_launch_s"),
+        step_overhead_s=spec.value("step_overhead_s"))
 
 
 def stage_layer_share(s: Setup) -> np.ndarray:
@@ -97,14 +205,37 @@ def activation_bytes(s: Setup, ms: MemorySettings) -> np.ndarray:
     return ms.max_batched_tokens * per_token * s.a_bytes + logits
 
 
-def budget_bytes(memory_bytes: float, ms: MemorySettings) -> float:
-    """What the engine may use of a GPU's memory: memory_utilization x total (vLLM's meaning)."""
+def budget_bytes(memory_bytes: float, ms: MemorySettings, s: Setup | None = None):
+    """What the engine may use of a GPU's memory (weights, KV cache and, except SGLang's, activations and
+    runtime): fraction x total (vLLM, SGLang), or everything but (1 - fraction) of the memory left free after
+    weights, activations and runtime (TensorRT-LLM; needs the Setup `s`)."""
+    if ms.kv_cache_rule == "free_fraction":
+        if s is None:
+            raise RooflineError("budget_bytes needs the deployment `s` under the free_fraction rule",
+                                hint="pass the Setup")
+        return memory_bytes - (1.0 - ms.memory_utilization) * np.maximum(_non_kv_free(s, ms), 0.0)
     return ms.memory_utilization * memory_bytes
 
 
+def _non_kv_free(s: Setup, ms: MemorySettings) -> np.ndarray:
+    """Memory left after weights, activations and runtime (what TensorRT-LLM's fraction applies to)."""
+    return s.gpu.memory_bytes - weights_bytes(s) - activation_bytes(s, ms) - ms.runtime_reserve_bytes
+
+
 def kv_cache_capacity_bytes(s: Setup, ms: MemorySettings) -> np.ndarray:
-    """Bytes left for the KV cache per GPU (negative when the weights alone do not fit)."""
-    return budget_bytes(s.gpu.memory_bytes, ms) - weights_bytes(s) - activation_bytes(s, ms) - ms.runtime_reserve_bytes
+    """Bytes left for the KV cache per GPU under the engine's rule (negative when the weights alone do not
+    fit). H100 SXM (85.52e9 B), weights 65e9, activations 1.5e9, runtime 1 GiB (1.07e9): total_fraction 0.9 ->
+    76.97 - 67.57 = 9.39e9; free_fraction 0.9 -> 0.9 x 17.95 = 16.15e9; static_fraction 0.834 -> 71.32 - 66.07
+    = 5.25e9."""
+    if ms.kv_cache_rule not in KV_RULES:
+        raise RooflineError(f"kv_cache_rule must be one of {', '.join(KV_RULES)}, got {ms.kv_cache_rule!r}",
+                            hint="see roofline.specs.engines", param="kv_cache_rule")
+    if ms.kv_cache_rule == "free_fraction":
+        free = _non_kv_free(s, ms)
+        return np.where(free > 0, ms.memory_utilization * free, free)
+    if ms.kv_cache_rule == "static_fraction":
+        return ms.memory_utilization * s.gpu.memory_bytes - weights_bytes(s) - ms.runtime_reserve_bytes
+    return ms.memory_utilization * s.gpu.memory_bytes - weights_bytes(s) - activation_bytes(s, ms) - ms.runtime_reserve_bytes
 
 
 def _capacity(s: Setup, ms: MemorySettings, cap) -> np.ndarray:
@@ -117,10 +248,15 @@ def kv_cache_capacity_tokens(s: Setup, ms: MemorySettings, cap=None) -> np.ndarr
     return np.floor(_capacity(s, ms, cap) / kv_cache_bytes_per_token(s)) * np.asarray(s.dp)
 
 
-def max_batch(s: Setup, ms: MemorySettings, context, cap=None) -> np.ndarray:
+def kv_limited_batch(s: Setup, ms: MemorySettings, context, cap=None) -> np.ndarray:
     """Most sequences of `context` tokens whose KV cache fits at once in the replica (dp ranks, each its own)."""
     per_seq = kv_cache_bytes_per_sequence(s, np.maximum(context, 1))
     return (np.floor(_capacity(s, ms, cap) / per_seq) * np.asarray(s.dp)).astype(np.int64)
+
+
+def max_batch(s: Setup, ms: MemorySettings, context, cap=None) -> np.ndarray:
+    """Most sequences of `context` tokens the engine runs at once: min(KV-limited, max_seqs per dp rank x dp)."""
+    return np.minimum(kv_limited_batch(s, ms, context, cap), ms.max_seqs * np.asarray(s.dp).astype(np.int64))
 
 
 def kv_cache_utilization(s: Setup, ms: MemorySettings, batch, context, cap=None) -> np.ndarray:

@@ -12,13 +12,29 @@ of ONE micro-batch through every stage (its latency), and `phase_time_s` the pha
   decode step (TPOT)         = max(latency, m x stage)        (a token passes every stage once per step)
 where stage = the slowest stage: its ceil(L / pp) layers, the once-per-model operators (embedding, final
 norm, LM head: put on one stage, conservatively) and one stage-to-stage send.
+
+Fixed costs of a pass (the serving engine's `PassCosts` on the Setup; none when it has none): every kernel
+launched outside a CUDA graph pays `eager_launch_s` on top of the per-kernel gap, added to its operator's
+overhead; a step pays `step_overhead_s` once, as the operator `engine_step` (unit "host"). Which kernels run
+eagerly:
+  decode step       graph-captured when the graphs are on and its tokens per rank <= graph_max_tokens, else eager
+  prefill "graph"   as a decode step
+  prefill "piecewise" (vLLM) attention eager always; the rest graph-captured up to graph_max_tokens, else eager
+  prefill "eager"   (TensorRT-LLM context steps, SGLang extend batches) every kernel eager
+TTFT = the prefill pass with these costs: its LM head gives the first token's logits and its step the first
+token's sampling and scheduling.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
 from roofline.model.engine import OpTime, Setup, time_pass, total_time_s
-from roofline.model.ops import REGISTRY, Pass
+from roofline.model.ops import REGISTRY, OpCost, Pass
+
+#: the pseudo-operator carrying a step's host overhead (scheduling, input preparation, output processing)
+ENGINE_STEP = "engine_step"
 
 #: bisection upper bound for the critical batch search (2**24 sequences)
 _MAX_BATCH_LOG2 = 24
@@ -59,6 +75,45 @@ def make_pass(s: Setup, batch, new, cached) -> Pass:
                 s.a_bytes, s.kv_bytes, s.pp, s.ep, s.dp, s.ep_imbalance)
 
 
+def eager_launched(s: Setup, p: Pass, unit: str) -> np.ndarray:
+    """True where an operator of `unit` in pass `p` launches its kernels outside a CUDA graph (see the module
+    docstring); False everywhere when the Setup carries no engine costs."""
+    c = s.costs
+    if c is None:
+        return np.asarray(False)
+    graphed = np.asarray(c.cuda_graphs) & (np.asarray(p.tokens) <= c.graph_max_tokens)
+    if c.prefill_launch == "graph" or (c.prefill_launch == "piecewise" and unit != "attention"):
+        prefill_graphed = graphed
+    else:
+        prefill_graphed = np.asarray(False)
+    return ~np.where(p.decode, graphed, prefill_graphed)
+
+
+def with_fixed_costs(s: Setup, p: Pass, ops: list[OpTime]) -> list[OpTime]:
+    """`ops` of pass `p` with the engine's fixed costs: eager launches added to each operator's overhead, and
+    the step's host overhead as one `engine_step` operator. Unchanged when the Setup carries no costs."""
+    c = s.costs
+    if c is None:
+        return ops
+    out = []
+    for o in ops:
+        kernels = o.count * np.asarray(o.cost.kernels, dtype=float)
+        extra = np.where(eager_launched(s, p, o.unit), kernels * c.eager_launch_s, 0.0)
+        out.append(dataclasses.replace(o, overhead_s=np.asarray(o.overhead_s + extra)))
+    zero = np.zeros(np.broadcast_shapes(np.shape(p.tokens), np.shape(s.tp)))
+    step = np.asarray(zero + c.step_overhead_s)
+    out.append(OpTime(ENGINE_STEP, "host", 1, OpCost(zero, zero, zero, kernels=0.0), zero, zero, step))
+    return out
+
+
+def fixed_costs_s(s: Setup, batch, new) -> np.ndarray:
+    """The engine's fixed costs of one pass of `batch` sequences adding `new` tokens each (eager launches and
+    the step overhead): the pass's time with them minus without; 0 without engine costs."""
+    p = make_pass(s, np.asarray(batch, dtype=float), np.asarray(new, dtype=float), 0.0)
+    bare = time_pass(s, p)
+    return sum(o.time_s for o in with_fixed_costs(s, p, bare)) - total_time_s(bare)
+
+
 def micro_batches(s: Setup, batch) -> np.ndarray:
     """m = min(pp, batch): the micro-batches a pipeline keeps in flight (1 without pipeline parallelism)."""
     return np.minimum(np.asarray(s.pp, dtype=float), np.maximum(np.asarray(batch, dtype=float), 1.0))
@@ -68,19 +123,22 @@ def prefill(s: Setup, batch, prompt) -> list[OpTime]:
     """Per-operator times of prefilling one micro-batch (batch / m prompts of `prompt` tokens) through every
     pipeline stage; without pipeline parallelism, the whole batch in one pass."""
     mb = np.asarray(batch, dtype=float) / micro_batches(s, batch)
-    return time_pass(s, make_pass(s, mb, np.asarray(prompt, dtype=float), 0.0))
+    p = make_pass(s, mb, np.asarray(prompt, dtype=float), 0.0)
+    return with_fixed_costs(s, p, time_pass(s, p))
 
 
 def decode_step(s: Setup, batch, context) -> list[OpTime]:
     """Per-operator times of one decode step of one micro-batch (batch / m sequences with `context` tokens
     cached) through every pipeline stage; without pipeline parallelism, the whole batch."""
     mb = np.asarray(batch, dtype=float) / micro_batches(s, batch)
-    return time_pass(s, make_pass(s, mb, 1.0, np.asarray(context, dtype=float)))
+    p = make_pass(s, mb, 1.0, np.asarray(context, dtype=float))
+    return with_fixed_costs(s, p, time_pass(s, p))
 
 
 def _stage_weights(s: Setup, ops: list[OpTime]) -> list:
     """Per operator, the share of its (all-stage) time the slowest stage carries: ceil(L/pp)/L of a layer
-    operator, all of a once-per-model one, 1/(pp-1) of the stage-to-stage sends."""
+    operator, all of a once-per-model one (and of the engine's step overhead), 1/(pp-1) of the stage-to-stage
+    sends."""
     pp = np.asarray(s.pp, dtype=float)
     layer_share = np.ceil(s.model.num_layers / pp) / s.model.num_layers
     out = []
@@ -88,7 +146,7 @@ def _stage_weights(s: Setup, ops: list[OpTime]) -> list:
         if o.name == "pp_send":
             out.append(1.0 / np.maximum(pp - 1.0, 1.0))
         else:
-            out.append(1.0 if REGISTRY[o.name].scope == "model" else layer_share)
+            out.append(1.0 if o.name == ENGINE_STEP or REGISTRY[o.name].scope == "model" else layer_share)
     return out
 
 
@@ -170,7 +228,7 @@ def decode_time_sum(s: Setup, batch, prompt, output):
 
 def compute_and_memory_s(ops: list[OpTime]):
     """(sum of compute times, sum of memory times) over the non-collective operators."""
-    ops = [o for o in ops if o.unit != "link"]
+    ops = [o for o in ops if o.unit not in ("link", "host")]
     return sum(o.compute_s for o in ops), sum(o.memory_s for o in ops)
 
 

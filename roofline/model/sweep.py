@@ -74,7 +74,8 @@ def sweep(gpu: GPUSpec, model: ModelConfig, batches, contexts, tps=(1,), precisi
     a = np.array([bytes_per_element(p.activations) for p in sets])[P]
     kv = np.array([bytes_per_element(p.kv) for p in sets])[P]
     pk, apk = np.array(peaks)[P], np.array(attn_peaks)[P]
-    grid = Setup(gpu, model, T, w, a, kv, pk, efficiency or Efficiency(), apk, PP, EP, DP)
+    grid = Setup(gpu, model, T, w, a, kv, pk, efficiency or Efficiency(), apk, PP, EP, DP,
+                 costs=(ms or mem.MemorySettings()).pass_costs())
     cols = evaluate_chunked(grid, B, C, ms)
     labels = np.array([p.label for p in sets], dtype=object)[P]
     for ph in ("prefill", "decode"):

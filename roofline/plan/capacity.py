@@ -168,6 +168,9 @@ def _steps(s: Setup, st: WorkloadStats, u, B, c):
     return t_d, t_p
 
 
+# a layout whose collectives have no link (a TP group across nodes without a network) has infinite step times;
+# the inf - inf and 0 x inf of its curve are NaN, which meets no SLO: the candidate is infeasible, silently
+@np.errstate(invalid="ignore")
 def operating_curve(s: Setup, w: Workload, ms: mem.MemorySettings, hit_rate: float = 1.0,
                     pool: str = "colocated") -> Operating:
     """The replica's steady state over u (requests per step); the hit rate is iterated to a fixed point.
@@ -372,11 +375,15 @@ def infeasible_reason(r: dict) -> str:
             else f"{r['limited_by']} not met even at the lowest load")
 
 
-def evaluate_candidate(c: Candidate, model: ModelConfig, w: Workload, ms: mem.MemorySettings,
+def evaluate_candidate(c: Candidate, model: ModelConfig, w: Workload, ms: mem.MemorySettings | mem.EngineKnobs,
                        price_per_gpu_hour: float | None) -> dict:
-    """One row of `roofline capacity`."""
+    """One row of `roofline capacity`; an engine's settings are resolved on the candidate's GPU and layout
+    (its `max_seqs` and `max_batched_tokens` in the row)."""
+    ms = mem.resolve_settings(ms, c.gpu, c.tp, c.pp)
     row = {"gpu": c.gpu.name, "tp": c.tp, "precision": c.precision, "feasible": False, "ep": c.ep,
-           "dp_attention": c.dp_attention, "gpus_per_replica": c.gpus_per_replica, "pp": c.pp}
+           "dp_attention": c.dp_attention, "gpus_per_replica": c.gpus_per_replica, "pp": c.pp,
+           "engine": ms.engine, "max_seqs": ms.max_seqs, "max_batched_tokens": ms.max_batched_tokens,
+           "kv_cache_fraction": ms.memory_utilization}
     try:
         s = candidate_setup(c, model)
     except RooflineError as e:
@@ -419,8 +426,9 @@ def candidates(gpus: list[GPUSpec], model: ModelConfig, tps: list[int] | None, p
 
 
 def capacity_table(cands: list[Candidate], model: ModelConfig, w: Workload, prices: dict[str, float],
-                   ms: mem.MemorySettings | None = None) -> list[dict]:
-    """Every candidate's row, feasible ones first, cheapest (or fewest GPUs) first."""
+                   ms: mem.MemorySettings | mem.EngineKnobs | None = None) -> list[dict]:
+    """Every candidate's row, feasible ones first, cheapest (or fewest GPUs) first; `ms`: fixed settings or an
+    engine whose defaults follow each candidate's GPU."""
     ms = ms or mem.MemorySettings()
     rows = [evaluate_candidate(c, model, w, ms, prices.get(c.gpu.name)) for c in cands]
     return sorted(rows, key=cost_order)

@@ -76,6 +76,7 @@ class _Pool:
 
     def __init__(self, c: Candidate, model: ModelConfig, w: Workload, ms: mem.MemorySettings, pool: str):
         self.c, self.pool, self.setup, self.op, self.error = c, pool, None, None, None
+        self.ms = ms = mem.resolve_settings(ms, c.gpu, c.tp, c.pp)  # an engine's settings on this pool's GPU
         try:
             self.setup = candidate_setup(c, model)
         except RooflineError as e:
@@ -84,7 +85,7 @@ class _Pool:
         self.op = operating_curve(self.setup, w, ms, pool=pool)
 
     def capacity(self, w: Workload, ms: mem.MemorySettings, ttft_offset_s=(0.0, 0.0)) -> dict:
-        return replica_capacity(self.setup, w, ms, self.pool, self.op, ttft_offset_s)
+        return replica_capacity(self.setup, w, self.ms, self.pool, self.op, ttft_offset_s)
 
 
 def _context_percentiles(w: Workload, seed: int = 0) -> tuple[float, float]:

@@ -1,20 +1,38 @@
-"""Discrete-event simulation of serving replicas: continuous batching, chunked prefill, a paged KV cache,
-eviction of idle conversations and recompute when they return, admission queueing.
+"""Discrete-event simulation of serving replicas under a serving engine's scheduler: continuous batching,
+chunked prefill, a paged KV cache, optimistic admission with preemption (recompute or swap) or reservation
+at admission, eviction of idle conversations and recompute when they return, admission queueing.
 
 Per replica (conversations are routed round-robin, a conversation's turns stick to its replica), every step
-(one forward pass):
+(one forward pass), with the engine's settings (`SimSettings.memory`, a `MemorySettings` from an engine file):
   1. arrivals up to the clock join the FIFO admission queue;
-  2. the queue head is admitted when the KV cache has pages for its prompt + output (reserved up front, so a
-     running sequence is never preempted) and fewer than max_seqs sequences are running; to make room, idle
-     conversations are evicted least-recently-used first; a returning conversation whose pages are still
-     cached prefills only its new tokens (a hit), otherwise the whole conversation is recomputed;
-  3. the step holds every decoding sequence (1 token each) plus prefill chunks, first come first served, up
-     to max_batched_tokens in all (chunked prefill); without chunking, a step is either all prefill (whole
-     prompts) or all decode;
-  4. its time is the roofline model's for the step's aggregates (`step_time.StepTimeModel`);
-  5. a finished prefill emits the first token (TTFT); a sequence finishes after output - 1 decode steps.
-Runs of pure decode steps with nothing to admit are advanced in one jump to the next arrival or completion
-(the step time is affine in the context along the run: the sum is the trapezoid, exact within a regime).
+  2. admission. `preemption` "none" (TensorRT-LLM's GUARANTEED_NO_EVICT): the queue head is admitted when
+     the KV cache has pages for its prompt + output (reserved up front, so a running sequence is never
+     preempted). "recompute" / "swap" (vLLM, SGLang): the head is admitted when there are pages for its
+     prompt (in page_tokens units); a decoding sequence takes one more page each time its context crosses a
+     page boundary. Either way fewer than max_seqs sequences run, and idle conversations are evicted least
+     recently used first to make room; a returning conversation whose pages are still cached prefills only
+     its new tokens (a hit, only when the engine's `prefix_caching` is on), otherwise the whole conversation
+     is recomputed;
+  3. preemption, when a step's decoding sequences need more pages than are free: victims are taken until
+     the rest fit. vLLM (V1 scheduler, vllm/v1/core/sched/scheduler.py: "Preempt the lowest-priority
+     request ... preempted_req = self.running.pop()"; `_preempt_request` frees its blocks, sets
+     num_computed_tokens = 0 and `self.waiting.prepend_request(request)`): the most recently admitted
+     request first (LIFO, prefilling ones included), requeued at the front. SGLang (`retract_decode` in
+     python/sglang/srt/managers/schedule_batch.py sorts the decode batch by (len(output_ids),
+     -len(origin_input_ids)) and pops from the end; the scheduler re-queues with `waiting_queue.extend`):
+     the decoding request with the fewest generated tokens (ties: the longest prompt), requeued at the
+     back. A recomputed victim re-prefills its prompt and the tokens it generated (counted as
+     recompute); under "swap" a decoding victim's KV goes to host memory over PCIe and comes back (the
+     transfer time on the step's clock) before any new request is admitted, with no recompute;
+  4. the step: `schedule` "mixed" holds every decoding sequence (1 token each) plus prefill first come
+     first served, up to max_batched_tokens in all: chunks with chunked prefill, else whole prompts that
+     fit the budget left; "prefill_first" (SGLang) runs prefill-only steps (chunks of up to
+     max_batched_tokens, or whole prompts) while prompts wait, decode steps otherwise;
+  5. its time is the roofline model's for the step's aggregates (`step_time.StepTimeModel`);
+  6. a finished prefill emits a token (the first: TTFT); a sequence finishes when all its output is out.
+Runs of pure decode steps with nothing to admit are advanced in one jump to the next arrival, completion or
+page shortage (the step time is affine in the context along the run: the sum is the trapezoid, exact within
+a regime; the pages a run takes follow from how many sequences sit at each offset within a page).
 """
 from __future__ import annotations
 
@@ -37,6 +55,11 @@ SAMPLES = 200
 
 @dataclass(frozen=True)
 class SimSettings:
+    """How the simulated engine schedules: `chunked_prefill` and `page_tokens` (the engine's, as in `memory`
+    when built from an engine), the warm-up left out of throughput, and the engine settings in effect
+    (`memory`: batch limits, `schedule`, `preemption`, `prefix_caching`, the KV-cache rule; its `engine`
+    name picks the preemption victim order, see the module docstring)."""
+
     chunked_prefill: bool = True
     page_tokens: int = mem.KV_PAGE_TOKENS
     warmup_fraction: float = 0.1  # of the arrival span, left out of the steady-state throughput
@@ -61,6 +84,11 @@ class ReplicaTrace:
     rejected: int
     total_pages: int
     window_tokens: float
+    preemptions: int = 0
+    preempt_recompute_tokens: int = 0
+    swapped_bytes: float = 0.0  # per GPU, out and back in
+    peak_pages: int = 0  # most pages held at once (in-flight and idle conversations)
+    generated_tokens: int = 0
 
 
 def _window_terms(model):
@@ -99,45 +127,67 @@ def _jump_length(k: int, t0: float, d: float, gap: float) -> int:
 
 class _Replica:
     """One replica's run (see the module docstring): per-request arrays, the scheduler's queues and the KV
-    cache's pages. `run` loops over steps; each stage of a step is a method. Hot state lives in slots."""
+    cache's pages. `run` loops over steps; each stage of a step is a method. Hot state lives in slots.
+
+    Under optimistic admission `run_seqs` maps each decoding request to [join step, context at join, finish
+    step, page key, tokens generated at join, prompt tokens]; its context at decode step G is context + G -
+    join, and it takes a page at step G when that is a multiple of P, i.e. when (key + G) % P == 0 with key
+    = (context - join) % P; `keys[r]` counts the decoding sequences with key r."""
 
     __slots__ = ("n", "new", "hist", "out", "think", "turn", "conv", "has_next", "reuse", "P", "M", "max_seqs",
-                 "chunked", "terms", "W", "wf", "step_time", "decode_times", "w0", "w1", "sample_dt",
-                 "total_pages", "arrive", "first", "done", "starts", "later", "waiting", "prefilling", "fin", "lru",
-                 "lru_pages", "free", "B", "C", "G", "clock", "next_sample", "samples", "steps", "hits", "misses",
-                 "recompute", "prefill_tok", "evictions", "rejected", "win_tokens", "remaining", "idx")
+                 "chunked", "mixed", "optimistic", "swap", "lifo", "terms", "W", "wf", "step_time", "decode_times",
+                 "w0", "w1", "sample_dt", "total_pages", "arrive", "first", "done", "starts", "later", "waiting",
+                 "prefilling", "fin", "lru", "lru_pages", "free", "B", "C", "G", "clock", "next_sample", "samples",
+                 "steps", "hits", "misses", "recompute", "prefill_tok", "evictions", "rejected", "win_tokens",
+                 "remaining", "idx", "gen", "again", "run_seqs", "keys", "swapped", "swap_s_per_token",
+                 "swap_bytes_per_token", "preemptions", "preempt_recompute", "swapped_bytes", "min_free",
+                 "generated")
 
     def __init__(self, sm: StepTimeModel, r: Requests, idx: np.ndarray, w: Workload, cfg: SimSettings,
                  sample_dt: float, total_pages: int, window: tuple[float, float]):
         n = self.n = len(idx)
+        ms = cfg.memory
         self.idx = idx
         self.new, self.hist = r.new_tokens[idx].tolist(), r.history_tokens[idx].tolist()
         self.out, self.think = r.output_tokens[idx].tolist(), r.think_s[idx].tolist()
         self.turn, conv = r.turn[idx].tolist(), r.conv[idx]
         self.conv = conv.tolist()
         self.has_next = np.append(conv[1:] == conv[:-1], False).tolist()  # the conversation goes on
-        self.reuse = w.prefix_reuse
-        self.P, self.M, self.max_seqs = cfg.page_tokens, cfg.memory.max_batched_tokens, cfg.memory.max_seqs
+        self.reuse = w.prefix_reuse and ms.prefix_caching
+        self.P, self.M, self.max_seqs = cfg.page_tokens, ms.max_batched_tokens, ms.max_seqs
         self.chunked = cfg.chunked_prefill
+        self.mixed = ms.schedule == "mixed"
+        self.optimistic = ms.preemption != "none"
+        self.swap = ms.preemption == "swap"
+        self.lifo = ms.engine != "sglang"
+        kv_token = float(mem.kv_cache_bytes_per_token(sm.setup))
+        self.swap_bytes_per_token = kv_token
+        self.swap_s_per_token = kv_token / float(sm.setup.gpu.pcie_bandwidth_bytes_per_s)
         self.terms, self.W, self.wf = _window_terms(sm.setup.model)
         self.step_time, self.decode_times = sm.time, sm.decode_times
         self.w0, self.w1 = window
         self.sample_dt, self.total_pages = sample_dt, total_pages
         self.arrive, self.first, self.done = [0.0] * n, [0.0] * n, [0.0] * n
+        self.gen = [0] * n  # tokens generated before a preemption (0: never preempted)
+        self.again = [False] * n  # preempted and requeued: re-prefills everything
         firsts = np.flatnonzero(r.turn[idx] == 0)[::-1]  # pop() from the end = earliest first
         self.starts = list(zip(r.start_s[idx[firsts]].tolist(), firsts.tolist()))
         self.later = []  # heap of (time, i) for follow-up turns
         self.waiting = deque()
-        self.prefilling = deque()  # [i, remaining new tokens, cached tokens so far, pages]
-        self.fin = []  # heap (finish decode-step count, i, context at join, pages)
+        self.prefilling = deque()  # [i, remaining new tokens, tokens in the cache so far, pages]
+        self.fin = []  # heap (finish step, i, context at finish (-1: no decode step), pages)
+        self.run_seqs = {}  # optimistic admission: decoding request -> state (class docstring), admission order
+        self.keys = [0] * self.P
+        self.swapped = deque()  # (i, context, tokens generated) swapped out to host memory
         self.lru = OrderedDict()  # conv -> pages held by an idle conversation
         self.lru_pages, self.free = 0, total_pages
+        self.min_free = total_pages
         self.B = self.C = self.G = 0  # decoding sequences, the sum of their contexts, decode steps so far
         self.clock = self.next_sample = 0.0
         self.samples = []  # (batch, used_pages, idle_pages, queue_len) at each sample time
         self.steps = self.hits = self.misses = self.recompute = self.prefill_tok = 0
-        self.evictions = self.rejected = 0
-        self.win_tokens = 0.0
+        self.evictions = self.rejected = self.preemptions = self.preempt_recompute = self.generated = 0
+        self.win_tokens = self.swapped_bytes = 0.0
         self.remaining = n
 
     def run(self) -> ReplicaTrace:
@@ -145,13 +195,14 @@ class _Replica:
         arrivals, admit, prefill_step, decode_run, complete = (self._arrivals, self._admit, self._prefill_step,
                                                                self._decode_run, self._complete)
         starts, later, waiting, prefilling, fin = self.starts, self.later, self.waiting, self.prefilling, self.fin
+        swapped = self.swapped
         while self.remaining:
-            if not (self.B or prefilling or waiting):
+            if not (self.B or prefilling or waiting or swapped):
                 self._idle_until_next_arrival()
             clock = self.clock
             if (starts and starts[-1][0] <= clock) or (later and later[0][0] <= clock):
                 arrivals()
-            if waiting:
+            if waiting or swapped:
                 admit()
             if prefilling:
                 prefill_step()
@@ -163,7 +214,8 @@ class _Replica:
                 self._sample(len(waiting))
         return ReplicaTrace(list(self.idx), self.first, self.done, self.arrive, self.samples, self.steps,
                             self.hits, self.misses, self.recompute, self.prefill_tok, self.evictions, self.rejected,
-                            self.total_pages, self.win_tokens)
+                            self.total_pages, self.win_tokens, self.preemptions, self.preempt_recompute,
+                            self.swapped_bytes, self.total_pages - self.min_free, self.generated)
 
     def _next_arrival(self) -> float:
         na = self.starts[-1][0] if self.starts else math.inf
@@ -195,45 +247,89 @@ class _Replica:
             arrive[i] = t
             waiting.append(i)
 
+    def _take(self, need: int) -> None:
+        """Take `need` free pages, evicting idle conversations (LRU first) as needed (the caller checked that
+        free + idle pages suffice)."""
+        free = self.free
+        if free < need:
+            lru = self.lru
+            while free < need:
+                _, p = lru.popitem(last=False)
+                self.lru_pages -= p
+                free += p
+                self.evictions += 1
+        free -= need
+        self.free = free
+        if free < self.min_free:
+            self.min_free = free
+
     def _admit(self) -> None:
-        """2. Admit the queue's head while a sequence slot and its KV pages (evicting idle conversations, LRU
-        first) are free; a request larger than the whole KV cache is rejected with its conversation."""
+        """2. Swapped-out requests come back first (none is admitted while one waits); then the queue's head is
+        admitted while a sequence slot and its KV pages (evicting idle conversations, LRU first) are free:
+        pages for prompt + output (reserved), or for the prompt (optimistic). A request larger than the whole
+        KV cache is rejected with its conversation."""
+        if self.swapped and not self._swap_in():
+            return
         waiting, prefilling, lru = self.waiting, self.prefilling, self.lru
-        hist, new, out = self.hist, self.new, self.out
+        hist, new, out, again = self.hist, self.new, self.out, self.again
         P, total_pages, slots = self.P, self.total_pages, self.max_seqs - self.B
-        free, lru_pages = self.free, self.lru_pages
+        reserve = 0 if self.optimistic else 1
         while waiting and len(prefilling) < slots:
             i = waiting[0]
             h = hist[i]
-            pages = -(-(h + new[i] + out[i]) // P)
-            if pages > total_pages:
+            if -(-(h + new[i] + out[i]) // P) > total_pages:
                 waiting.popleft()
                 self._reject(i)
                 continue
-            own = lru.get(self.conv[i], 0) if (self.reuse and h) else 0
+            if again[i]:  # preempted: its prompt and the tokens it generated, all prefilled again
+                todo = h + new[i] + self.gen[i]
+                own, cached = 0, 0
+                pages = -(-todo // P)
+            else:
+                pages = -(-(h + new[i] + reserve * out[i]) // P)
+                own = lru.get(self.conv[i], 0) if (self.reuse and h) else 0
+                cached, todo = (h, new[i]) if own else (0, h + new[i])
             need = pages - own
-            if need > free + lru_pages - own:
+            if need > self.free + self.lru_pages - own:
                 break
             waiting.popleft()
             if own:
                 del lru[self.conv[i]]
-                lru_pages -= own
+                self.lru_pages -= own
                 self.hits += 1
-                cached, todo = h, new[i]
-            else:
-                if h:
-                    self.misses += 1
-                    self.recompute += h
-                cached, todo = 0, h + new[i]
-            while free < need:
-                _, p = lru.popitem(last=False)
-                lru_pages -= p
-                free += p
-                self.evictions += 1
-            free -= need
+            elif h and not again[i]:
+                self.misses += 1
+                self.recompute += h
+            self._take(need)
             self.prefill_tok += todo
             prefilling.append([i, todo, cached, pages])
-        self.free, self.lru_pages = free, lru_pages
+
+    def _swap_in(self) -> bool:
+        """Swapped-out requests return to decoding, oldest first, while their pages and a slot are free (the
+        PCIe transfer on the clock); True when none is left out."""
+        swapped, P = self.swapped, self.P
+        while swapped and self.B + len(self.prefilling) < self.max_seqs:
+            i, ctx, gen = swapped[0]
+            pages = -(-ctx // P)
+            if pages > self.free + self.lru_pages:
+                return False
+            swapped.popleft()
+            self._take(pages)
+            self.clock += ctx * self.swap_s_per_token
+            self.swapped_bytes += ctx * self.swap_bytes_per_token
+            self._join(i, ctx, gen)
+        return not swapped
+
+    def _join(self, i: int, ctx: int, gen: int) -> None:
+        """Request i (ctx tokens in its KV cache, gen tokens out) decodes from the next step on."""
+        G, left = self.G, self.out[i] - gen
+        self.B += 1
+        self.C += ctx
+        if self.optimistic:
+            key = (ctx - G) % self.P
+            self.keys[key] += 1
+            self.run_seqs[i] = [G, ctx, G + left, key, gen, self.hist[i] + self.new[i]]
+        heapq.heappush(self.fin, (G + left, i, ctx + left, -(-(ctx + left) // self.P) if self.optimistic else 0))
 
     def _reject(self, i: int) -> None:
         """Request i can never fit: it and its conversation's later turns are rejected (NaN times)."""
@@ -246,12 +342,103 @@ class _Replica:
                 break
             j += 1
 
+    # --- 3. preemption (optimistic admission only) ---------------------------------------------------------
+
+    def _step_pages(self) -> int:
+        """Pages the decoding sequences take in the next step."""
+        return self.keys[-self.G % self.P]
+
+    def _preempt(self) -> None:
+        """Take victims (module docstring) until the next step's pages fit in free + idle pages."""
+        while self._step_pages() > self.free + self.lru_pages:
+            if self.lifo and self.prefilling:
+                i, _, done, pages = self.prefilling.pop()
+                self.free += pages
+                self.preempt_recompute += done
+                self.recompute += done
+                self.again[i] = True
+                self.waiting.appendleft(i)
+                self.preemptions += 1
+                continue
+            i = self._victim()
+            g0, ctx0, _, key, gen0, _ = self.run_seqs.pop(i)
+            steps = self.G - g0
+            ctx, gen = ctx0 + steps, gen0 + steps
+            self.keys[key] -= 1
+            self.B -= 1
+            self.C -= ctx
+            self.free += -(-ctx // self.P)
+            self.preemptions += 1
+            if self.swap:
+                self.clock += ctx * self.swap_s_per_token
+                self.swapped_bytes += ctx * self.swap_bytes_per_token
+                self.swapped.append((i, ctx, gen))
+                continue
+            self.gen[i] = gen
+            self.again[i] = True
+            self.preempt_recompute += ctx
+            self.recompute += ctx
+            if self.lifo:
+                self.waiting.appendleft(i)
+            else:
+                self.waiting.append(i)
+        self._drop_stale()
+
+    def _victim(self) -> int:
+        """vLLM: the last admitted decoding request; SGLang: the fewest generated tokens, ties the longest
+        prompt."""
+        run = self.run_seqs
+        if self.lifo:
+            return next(reversed(run))
+        G = self.G
+        return min(run, key=lambda i: (run[i][4] + G - run[i][0], -run[i][5]))
+
+    def _drop_stale(self) -> None:
+        """Drop finish entries of preempted requests from the top of the heap."""
+        fin, run = self.fin, self.run_seqs
+        while fin and fin[0][2] >= 0 and (fin[0][1] not in run or run[fin[0][1]][2] != fin[0][0]):
+            heapq.heappop(fin)
+
+    def _fit_steps(self, k: int) -> int:
+        """The most decode steps (<= k) whose new pages fit in free + idle pages, and take those pages."""
+        keys, P, G, B = self.keys, self.P, self.G, self.B
+        avail = self.free + self.lru_pages
+        # fast path, all k steps: full cycles of P steps take a page per sequence, the rest the keys met on
+        # the way, a contiguous (cyclic) slice of keys ending at -G % P
+        r, top = k % P, -G % P
+        low = top - r + 1
+        need = (k // P) * B + (sum(keys[low:top + 1]) if low >= 0 else sum(keys[:top + 1]) + sum(keys[low:]))
+        if need <= avail:
+            free = self.free
+            if need <= free:
+                self.free = free = free - need
+                if free < self.min_free:
+                    self.min_free = free
+            else:
+                self._take(need)
+            return k
+        r_max = k if k < P else P
+        pre = [0] * (r_max + 1)
+        for j in range(r_max):
+            pre[j + 1] = pre[j] + keys[-(G + j) % P]
+        cycles = k // P if B == 0 else min(k // P, avail // B)
+        left = avail - cycles * B
+        r = k - cycles * P if cycles == k // P else P - 1
+        r = min(r, r_max)
+        while r and pre[r] > left:
+            r -= 1
+        fit = cycles * P + r
+        self._take(cycles * B + pre[r])
+        return fit
+
+    # --- 4-6. steps --------------------------------------------------------------------------------------
+
     def _compose_step(self) -> tuple[int, int, float, float, list]:
-        """3. The step's (T, S, pairs, kv) and the prefills it completes: every decoding sequence (1 token each)
-        plus prefill chunks first come first served up to max_batched_tokens (chunked prefill); without
-        chunking, whole prompts and no decode."""
+        """4. The step's (T, S, pairs, kv) and the prefills it completes: with a mixed schedule every decoding
+        sequence (1 token each) plus prefill first come first served up to max_batched_tokens, in chunks
+        (chunked prefill) or whole prompts that fit; prefill-first: prefill only."""
         B, wf, chunked = self.B, self.wf, self.chunked
-        if chunked:
+        if self.mixed:
             T = S = B
             pairs = kv = self.C + B
             if wf:
@@ -264,9 +451,14 @@ class _Replica:
         emitted = []
         for item in self.prefilling:
             todo, x = item[1], item[2]
-            if budget <= 0 or (not chunked and T and todo > budget):
-                break
-            c = todo if (not chunked or todo < budget) else budget
+            if chunked:
+                if budget <= 0:
+                    break
+                c = todo if todo < budget else budget
+            else:  # whole prompts; the first one of a step that has nothing else goes in whatever its size
+                if todo > budget and T:
+                    break
+                c = todo
             if wf:
                 p_, k_ = self.terms(c, x)
             else:
@@ -283,37 +475,51 @@ class _Replica:
         return T, S, pairs, kv, emitted
 
     def _prefill_step(self) -> None:
-        """3-5. One step with prefill: compose it, time it, emit the first token of finished prefills."""
+        """4-6. One step with prefill: make room (preempting) for its decodes' pages, compose it, time it, emit
+        a token from each finished prefill."""
+        if self.optimistic and self.mixed and self.B:
+            need = self.keys[-self.G % self.P]
+            if need > self.free + self.lru_pages:
+                self._preempt()
+                if not self.prefilling:  # every prefill was preempted: a decode run takes over
+                    return
+                need = self.keys[-self.G % self.P]
+            if need:
+                self._take(need)
         T, S, pairs, kv, emitted = self._compose_step()
         self.clock = clock = self.clock + self.step_time(T, S, pairs, kv)
         self.steps += 1
         B = self.B
-        if self.chunked or not T:
+        if self.mixed:
             self.C += B
-            self.G = G = self.G + 1
+            self.G += 1
             gen = B
         else:
-            G = self.G
             gen = 0
         if emitted:
             prefilling, fin, out, first = self.prefilling, self.fin, self.out, self.first
             for item in emitted:
                 prefilling.popleft() if prefilling[0] is item else prefilling.remove(item)
                 i = item[0]
-                first[i] = clock
+                g = self.gen[i] + 1
+                if g == 1:
+                    first[i] = clock
                 gen += 1
-                if out[i] > 1:
-                    heapq.heappush(fin, (G + out[i] - 1, i, item[2], item[3]))
-                    self.B += 1
-                    self.C += item[2]
+                if out[i] > g:
+                    self._join(i, item[2], g)
                 else:
-                    heapq.heappush(fin, (G, i, item[2], item[3]))
+                    heapq.heappush(fin, (self.G, i, -1, item[3]))
+        self.generated += gen
         if self.w0 <= clock < self.w1:
             self.win_tokens += gen
 
     def _decode_run(self) -> None:
-        """4. A run of pure decode steps up to the next completion or arrival, in one jump: the step time is
-        affine in the context along the run, so the run's time is the trapezoid sum."""
+        """4-5. A run of pure decode steps up to the next completion, arrival or page shortage, in one jump:
+        the step time is affine in the context along the run, so the run's time is the trapezoid sum."""
+        if self.optimistic and self.keys[-self.G % self.P] > self.free + self.lru_pages:
+            self._preempt()
+            if not self.B:
+                return
         B, C, wf, G, clock = self.B, self.C, self.wf, self.G, self.clock
         k = self.fin[0][0] - G
         x0 = C + B
@@ -329,22 +535,34 @@ class _Replica:
         gap = (na if na < nl else nl) - clock
         if k > 1 and gap < t0 * k + d * k * (k - 1) * 0.5:
             k = _jump_length(k, t0, d, gap)  # stop at the first step that reaches the next arrival
+        if self.optimistic:
+            k = self._fit_steps(k)  # >= 1: the first step's pages fit
         self.clock = clock = clock + (t0 * k + d * k * (k - 1) * 0.5)
         self.steps += k
         self.C = C + B * k
         self.G = G + k
+        self.generated += B * k
         if self.w0 <= clock < self.w1:
             self.win_tokens += B * k
 
     def _complete(self) -> None:
-        """5. Sequences whose last decode step has run finish; a conversation that goes on keeps its pages
-        (idle, evictable) when prefixes are reused, else frees them, and its next turn is scheduled."""
-        fin, out, G, clock, done, has_next = self.fin, self.out, self.G, self.clock, self.done, self.has_next
+        """6. Sequences whose last decode step has run finish; a conversation that goes on keeps its pages
+        (idle, evictable) when prefixes are cached, else frees them, and its next turn is scheduled."""
+        fin, G, clock, done, has_next = self.fin, self.G, self.clock, self.done, self.has_next
+        run = self.run_seqs
         while fin and fin[0][0] <= G:
-            _, i, ctx0, pages = heapq.heappop(fin)
-            if out[i] > 1:
+            g_end, i, ctx_end, pages = heapq.heappop(fin)
+            if ctx_end >= 0:
+                if self.optimistic:
+                    state = run.get(i)
+                    if state is None or state[2] != g_end:
+                        continue  # preempted since: a stale entry
+                    del run[i]
+                    self.keys[state[3]] -= 1
+                else:
+                    pages = -(-(self.hist[i] + self.new[i] + self.out[i]) // self.P)
                 self.B -= 1
-                self.C -= ctx0 + out[i] - 1
+                self.C -= ctx_end
             done[i] = clock
             self.remaining -= 1
             if has_next[i]:
@@ -354,6 +572,8 @@ class _Replica:
                     self.lru_pages += pages
                     continue
             self.free += pages
+        if self.preemptions:
+            self._drop_stale()
 
 
 def simulate_replica(sm: StepTimeModel, r: Requests, idx: np.ndarray, w: Workload, cfg: SimSettings,
@@ -374,8 +594,10 @@ def _pct(x: np.ndarray) -> dict:
 
 
 def step_time_model(s: Setup, w: Workload, r: Requests, cfg: SimSettings) -> StepTimeModel:
-    """The step-time table, sized to the largest pass this run can form."""
-    longest = int((r.history_tokens + r.new_tokens).max())
+    """The step-time table, sized to the largest pass this run can form (a preempted request re-prefills its
+    prompt and what it generated)."""
+    longest = int((r.history_tokens + r.new_tokens
+                   + (r.output_tokens if cfg.memory.preemption != "none" else 0)).max())
     t_max = cfg.memory.max_batched_tokens + cfg.memory.max_seqs
     return StepTimeModel(s, t_max if cfg.chunked_prefill else max(t_max, longest + cfg.memory.max_seqs))
 
@@ -446,12 +668,14 @@ def simulate(s: Setup, w: Workload, requests: int = 10_000, replicas: int = 1, s
 
 
 def _hours(w: Workload, start_hour: int, span_s: float) -> dict:
-    """Which hours of the daily curve the arrivals covered (None without a curve)."""
+    """Which hours of the daily curve the arrivals covered (None without a curve) and how long the arrivals
+    lasted (`arrival_span_s`: first to last arrival; a peak-hour run of a few thousand requests covers minutes)."""
     if not w.daily_curve:
-        return {"start_hour": None, "hours_simulated": None, "daily_curve_multipliers": None}
+        return {"start_hour": None, "hours_simulated": None, "daily_curve_multipliers": None,
+                "arrival_span_s": span_s}
     hours = [(start_hour + k) % 24 for k in range(min(24, int(span_s // 3600) + 1))]
     return {"start_hour": start_hour, "hours_simulated": hours,
-            "daily_curve_multipliers": [w.daily_curve[h] for h in hours]}
+            "daily_curve_multipliers": [w.daily_curve[h] for h in hours], "arrival_span_s": span_s}
 
 
 def _request_times(traces: list[ReplicaTrace], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -501,8 +725,14 @@ def _over_time(traces: list[ReplicaTrace], replicas: int, sample_dt: float) -> d
 def summarize(traces: list[ReplicaTrace], r: Requests, w: Workload, replicas: int, window, sample_dt: float,
               cap_tokens: float, cfg: SimSettings) -> dict:
     """Latency percentiles, throughput over the window after warm-up, the KV cache and queue over time, cache
-    hits and recompute, Little's law. offered_rate_per_s counts every request of the conversations that
-    started in the window (rejected ones too); littles_law.arrival_rate_per_s only the admitted ones."""
+    hits and recompute, preemption, Little's law. offered_rate_per_s counts every request of the conversations
+    that started in the window (rejected ones too); littles_law.arrival_rate_per_s only the admitted ones.
+    recompute_tokens counts every token prefilled again: conversation history whose pages were evicted and
+    the KV cache of preempted requests (`preemption_recompute_tokens`: the prompt and generated tokens a
+    victim had in its cache). Conservation: generated_output_tokens (every token emitted, each once even
+    when its request was preempted) equals requested_output_tokens (the outputs of the served requests).
+    peak_kv_cache_utilization: the most pages ever held (in flight and idle conversations) over the pages
+    of one replica's cache, the highest replica."""
     arrive, first, done = _request_times(traces, len(r))
     out = r.output_tokens.astype(float)
     ttft, e2e = first - arrive, done - arrive
@@ -511,6 +741,8 @@ def summarize(traces: list[ReplicaTrace], r: Requests, w: Workload, replicas: in
     length = max(w1 - w0, 1e-12)
     hits, misses = sum(t.hits for t in traces), sum(t.misses for t in traces)
     recompute, prefill_tok = sum(t.recompute_tokens for t in traces), sum(t.prefill_tokens for t in traces)
+    served = np.isfinite(done)
+    ms = cfg.memory
     return {
         "requests": len(r), "replicas": replicas, "rejected_requests": sum(t.rejected for t in traces),
         "offered_rate_per_s": float(((r.start_s >= w0) & (r.start_s < w1)).sum() / length),
@@ -523,6 +755,13 @@ def summarize(traces: list[ReplicaTrace], r: Requests, w: Workload, replicas: in
         "cache_hit_rate": (hits / (hits + misses) if hits + misses else None) if w.turns > 1 else None,
         "recompute_tokens": recompute, "recompute_fraction_of_prefill": recompute / max(prefill_tok, 1),
         "evictions": sum(t.evictions for t in traces),
+        "admission": "optimistic" if ms.preemption != "none" else "reserved", "preemption_mode": ms.preemption,
+        "preemptions": sum(t.preemptions for t in traces),
+        "preemption_recompute_tokens": sum(t.preempt_recompute_tokens for t in traces),
+        "swapped_bytes_per_gpu": sum(t.swapped_bytes for t in traces),
+        "peak_kv_cache_utilization": max(t.peak_pages for t in traces) / max(traces[0].total_pages, 1),
+        "generated_output_tokens": sum(t.generated_tokens for t in traces),
+        "requested_output_tokens": int(r.output_tokens[served].sum()),
         "littles_law": _littles_law(arrive, done, e2e, window),
         **_over_time(traces, replicas, sample_dt),
     }

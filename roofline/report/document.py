@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from roofline.report import plots
-from roofline.model.analysis import Scenario, analyze
+from roofline.model.analysis import Scenario, analyze, decode_batching
 from roofline.model.efficiency import Efficiency
-from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
 from roofline.report.render import columns_to_rows, dumps_json, rows_to_csv
+from roofline.report.training_section import LAYOUT_HEADERS
 from roofline.model.sweep import sweep
 from roofline.units import format_bytes, format_count, format_rate, format_time_s
+from roofline.report.verdict import analyze_verdict, best_comparison
+from roofline.report.views import batch_fit_text, decode_step_text, latency_rows, request_text
 
 SWEEP_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 SWEEP_CONTEXTS = (512, 1024, 2048, 4096, 8192, 16384, 32768)
@@ -40,6 +42,7 @@ class ReportSpec:
     profile_path: str | None = None
     compare: list[GPUSpec] = field(default_factory=list)
     slo_tpot_s: float = 0.05
+    training: object | None = None  # a training_section.TrainingReport: adds the Training section and training.json
 
 
 def default_name(model: ModelConfig, gpu: GPUSpec) -> str:
@@ -47,29 +50,37 @@ def default_name(model: ModelConfig, gpu: GPUSpec) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{model.name}-{gpu.name}")
 
 
-def figures(spec: ReportSpec, result: dict) -> dict[str, tuple[str, object]]:
-    """name -> (caption, Figure) for every plot of the report."""
+def _gpus(spec: ReportSpec) -> list[GPUSpec]:
+    return [spec.gpu] + [c for c in spec.compare if c.name != spec.gpu.name]
+
+
+def figures(spec: ReportSpec, result: dict, rows: list[dict] | None = None) -> dict[str, tuple[str, object]]:
+    """name -> (caption, Figure) for every plot of the report (`rows`: the comparison, if already computed)."""
     sc, g, m, eff = spec.scenario, spec.gpu, spec.model, spec.efficiency
     prec = f"{sc.weights}/{sc.activations}/{sc.kv}"
-    series = [(f"{g.name} {prec}", g, prec)]
+    series = [(f"{g.name}, weights/activations/KV {prec}", g, prec)]
     if sc.activations in ("bf16", "fp16") and "fp8" in g.peak_flops_per_s:
-        series.append((f"{g.name} fp8", g, "fp8"))
-    series += [(f"{c.name} {prec} (datasheet)", c, prec) for c in spec.compare if c.name != g.name]
+        series.append((f"{g.name}, weights/activations/KV fp8/fp8/fp8", g, "fp8"))
+    series += [(f"{c.name}, weights/activations/KV {prec} (datasheet)", c, prec)
+               for c in spec.compare if c.name != g.name]
     out = {
         "roofline": ("Roofline: every operator of prefill and of one decode step at its arithmetic intensity and "
                      "achieved FLOP/s" + ("; measured roofs (dashed) and kernels (x) from the profile"
                                           if spec.profile else ""),
                      plots.roofline_chart(g, m, sc, eff, spec.profile, result=result)),
         "regime": ("Regime map: where decode and prefill are memory- or compute-bound over batch x context, "
-                   "with the largest batch whose KV cache fits", plots.regime_map(g, m, sc, eff)),
-        "latency": ("Latency vs throughput: decode TPOT against output tokens/s per GPU as the batch grows",
+                   "with the largest batch whose KV cache fits and your batch and context (star)",
+                   plots.regime_map(g, m, sc, eff)),
+        "latency": (f"Latency vs throughput: decode TPOT against output tokens/s per GPU as the batch grows; the "
+                    f"{format_time_s(spec.slo_tpot_s)} TPOT SLO dashed (the GPU comparison is taken at it)",
                     plots.latency_throughput(series, m, sc, eff, spec.slo_tpot_s)),
-        "memory": ("Memory per GPU across batch sizes", plots.memory_breakdown(g, m, sc, "batch", None, eff)),
+        "memory": ("Memory per GPU across batch sizes (GiB, as the tables)",
+                   plots.memory_breakdown(g, m, sc, "batch", None, eff)),
     }
-    gpus = [g] + [c for c in spec.compare if c.name != g.name]
+    gpus = _gpus(spec)
     if len(gpus) > 1:
-        out["compare"] = ("GPU comparison. " + compare_note(spec),
-                          plots.gpu_comparison(gpus, m, sc, None, rows=compare_table(spec)))
+        out["compare"] = (f"GPU comparison, decode throughput within the {format_time_s(spec.slo_tpot_s)} TPOT SLO. "
+                          + compare_note(spec), plots.gpu_comparison(gpus, m, sc, None, rows=rows or compare_table(spec)))
     return out
 
 
@@ -84,19 +95,24 @@ def compare_note(spec: ReportSpec) -> str:
 
 
 def compare_table(spec: ReportSpec) -> list[dict]:
-    rows = plots.compare_rows([spec.gpu], spec.model, spec.scenario, spec.efficiency)
+    """The comparison rows, decode throughput taken at the report's TPOT SLO (the one the latency plot draws)."""
+    rows = plots.compare_rows([spec.gpu], spec.model, spec.scenario, spec.efficiency, spec.slo_tpot_s)
     others = [c for c in spec.compare if c.name != spec.gpu.name]
-    return rows + (plots.compare_rows(others, spec.model, spec.scenario) if others else [])
+    return rows + (plots.compare_rows(others, spec.model, spec.scenario, None, spec.slo_tpot_s) if others else [])
+
+
+def headline(spec: ReportSpec, r: dict, rows: list[dict] | None = None) -> str:
+    """The report's verdict: the analyze verdict with batching taken to the TPOT SLO, and the best other GPU
+    at that SLO when the report compares GPUs."""
+    b = decode_batching(spec.gpu, spec.model, spec.scenario, spec.efficiency, spec.slo_tpot_s)
+    return analyze_verdict(r, b, best_comparison(rows, spec.gpu.name) if rows else None)
 
 
 def summary_rows(r: dict) -> list[tuple[str, str]]:
-    mem = r["memory"]
+    mem, c = r["memory"], r["config"]
     return [
-        ("TTFT (prefill of the batch)", format_time_s(r["ttft_s"])),
-        ("TPOT (decode step at context %d)" % r["config"]["context"], format_time_s(r["tpot_s"])),
-        ("mean TPOT over the generation", format_time_s(r["mean_tpot_s"])),
-        ("end-to-end latency", format_time_s(r["e2e_latency_s"])),
-        ("output tokens/s (batch)", f"{r['output_tokens_per_s']:,.1f}"),
+        ("request", request_text(c)), ("decode step at", decode_step_text(c)),
+        *latency_rows(r),
         ("prefill / decode bound", f"{r['prefill']['bound']} / {r['decode']['bound']}"),
         ("decode arithmetic intensity", f"{r['decode']['arithmetic_intensity_flops_per_byte']:,.1f} FLOP/B "
          f"(ridge {r['ridge_point_flops_per_byte']:,.0f})"),
@@ -105,8 +121,9 @@ def summary_rows(r: dict) -> list[tuple[str, str]]:
         ("KV cache per token", format_bytes(mem["kv_cache_bytes_per_token"], binary=True)),
         ("KV-cache capacity", f"{format_bytes(mem['kv_cache_capacity_bytes'], binary=True)} = "
          f"{mem['kv_cache_capacity_tokens']:,} tokens"),
-        ("max batch at the decode context", f"{mem['max_batch']:,}"),
-        ("batch fits", "yes" if mem["batch_fits"] else "NO"),
+        (f"max batch at context {c['context']:,}", f"{mem['max_batch']:,}"),
+        ("weights fit", "yes" if mem["fits"] else f"NO: smallest TP that fits = {mem['min_tp_that_fits']}"),
+        ("batch fits", batch_fit_text(r)),
     ]
 
 
@@ -169,7 +186,8 @@ padding:0 24px;color:#222}h1{margin-bottom:4px}h2{border-bottom:2px solid #ddd;p
 pre{background:#f4f4f4;padding:10px;white-space:pre-wrap;word-break:break-all;font-size:14px}table{border-collapse:collapse;margin:8px 0}
 td,th{border:1px solid #ccc;padding:3px 9px;font-size:14px}th{background:#eef3fa}td.n{text-align:right}
 figure{margin:18px 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:15px;color:#444}
-.grid{display:flex;flex-wrap:wrap;gap:28px;align-items:flex-start}.muted{color:#666}"""
+.grid{display:flex;flex-wrap:wrap;gap:28px;align-items:flex-start}.muted{color:#666}
+.verdict{font-size:21px;line-height:1.4;background:#eef6ee;border-left:6px solid #2e7d32;padding:12px 16px;margin:12px 0}"""
 
 
 def _html_table(headers: list[str] | None, rows) -> str:
@@ -196,45 +214,54 @@ def _png(fig) -> bytes:
 def _compare_display(rows: list[dict]) -> list[list[str]]:
     def t(x):
         return "does not fit" if x is None else format_time_s(x)
-    return [[r["gpu"], t(r["ttft_s"]), t(r["tpot_s"]), f"{r['max_batch']:,}",
-             "-" if r["peak_decode_tokens_per_s_per_gpu"] is None else f"{r['peak_decode_tokens_per_s_per_gpu']:,.0f}",
-             r["decode_bound"]] for r in rows]
+
+    def n(x):
+        return "-" if x is None else f"{x:,.0f}"
+    return [[r["gpu"], t(r["ttft_s"]), t(r["tpot_s"]), f"{r['max_batch']:,}", f"{r['batch_at_slo']:,}",
+             n(r["decode_tokens_per_s_per_gpu"]), n(r["peak_decode_tokens_per_s_per_gpu"]), r["decode_bound"]]
+            for r in rows]
 
 
-COMPARE_HEADERS = ["GPU", "TTFT", "TPOT", "max batch", "decode tokens/s/GPU at max batch", "decode bound"]
+def compare_headers(spec: ReportSpec) -> list[str]:
+    slo = format_time_s(spec.slo_tpot_s)
+    return ["GPU", "TTFT", "TPOT", "max batch", f"batch within {slo} TPOT", f"decode tokens/s/GPU within {slo} TPOT",
+            "decode tokens/s/GPU at max batch", "decode bound"]
 
 
 def write_report(out_dir: str | Path, spec: ReportSpec) -> Path:
-    """Write the report folder; returns the path of index.html."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        r = analyze(spec.gpu, spec.model, spec.scenario, spec.efficiency)
-        figs = figures(spec, r)
-        pngs = {}
-        for name, (_, fig) in figs.items():
-            pngs[name] = _png(fig)
-            (out / f"{name}.png").write_bytes(pngs[name])
-            plots.save(fig, out / f"{name}.svg")
-        (out / "analysis.json").write_text(dumps_json(r) + "\n")
-        (out / "sweep.csv").write_text(rows_to_csv(sweep_rows(spec)))
-        comp = _compare_display(compare_table(spec)) if "compare" in figs else []
-        title = f"{spec.model.name} on {spec.gpu.display_name}"
-        (out / "index.html").write_text(_html(spec, r, figs, pngs, comp, title))
-        (out / "report.md").write_text(_markdown(spec, r, figs, comp, title))
-    except OSError as e:
-        raise RooflineError(f"cannot write {e.filename or out}: {e.strerror or e}",
-                            hint="choose an --out-dir you can write to") from e
+    """Write the report folder; returns the path of index.html. The folder is created if missing, and the
+    report's own files in it are regenerated (replaced) through `outfile`; other files are left alone."""
+    from roofline.outfile import make_folder, write_bytes, write_text
+
+    out = make_folder(out_dir)
+    r = analyze(spec.gpu, spec.model, spec.scenario, spec.efficiency)
+    rows = compare_table(spec) if len(_gpus(spec)) > 1 else None
+    figs = figures(spec, r, rows)
+    pngs = {}
+    for name, (_, fig) in figs.items():
+        pngs[name] = _png(fig)
+        write_bytes(out / f"{name}.png", pngs[name], True, "report file")
+        plots.save(fig, out / f"{name}.svg")
+    write_text(out / "analysis.json", dumps_json(r) + "\n", True, "report file")
+    write_text(out / "sweep.csv", rows_to_csv(sweep_rows(spec)), True, "report file")
+    if spec.training is not None:
+        write_text(out / "training.json", dumps_json(spec.training.to_dict()) + "\n", True, "report file")
+    comp = _compare_display(rows or [])
+    verdict = headline(spec, r, rows)
+    title = f"{spec.model.name} on {spec.gpu.display_name}"
+    write_text(out / "index.html", _html(spec, r, figs, pngs, comp, title, verdict), True, "report file")
+    write_text(out / "report.md", _markdown(spec, r, figs, comp, title, verdict), True, "report file")
     return out / "index.html"
 
 
-def _html(spec, r, figs, pngs, comp, title) -> str:
+def _html(spec, r, figs, pngs, comp, title, verdict) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{CSS}</style>"
-             f"</head><body><h1>{e(title)}</h1><p class=muted>roofline (ops:bytes) model of LLM inference. "
-             "Reproduce with:</p>", f"<pre>{e(spec.command)}</pre>"]
+             f"</head><body><h1>{e(title)}</h1><p id=verdict class=verdict>{e(verdict)}</p>"]
     for w in r["warnings"]:
         parts.append(f"<p><b>Warning:</b> {e(w)}</p>")
+    parts.append("<p class=muted>roofline (ops:bytes) model of LLM inference. Reproduce with:</p>"
+                 f"<pre>{e(spec.command)}</pre>")
     parts.append("<h2>Summary</h2>" + _html_table(["quantity", "value"], summary_rows(r)))
     parts.append("<h2>Plots</h2>")
     for name, (caption, _) in figs.items():
@@ -242,11 +269,14 @@ def _html(spec, r, figs, pngs, comp, title) -> str:
         parts.append(f"<figure id='{name}'><img alt='{e(name)}' src='data:image/png;base64,{data}'>"
                      f"<figcaption>{e(caption)}</figcaption></figure>")
     if comp:
-        parts.append(f"<h2>GPU comparison</h2><p>{e(compare_note(spec))}</p>" + _html_table(COMPARE_HEADERS, comp))
+        parts.append(f"<h2>GPU comparison</h2><p>{e(compare_note(spec))}</p>" + _html_table(compare_headers(spec), comp))
     if communication_rows(r):
         parts.append(f"<h2>Communication</h2><p>{e(COMM_NOTE)}</p>" + _html_table(COMM_HEADERS, communication_rows(r)))
     for phase in ("decode", "prefill"):
         parts.append(f"<h2>{phase.capitalize()} operators</h2>" + _html_table(OP_HEADERS, operator_rows(r, phase)))
+    if (t := spec.training) is not None:
+        parts.append(f"<h2 id=training>Training</h2><p>{e(t.note)}</p><pre>{e(t.command)}</pre>"
+                     + _html_table(["quantity", "value"], t.rows) + _html_table(LAYOUT_HEADERS, t.layout_rows))
     parts.append("<h2>Inputs</h2><div class=grid>")
     for section, rows in input_rows(spec, r).items():
         parts.append(f"<div><h3>{e(section)}</h3>{_html_table(None, rows)}</div>")
@@ -255,18 +285,22 @@ def _html(spec, r, figs, pngs, comp, title) -> str:
     return "\n".join(parts)
 
 
-def _markdown(spec, r, figs, comp, title) -> str:
-    md = [f"# {title}", "", "Reproduce with:", "", "```", spec.command, "```", ""]
+def _markdown(spec, r, figs, comp, title, verdict) -> str:
+    md = [f"# {title}", "", f"**{verdict}**", ""]
     md += [f"> Warning: {w}" for w in r["warnings"]]
+    md += ["", "Reproduce with:", "", "```", spec.command, "```", ""]
     md += ["## Summary", "", _md_table(["quantity", "value"], summary_rows(r)), "", "## Plots", ""]
     for name, (caption, _) in figs.items():
         md += [f"![{name}]({name}.png)", "", f"*{caption}*", ""]
     if comp:
-        md += ["## GPU comparison", "", compare_note(spec), "", _md_table(COMPARE_HEADERS, comp), ""]
+        md += ["## GPU comparison", "", compare_note(spec), "", _md_table(compare_headers(spec), comp), ""]
     if communication_rows(r):
         md += ["## Communication", "", COMM_NOTE, "", _md_table(COMM_HEADERS, communication_rows(r)), ""]
     for phase in ("decode", "prefill"):
         md += [f"## {phase.capitalize()} operators", "", _md_table(OP_HEADERS, operator_rows(r, phase)), ""]
+    if (t := spec.training) is not None:
+        md += ["## Training", "", t.note, "", "```", t.command, "```", "", _md_table(["quantity", "value"], t.rows),
+               "", _md_table(LAYOUT_HEADERS, t.layout_rows), ""]
     md += ["## Inputs", ""]
     for section, rows in input_rows(spec, r).items():
         md += [f"### {section}", "", _md_table(["field", "value"], rows), ""]

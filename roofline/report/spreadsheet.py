@@ -13,6 +13,7 @@ MAX, MIN, IF, INT, ROUNDUP and arithmetic is used, so Excel, LibreOffice and the
 """
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from roofline.model.analysis import Scenario
 from roofline.model.efficiency import Efficiency
 from roofline.model.engine import attention_peak, compute_peak, make_setup
 from roofline.errors import RooflineError
+from roofline.outfile import check_target, write_bytes
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
 from roofline.model.comm import collective_time
@@ -54,8 +56,9 @@ class Traffic:
     def __post_init__(self):
         for name, v in vars(self).items():
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise RooflineError(f"traffic {name} must be a positive number, got {v}", exit_code=2,
-                                    hint="requests/s, SLOs (s) and the GPU-hour price are all > 0")
+                raise RooflineError(f"{name} must be a finite number > 0, got {v}", exit_code=2, param=name,
+                                    hint="the request rate (per s), the SLOs (in seconds) and the GPU-hour price "
+                                    "are all > 0")
 
 
 def _inputs(gpu: GPUSpec, model: ModelConfig, sc: Scenario, eff: Efficiency, traffic: Traffic) -> list:
@@ -109,7 +112,17 @@ def _inputs(gpu: GPUSpec, model: ModelConfig, sc: Scenario, eff: Efficiency, tra
         ("util", "memory utilization (vLLM gpu_memory_utilization)", ms.memory_utilization, "fraction"),
         ("reserve", "runtime reserve per GPU", ms.runtime_reserve_bytes, "bytes"),
         ("mbt", "max batched tokens (activation workspace)", ms.max_batched_tokens, "tokens"),
-        ("maxseqs", "max sequences (logits buffer)", ms.max_seqs, ""),
+        ("maxseqs", "max sequences per step (the engine's cap; logits buffer)", ms.max_seqs, ""),
+        ("#", f"Serving engine ({ms.engine}; engines/{ms.engine}.json): KV-cache rule and fixed costs of a pass"),
+        ("kvrule", "KV-cache rule (total_fraction, free_fraction or static_fraction)", ms.kv_cache_rule, ""),
+        ("graphmax", "largest pass replayed from a CUDA graph (0: graphs off)",
+         ms.cuda_graph_max_batch if ms.cuda_graphs else 0, "tokens"),
+        ("prefill_graph", "prefill replays graphs up to graphmax (1: graph or piecewise, 0: eager)",
+         int(ms.prefill_launch in ("graph", "piecewise")), ""),
+        ("attn_eager", "prefill attention always eager (1: piecewise graphs)", int(ms.prefill_launch == "piecewise"),
+         ""),
+        ("eager", "host cost per kernel launched outside a graph", ms.eager_launch_s, "s"),
+        ("step", "host overhead per step (scheduling, input preparation)", ms.step_overhead_s, "s"),
         ("#", "Traffic, SLOs, price"),
         ("rps", "requests per second", traffic.requests_per_s, "1/s"),
         ("slo_ttft", "TTFT SLO", traffic.slo_ttft_s, "s"), ("slo_tpot", "TPOT SLO", traffic.slo_tpot_s, "s"),
@@ -208,13 +221,17 @@ def _write_memory(wb: Workbook, model: ModelConfig, cells: dict) -> None:
         ("kv_cache_bytes_per_token", "KV bytes per token (all layers)", "=in_layers*B4", "bytes"),
         ("kv_cache_bytes_per_sequence", "KV bytes per sequence at the decode context",
          "=" + per_seq.format(c="in_context"), "bytes"),
-        ("memory_budget_bytes", "memory budget (utilization x memory)", "=in_util*in_mem", "bytes"),
-        ("kv_cache_capacity_bytes", "KV-cache capacity per GPU", "=MAX(B7-B2-B3-in_reserve,0)", "bytes"),
+        ("memory_budget_bytes", "memory budget (the engine's rule)",
+         '=IF(in_kvrule="free_fraction",in_mem-(1-in_util)*MAX(in_mem-B2-B3-in_reserve,0),in_util*in_mem)', "bytes"),
+        ("kv_cache_capacity_bytes", "KV-cache capacity per GPU (the engine's rule)",
+         '=MAX(IF(in_kvrule="free_fraction",in_util*(in_mem-B2-B3-in_reserve),IF(in_kvrule="static_fraction",'
+         'in_util*in_mem-B2-in_reserve,B7-B2-B3-in_reserve)),0)', "bytes"),
         ("kv_cache_capacity_tokens", "KV-cache capacity", "=INT(B8/B5)", "tokens"),
-        ("max_batch", "max batch at the decode context",
-         "=INT(B8/(" + per_seq.format(c="MAX(in_context,1)") + "))", "sequences"),
-        ("kv_cache_utilization", "KV-cache utilization of the batch", "=IF(B8>0,in_batch*B6/B8,1E+30)", "fraction"),
-        ("batch_fits", "batch fits?", '=IF(in_batch<=B10,"yes","NO")', ""),
+        ("max_batch", "max batch at the decode context (KV-limited, at most max sequences)",
+         "=MIN(INT(B8/(" + per_seq.format(c="MAX(in_context,1)") + ")),in_maxseqs)", "sequences"),
+        ("kv_cache_utilization", "KV-cache utilization of the batch", '=IF(B8>0,in_batch*B6/B8,"no KV cache")',
+         "fraction"),
+        ("batch_fits", "batch fits?", f'=IF(B10<1,"{NO_ROOM}",IF(in_batch<=B10,"yes","{NO_BATCH}"))', ""),
     ]
     _named_block(ws, "Memory per GPU", rows, cells, "memory")
     _widths(ws, (46, 22, 12))
@@ -238,7 +255,11 @@ def _write_pass(wb: Workbook, model: ModelConfig, title: str, new: str, cached: 
             ("query-key pairs (T*)", "=B2*((1-B5)*(B3*B4+B3*(B3+1)/2)+B5*((B6*(B6+1)-B4*(B4+1))/2+in_window*(B4+B3-B6)))"),
             ("KV tokens read", "=B2*((1-B5)*(B4+B3)+B5*MIN(B4+B3,in_window+B3-1))"),
             ("new tokens (T)", "=B2*B3"), ("heads per GPU", "=in_heads/in_tp"),
-            ("KV heads per GPU", "=" + KV_HEADS_PER_GPU), ("embedding bytes per element", "=" + EMBEDDING_BYTES)]
+            ("KV heads per GPU", "=" + KV_HEADS_PER_GPU), ("embedding bytes per element", "=" + EMBEDDING_BYTES),
+            ("kernels launched eagerly (1) or from a graph (0)",
+             "=IF(AND(in_graphmax>0,B9<=in_graphmax),0,1)" if new.strip() == "1" else
+             "=IF(AND(in_prefill_graph=1,in_graphmax>0,B9<=in_graphmax),0,1)"),
+            ("attention kernels eager", "=B13" if new.strip() == "1" else "=MAX(B13,in_attn_eager)")]
     for i, (label, f) in enumerate(head, start=2):
         ws.cell(i, 1, label)
         ws.cell(i, 2, f)
@@ -255,6 +276,16 @@ def _write_pass(wb: Workbook, model: ModelConfig, title: str, new: str, cached: 
                                 hint="add it to roofline/report/formulas.py")
         _op_row(ws, r, op, count, OPERATOR_FORMULAS[op.name](model, refs), cells, prefix)
         r += 1
+    ws.cell(r, 1, "engine_step")  # the engine's host overhead per step (roofline.model.phases)
+    ws.cell(r, 2, "host")
+    for col in (3, 4, 5, 6, 7, 9, 10):
+        ws.cell(r, col, 0)
+    ws.cell(r, 11, "=in_step")
+    ws.cell(r, 12, f"=K{r}")
+    ws.cell(r, 13, "host")
+    for key, col in (("flops", "E"), ("bytes_read", "F"), ("bytes_written", "G"), ("time_s", "L")):
+        cells[f"{prefix}.op.engine_step.{key}"] = f"'{ws.title}'!{col}{r}"
+    r += 1
     first, last = top + 1, r - 1
     ws.cell(r, 1, "total").font = BOLD
     for col in "EFGIJKL":
@@ -279,23 +310,31 @@ def _op_row(ws, r: int, op, count: int, f, cells: dict, prefix: str) -> None:
         ws.cell(r, 10, 0)
         ws.cell(r, 11, 0)
         lat, spb = f"in_cl_{prefix}_{op.name}", f"in_cb_{prefix}_{op.name}"
-        ws.cell(r, 12, f"=IF(({comm})>0,C{r}*D{r}*({lat}+({comm})*{spb}),0)")
+        ws.cell(r, 12, f"=IF(({comm})>0,C{r}*D{r}*({lat}+({comm})*{spb}),0)+C{r}*D{r}*in_eager*$B$13")
         ws.cell(r, 13, "interconnect")
     else:
         peak = {"tensor": "in_peak*IF(in_a<=1,in_eff_c8,in_eff_c)", "attention": "in_attn_peak*in_eff_c",
                 "vector": "in_fp32*in_eff_v"}[op.unit]
         ws.cell(r, 9, f"=E{r}/({peak})")
         ws.cell(r, 10, f"=(F{r}+G{r})/(in_bw*in_eff_m)")
-        ws.cell(r, 11, f"=C{r}*D{r}*in_overhead")
+        eager = "$B$14" if op.unit == "attention" else "$B$13"
+        ws.cell(r, 11, f"=C{r}*D{r}*(in_overhead+in_eager*{eager})")
         ws.cell(r, 12, f"=MAX(I{r},J{r})+K{r}")
         ws.cell(r, 13, f'=IF(I{r}>=J{r},"compute","memory")')
     for key, col in (("flops", "E"), ("bytes_read", "F"), ("bytes_written", "G"), ("time_s", "L")):
         cells[f"{prefix}.op.{op.name}.{key}"] = f"'{ws.title}'!{col}{r}"
 
 
+#: what the memory and sizing cells say for a deployment that does not fit (no number of GPUs is sized for it)
+NO_ROOM = "NO: the weights leave no room for the KV cache (raise the TP degree)"
+NO_BATCH = "NO: the batch exceeds the max batch"
+DOES_NOT_FIT = "does not fit"
+
+
 def _write_sizing(wb: Workbook, cells: dict) -> None:
     ws = wb.create_sheet("Sizing")
     pre, dec, mean = cells["prefill.time_s"], cells["decode.time_s"], cells["decode_mean.time_s"]
+    unfit = f"in_batch>{cells['memory.max_batch']}"  # also true when not one sequence fits (max batch 0)
     rows = [
         ("ttft_s", "TTFT (prefill of the batch)", f"={pre}", "s"),
         ("tpot_s", "TPOT (decode step at the decode context)", f"={dec}", "s"),
@@ -305,12 +344,13 @@ def _write_sizing(wb: Workbook, cells: dict) -> None:
         ("output_tokens_per_s_per_gpu", "output tokens/s per GPU", "=B6/in_tp", "tokens/s"),
         ("decode_tokens_per_s_per_gpu", "decode tokens/s per GPU (batch / TPOT)", "=in_batch/B3/in_tp", "tokens/s"),
         ("concurrency", "sequences in flight (requests/s x latency)", "=in_rps*B5", "sequences"),
-        ("replicas", "replicas needed", "=ROUNDUP(B9/in_batch,0)", ""),
-        ("gpus", "GPUs needed", "=B10*in_tp", "GPUs"),
-        ("usd_per_hour", "cost per hour", "=B11*in_usd", "USD"),
-        ("usd_per_1m_tokens", "cost per 1M output tokens at this traffic", "=B12/(in_rps*in_output*3600)*1000000",
-         "USD"),
-        ("usd_per_1m_tokens_full", "cost per 1M output tokens at full load", "=in_usd/(B7*3600)*1000000", "USD"),
+        ("replicas", "replicas needed", f'=IF({unfit},"{DOES_NOT_FIT}",ROUNDUP(B9/in_batch,0))', ""),
+        ("gpus", "GPUs needed", f'=IF({unfit},"{DOES_NOT_FIT}",B10*in_tp)', "GPUs"),
+        ("usd_per_hour", "cost per hour", f'=IF({unfit},"{DOES_NOT_FIT}",B11*in_usd)', "USD"),
+        ("usd_per_1m_tokens", "cost per 1M output tokens at this traffic",
+         f'=IF({unfit},"{DOES_NOT_FIT}",B12/(in_rps*in_output*3600)*1000000)', "USD"),
+        ("usd_per_1m_tokens_full", "cost per 1M output tokens at full load",
+         f'=IF({unfit},"{DOES_NOT_FIT}",in_usd/(B7*3600)*1000000)', "USD"),
         ("ttft_ok", "TTFT SLO met?", '=IF(B2<=in_slo_ttft,"yes","NO")', ""),
         ("tpot_ok", "TPOT SLO met?", '=IF(B3<=in_slo_tpot,"yes","NO")', ""),
         ("fits", "batch fits the KV cache?", f"={cells['memory.batch_fits']}", ""),
@@ -334,9 +374,10 @@ def _write_sweep(wb: Workbook, rows: list[dict]) -> None:
 
 def build_workbook(gpu: GPUSpec, model: ModelConfig, scenario: Scenario | None = None,
                    efficiency: Efficiency | None = None, traffic: Traffic | None = None,
-                   sweep_rows: list[dict] | None = None) -> tuple[Workbook, dict]:
+                   sweep_rows: list[dict] | None = None, training=None) -> tuple[Workbook, dict]:
     """The workbook and a map of result keys ('memory.max_batch', 'decode.op.qkv_proj.time_s', 'sizing.gpus',
-    ...) to their cells, for tests and tools that read it back."""
+    ...) to their cells, for tests and tools that read it back. `training` (a `training_sheet.TrainingSheetSpec`)
+    adds the Training inputs and Training sheets ('training.step_time_s', ...)."""
     sc = (scenario or Scenario()).checked(model)
     eff, cells = efficiency or Efficiency(), {}
     wb = Workbook()
@@ -350,21 +391,22 @@ def build_workbook(gpu: GPUSpec, model: ModelConfig, scenario: Scenario | None =
                 "the step at the mid-generation context = mean step time (exact while no operator changes bound)",
                 cells, "decode_mean")
     _write_sizing(wb, cells)
+    if training is not None:
+        from roofline.report.training_sheet import write_training_sheets
+        write_training_sheets(wb, gpu, model, training, cells)
     _write_sweep(wb, sweep_rows or [])
     return wb, cells
 
 
 def write_workbook(path: str | Path, *args, **kw) -> tuple[Path, dict]:
-    """Build and save the workbook; returns (path, cell map)."""
+    """Build and save the workbook through `outfile.write_bytes` (a workbook already at `path` is replaced: it
+    is regenerated from its command; a link, directory or device is refused); returns (path, cell map). The
+    workbook is zipped in memory first, so a full disk leaves neither a half-written file nor an open archive."""
     path = Path(path)
     if path.suffix.lower() != ".xlsx":
         raise RooflineError(f"cannot write a workbook to {path.name}", hint="use a .xlsx file name", exit_code=2)
+    check_target(path, True, "workbook")  # before building it: a bad path fails fast
     wb, cells = build_workbook(*args, **kw)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        wb.save(path)
-    except OSError as e:
-        why = f"{path.parent} is a file" if path.parent.is_file() else e.strerror or e
-        raise RooflineError(f"cannot write {path}: {why}",
-                            hint="choose a file in a folder you can write to") from e
-    return path, cells
+    buf = io.BytesIO()
+    wb.save(buf)
+    return write_bytes(path, buf.getvalue(), True, "workbook"), cells

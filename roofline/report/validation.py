@@ -8,7 +8,7 @@ from rich.console import Console
 
 from roofline.measure.validate import POINT_COLUMNS
 from roofline.report.render import dumps_json, rows_to_csv, table
-from roofline.units import format_rate, format_time_s
+from roofline.units import format_bytes, format_rate, format_time_s
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
@@ -72,7 +72,44 @@ def _tables(result: dict[str, Any]) -> str:
     out_rows = [(o["id"], _pct(o["error"]), o["cause"]) for o in result["outliers"]]
     if out_rows:
         con.print(table("Outliers", ["point", "error", "likely cause"], out_rows, justify_right=False))
-    if result["above_ceiling"]:
-        con.print("Above 105% of a ceiling (counting bug?): " + ", ".join(result["above_ceiling"]))
+    for line in measurement_notes(result):
+        con.print(line, highlight=False, markup=False, soft_wrap=True)
     return buf.getvalue()
+
+
+def measurement_notes(result: dict[str, Any]) -> list[str]:
+    """What the table's numbers rest on: contention during the run, the unstable points left out, the points
+    not measured and why, the cache-resident points and those above a ceiling (older results lack some keys)."""
+    lines = []
+    c = result.get("contention")
+    if c is None:
+        lines.append("Contention: not recorded (profile written before contention detection)")
+    elif c["detected"]:
+        lines.append("Contention DETECTED during the run: " + "; ".join(c["reasons"]))
+    else:
+        figures = [f"reference {k} within {_pct(v)}" for k, v in c["reference_slowdown"].items()]
+        if c.get("other_cpu_fraction") is not None:
+            figures.append(f"other processes {_pct(c['other_cpu_fraction'])} of the CPU time")
+        if c.get("steal_fraction") is not None:
+            figures.append(f"steal {_pct(c['steal_fraction'])}")
+        lines.append("Contention: none detected (" + ", ".join(figures) + ")")
+    u = result.get("unstable")
+    if u and u["points"]:
+        lines.append(f"Unstable: {len(u['points'])} points whose rounds still disagreed after re-measurement: "
+                     f"{u['excluded_from_fit']} excluded from the fit, {u['excluded_from_errors']} from the error "
+                     f"statistics: " + ", ".join(u["points"]))
+    elif u is not None:
+        lines.append("Unstable: none (every point's rounds agree)")
+    by_reason: dict[str, list[str]] = {}
+    for pid, why in (result.get("skipped") or {}).items():
+        by_reason.setdefault(str(why), []).append(pid)
+    for why, ids in by_reason.items():
+        lines.append(f"Not measured: {len(ids)} points ({why}): " + ", ".join(ids))
+    if result.get("cache_resident"):
+        lines.append(f"Cache-resident, not an error (bandwidth above the DRAM/HBM ceiling, working set under "
+                     f"{format_bytes(result['cache_resident_below_bytes'], binary=True)}, the cache being "
+                     f"{format_bytes(result['cache_bytes'], binary=True)}): " + ", ".join(result["cache_resident"]))
+    if result["above_ceiling"]:
+        lines.append("Above 105% of a ceiling (counting bug?): " + ", ".join(result["above_ceiling"]))
+    return lines
 

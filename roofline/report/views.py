@@ -93,6 +93,39 @@ def _op_rows(phase: dict):
                f"{c['link']}, {c['algorithm']})", "-", c["limiter"], format_time_s(c["time_s"]))
 
 
+def request_text(c: dict) -> str:
+    """The request every latency figure describes: 'batch 64 x (prompt 1,024 + output 256 tokens)'."""
+    return f"batch {c['batch']:,} x (prompt {c['prompt']:,} + output {c['output']:,} tokens)"
+
+
+def decode_step_text(c: dict) -> str:
+    """Where the decode step (TPOT, max batch, KV per sequence) is taken, and whether the request reaches it."""
+    end = c["prompt"] + c["output"]
+    if c["context"] == end:
+        return f"context {c['context']:,} (the request's last step)"
+    return (f"context {c['context']:,} (set apart from the request, which decodes at contexts "
+            f"{c['prompt']:,}-{end:,})")
+
+
+def latency_rows(r: dict) -> list[tuple[str, str]]:
+    """TTFT, TPOT, mean TPOT, end-to-end and tokens/s, each labelled with the request or step it describes."""
+    c = r["config"]
+    end = c["prompt"] + c["output"]
+    return [(f"TTFT (prefill of {c['batch']:,} x {c['prompt']:,}-token prompts)", format_time_s(r["ttft_s"])),
+            (f"TPOT at context {c['context']:,}", format_time_s(r["tpot_s"])),
+            (f"mean TPOT over the request (contexts {c['prompt']:,}-{end:,})", format_time_s(r["mean_tpot_s"])),
+            ("end-to-end latency of the request", format_time_s(r["e2e_latency_s"])),
+            ("output tokens/s over the request (batch)", f"{r['output_tokens_per_s']:,.1f}")]
+
+
+def batch_fit_text(r: dict) -> str:
+    """'yes' or 'NO: 64 > max batch 27 at context 32,768'."""
+    m, c = r["memory"], r["config"]
+    if m["batch_fits"]:
+        return "yes"
+    return f"NO: {c['batch']:,} > max batch {m['max_batch']:,} at context {c['context']:,}"
+
+
 def analyze_tables(r: dict):
     c, m = r["config"], r["memory"]
     layout = f"tp {c['tp']}" + "".join(f", {k.replace('_', ' ')} {c[k]}" for k in ("pp", "ep", "dp_attention")
@@ -100,19 +133,19 @@ def analyze_tables(r: dict):
     head = [("GPU", f"{r['gpu_display_name']} x {c['gpus']} ({layout})" if c["gpus"] > 1 else
              f"{r['gpu_display_name']} x tp {c['tp']}"), ("model", f"{r['model']} ({format_count(r['parameters'])} parameters)"),
             ("precisions w/a/kv", f"{c['weights']}/{c['activations']}/{c['kv']}"),
-            ("batch, prompt, output, context", f"{c['batch']}, {c['prompt']}, {c['output']}, {c['context']}"),
+            ("request", request_text(c)), ("decode step at", decode_step_text(c)),
             ("ridge point", f"{r['ridge_point_flops_per_byte']:,.1f} FLOP/B ({c['activations']} dense peak / HBM bandwidth)"),
-            ("TTFT", format_time_s(r["ttft_s"])), ("TPOT at context", format_time_s(r["tpot_s"])),
-            ("mean TPOT", format_time_s(r["mean_tpot_s"])), ("end-to-end latency", format_time_s(r["e2e_latency_s"])),
-            ("output tokens/s", f"{r['output_tokens_per_s']:,.1f}"), ("critical batch (decode)", str(r["critical_batch"]))]
+            *latency_rows(r), ("critical batch (decode)", str(r["critical_batch"]))]
     if c["pp"] > 1:
         head.append(("pipeline bubble (prefill)", f"{r['pipeline_bubble_fraction']:.0%} of the stages' time idle"))
     mem = [("weights", format_bytes(m["weights_bytes"], True)), ("KV cache per token", format_bytes(m["kv_cache_bytes_per_token"], True)),
-           ("KV cache per sequence", format_bytes(m["kv_cache_bytes_per_sequence"], True)),
+           (f"KV cache per sequence of {c['context']:,} tokens", format_bytes(m["kv_cache_bytes_per_sequence"], True)),
            ("activations", format_bytes(m["activation_bytes"], True)), ("runtime reserve", format_bytes(m["runtime_reserve_bytes"], True)),
            ("KV cache capacity", f"{format_bytes(m['kv_cache_capacity_bytes'], True)} = {m['kv_cache_capacity_tokens']:,} tokens"),
-           ("max batch at context", f"{m['max_batch']:,}"), ("KV utilisation of batch", f"{m['kv_cache_utilization']:.1%}"),
-           ("fits", "yes" if m["fits"] else f"no: smallest TP that fits = {m['min_tp_that_fits']}")]
+           (f"max batch at context {c['context']:,}", f"{m['max_batch']:,}"),
+           ("KV utilisation of batch", f"{m['kv_cache_utilization']:.1%}"),
+           ("weights fit", "yes" if m["fits"] else f"no: smallest TP that fits = {m['min_tp_that_fits']}"),
+           ("batch fits", batch_fit_text(r))]
     phases = [(name, format_rate(r[name]["flops"], "FLOP"), format_bytes(r[name]["bytes"]),
                _ai(r[name]["arithmetic_intensity_flops_per_byte"]), r[name]["bound"], format_time_s(r[name]["time_s"]))
               for name in ("prefill", "decode")]

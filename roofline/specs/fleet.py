@@ -6,11 +6,12 @@ Fleet file (examples/fleet.json):
      "regions": {"us-east": {"h100-sxm": 64, "h200-sxm": 16},
                  "eu-west": {"h100-sxm": {"available": 32, "price_per_gpu_hour": 2.9}}}}
 
-A region entry is a GPU count, or an object with `available` and an optional regional price.
+A region entry is a GPU count, or an object with `available` and an optional regional price. Counts are whole
+numbers from 0 to MAX_GPUS, prices numbers from 0 to MAX_PRICE_PER_GPU_HOUR; an unknown key, a wrong type or a
+value out of range is an error naming the file and the field's path (`regions.us-east.h100-sxm`).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,41 +39,81 @@ class Fleet:
         return Fleet({**self.prices, **prices}, supply)
 
 
+#: the most GPUs of one type a region may offer (the largest clusters hold ~10**5; a bigger count is a typo)
+MAX_GPUS = 10_000_000
+#: the highest price per GPU-hour (in the file's currency, USD by convention) a fleet file may give
+MAX_PRICE_PER_GPU_HOUR = 1e6
+_HINT = "see examples/fleet.json for a complete fleet file"
+
+
 def _bad(where: str, field: str, expected: str, found) -> RooflineError:
-    return RooflineError(f"{where}: field '{field}' must be {expected}, found {found!r}",
-                         hint="see examples/fleet.json for a complete fleet file")
+    text = repr(found)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return RooflineError(f"{where}: field '{field}' must be {expected}, found {text}", hint=_HINT)
 
 
-def _nonneg(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+def _price_ok(v) -> bool:
+    """A price: a number from 0 to MAX_PRICE_PER_GPU_HOUR (NaN, infinities and true/false are not)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= MAX_PRICE_PER_GPU_HOUR
+
+
+def _count_ok(v) -> bool:
+    """A GPU count: a whole number from 0 to MAX_GPUS (8.0 counts as one; comparing never converts a huge int)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= MAX_GPUS and float(v).is_integer()
+
+
+def _object(v, where: str, field: str, expected: str) -> dict:
+    if not isinstance(v, dict):
+        raise _bad(where, field, expected, v)
+    return v
+
+
+def _only(d: dict, allowed: tuple[str, ...], where: str, prefix: str) -> None:
+    extra = sorted(set(d) - set(allowed))
+    if extra:
+        raise RooflineError(f"{where}: unknown field '{prefix}{extra[0]}'", hint=f"allowed in '{prefix[:-1]}': "
+                            f"{', '.join(allowed)}; {_HINT}")
 
 
 def parse_fleet(d, where: str = "fleet") -> Fleet:
+    """A Fleet from its JSON document; every field typed and ranged (counts whole numbers from 0 to MAX_GPUS,
+    prices numbers from 0 to MAX_PRICE_PER_GPU_HOUR), errors naming `where` (the file) and the field's path."""
     if not isinstance(d, dict):
         raise _bad(where, "(top level)", "a JSON object", type(d).__name__)
     extra = sorted(set(d) - {"gpus", "regions", "description"})
     if extra:
         raise RooflineError(f"{where}: unknown field '{extra[0]}'", hint="allowed: gpus, regions, description")
+    if "description" in d and not isinstance(d["description"], str):
+        raise _bad(where, "description", "a string", d["description"])
     prices = {}
-    for g, v in (d.get("gpus") or {}).items():
-        if not isinstance(v, dict) or not _nonneg(v.get("price_per_gpu_hour")):
-            raise _bad(where, f"gpus.{g}.price_per_gpu_hour", "a number >= 0 (USD per GPU-hour)",
+    gpus = _object(d.get("gpus", {}), where, "gpus", "an object of gpu -> {\"price_per_gpu_hour\": USD}")
+    for g, v in gpus.items():
+        if not isinstance(v, dict) or not _price_ok(v.get("price_per_gpu_hour")):
+            raise _bad(where, f"gpus.{g}.price_per_gpu_hour", f"a number from 0 to {MAX_PRICE_PER_GPU_HOUR:g} (USD per "
+                       f"GPU-hour), written as {{\"{g}\": {{\"price_per_gpu_hour\": 2.5}}}}",
                        v.get("price_per_gpu_hour") if isinstance(v, dict) else v)
+        _only(v, ("price_per_gpu_hour",), where, f"gpus.{g}.")
         prices[g] = float(v["price_per_gpu_hour"])
     regions = d.get("regions")
     if not isinstance(regions, dict) or not regions:
         raise _bad(where, "regions", "an object of region -> {gpu: count}", regions)
     supply = {}
     for r, gs in regions.items():
-        if not isinstance(gs, dict):
-            raise _bad(where, f"regions.{r}", "an object of gpu -> count", gs)
+        gs = _object(gs, where, f"regions.{r}", "an object of gpu -> count")
         for g, v in gs.items():
-            count, price = (v, None) if not isinstance(v, dict) else (v.get("available"), v.get("price_per_gpu_hour"))
-            if not _nonneg(count) or int(count) != count:
+            if isinstance(v, dict):
+                _only(v, ("available", "price_per_gpu_hour"), where, f"regions.{r}.{g}.")
+                count, price = v.get("available"), v.get("price_per_gpu_hour")
+            else:
+                count, price = v, None
+            if not _count_ok(count):
+                too_many = isinstance(count, (int, float)) and not isinstance(count, bool) and count > MAX_GPUS
                 raise _bad(where, f"regions.{r}.{g}" + (".available" if isinstance(v, dict) else ""),
-                           "a whole number of GPUs >= 0", count)
-            if price is not None and not _nonneg(price):
-                raise _bad(where, f"regions.{r}.{g}.price_per_gpu_hour", "a number >= 0", price)
+                           f"a whole number of GPUs <= {MAX_GPUS:,}" if too_many else "a whole number of GPUs >= 0",
+                           count)
+            if price is not None and not _price_ok(price):
+                raise _bad(where, f"regions.{r}.{g}.price_per_gpu_hour",
+                           f"a number >= 0 (at most {MAX_PRICE_PER_GPU_HOUR:g} USD per GPU-hour)", price)
             supply[(r, g)] = (int(count), None if price is None else float(price))
     return Fleet(prices, supply)
 
@@ -101,6 +142,6 @@ def resolve_gpu_names(fleet: Fleet, where: str) -> Fleet:
 
 
 def load_fleet(path: str | Path) -> Fleet:
-    """Read and validate a fleet JSON file."""
+    """Read (`jsonfile.read_json`: a regular UTF-8 file of bounded size, strict JSON) and validate a fleet file."""
     d = read_json(path, "fleet file", "examples/fleet.json")
     return resolve_gpu_names(parse_fleet(d, str(path)), str(path))

@@ -21,8 +21,8 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 import json
-import math
 import re
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from roofline.errors import RooflineError
+from roofline.jsonfile import parse_json, read_text
 from roofline.specs.precision import COMPUTE_PRECISIONS
 
 SCHEMA_VERSION = 1
@@ -62,6 +63,7 @@ _TEXT_FIELDS = ("name", "display_name", "vendor", "architecture")
 _REQUIRED = ("schema_version", *_TEXT_FIELDS, "flops_are", "sources", *_FIGURES, "peak_flops_per_s")
 _OPTIONAL = ("form_factor", "aliases", "notes", *_NODE_FIGURES)
 _FIGURE_KEYS = ("value", "source", "note")
+_FLOAT_MAX = sys.float_info.max
 
 
 @dataclass(frozen=True)
@@ -175,17 +177,8 @@ def resolve_gpu_name(text: str) -> str:
 
 def load_gpu_file(path: str | Path) -> GPUSpec:
     """Load and validate one spec file from disk."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise RooflineError(
-            f"GPU spec file not found: {p}",
-            hint="pass a built-in name (see `roofline gpus`) or the path of an existing JSON spec file",
-        )
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RooflineError(f"cannot read GPU spec file {p}: {exc}") from exc
-    return parse_gpu_spec(text, str(p.resolve()))
+    text = read_text(path, "GPU spec file", EXAMPLE_FILE)
+    return parse_gpu_spec(text, str(Path(path).expanduser().resolve()))
 
 
 def parse_gpu_spec(text: str, where: str) -> GPUSpec:
@@ -274,25 +267,9 @@ def _show(x: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 def _parse_json(text: str, where: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates)
-    except json.JSONDecodeError as exc:
-        raise RooflineError(
-            f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-            hint="check for a missing comma or quote, or a trailing comma, near that spot",
-        ) from exc
-    except ValueError as exc:
-        raise RooflineError(f"{where}: invalid JSON: {exc}", hint="each field may appear only once") from exc
+    """Strict JSON (no duplicate keys, NaN or Infinity; bounded nesting) holding an object."""
+    data = parse_json(text, where, EXAMPLE_FILE)
     if not isinstance(data, dict):
         raise _fail(where, "(top level)", "a JSON object", type(data).__name__)
     return data
@@ -388,7 +365,8 @@ def _check_value(x: Any, fieldname: str, kind: str, where: str, example: str = E
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    """A finite JSON number (an integer beyond a float's range is not: comparing never converts it)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and -_FLOAT_MAX <= x <= _FLOAT_MAX
 
 
 def _parse_peaks(raw: Any, sources: dict[str, str], where: str, provenance: dict[str, str]) -> dict[str, float]:

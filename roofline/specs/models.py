@@ -30,9 +30,18 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from roofline.errors import RooflineError
+from roofline.jsonfile import parse_json, read_json
 
 CATALOG_DIR = "model_catalog"
 CONFIG_FILE = "config.json"
+#: a complete config.json to copy from (named in error hints)
+EXAMPLE_FILE = "roofline/specs/model_catalog/llama-3.1-8b.json"
+#: the largest width or count a config.json field may hold (hidden size, heads, layers, experts, vocabulary,
+#: LoRA ranks): 2**24, far beyond any model (DeepSeek-V3: hidden 7168, vocabulary 129280, 256 experts), so
+#: products of a few of them stay exact in float64
+MAX_WIDTH = 2**24
+#: the largest position count (max_position_embeddings, sliding_window): 2**31 - 1, as roofline's token counts
+MAX_POSITIONS = 2**31 - 1
 
 
 def _linear(n_in: int, n_out: int, bias: bool) -> int:
@@ -276,7 +285,7 @@ _REQUIRED = object()
 
 
 class _Fields:
-    """Typed access to one config.json dict; errors name the file, the model_type and the field."""
+    """Typed, ranged access to one config.json dict; errors name the file, the model_type and the field."""
 
     def __init__(self, raw: Mapping[str, Any], source: str, model_type: str):
         self.raw, self.source, self.model_type = raw, source, model_type
@@ -294,33 +303,55 @@ class _Fields:
             hint="this field sets a tensor shape; add it to the config.json",
         )
 
-    def integer(self, *keys: str, default: Any = _REQUIRED) -> Any:
+    def bad(self, key: str, expected: str, value: Any) -> RooflineError:
+        return RooflineError(f"{self.source}: field '{key}' must be {expected}, got {_show(value)}",
+                             hint=f"fix the value in the config.json; {EXAMPLE_FILE} is a complete example")
+
+    def integer(self, *keys: str, default: Any = _REQUIRED, lo: int = 0, hi: int = MAX_WIDTH) -> Any:
+        """A whole number in [lo, hi] (a float such as 4096.0 is accepted; true/false are not numbers)."""
         key, value = self._lookup(keys)
         if value is None:
             if default is _REQUIRED:
                 raise self._missing(keys)
             return default
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise RooflineError(f"{self.source}: field '{key}' must be a non-negative integer, got {value!r}")
-        return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi \
+                or not float(value).is_integer():  # NaN fails the comparison; a huge int is never converted
+            raise self.bad(key, f"a whole number from {lo:,} to {hi:,}", value)
+        return int(value)
 
     def flag(self, key: str, default: bool) -> bool:
         value = self.raw.get(key)
-        return default if value is None else bool(value)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.bad(key, "true or false", value)
+        return value
 
-    def number(self, key: str, default: float) -> float:
+    def number(self, key: str, default: float, lo: float, hi: float) -> float:
+        """A finite number in [lo, hi]."""
         value = self.raw.get(key)
         if value is None:
             return default
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RooflineError(f"{self.source}: field '{key}' must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise self.bad(key, f"a number from {lo:g} to {hi:g}", value)  # NaN fails the comparison too
         return float(value)
 
     def text(self, *keys: str, default: str = "") -> str:
-        value = self._lookup(keys)[1]
-        return default if value is None else str(value)
+        key, value = self._lookup(keys)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self.bad(key, "a string", value)
+        return value
+
+
+def _show(value: Any) -> str:
+    """A value as the file spells it, cut to 60 characters."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # ======================================================================================
@@ -328,37 +359,41 @@ class _Fields:
 # ======================================================================================
 def _decoder_common(f: _Fields, max_positions: int, tie: bool = False) -> dict[str, Any]:
     """Fields shared by the Llama-style configs (names as in LlamaConfig)."""
-    hidden, heads = f.integer("hidden_size"), f.integer("num_attention_heads")
+    hidden, heads = f.integer("hidden_size", lo=1), f.integer("num_attention_heads", lo=1)
     head_dim = f.integer("head_dim", default=None) or _divide(f, hidden, heads, "hidden_size", "num_attention_heads")
     return dict(
         hidden_size=hidden,
-        num_layers=f.integer("num_hidden_layers"),
+        num_layers=f.integer("num_hidden_layers", lo=1),
         num_heads=heads,
-        num_kv_heads=f.integer("num_key_value_heads", default=heads),
+        num_kv_heads=f.integer("num_key_value_heads", default=heads, lo=1),
         head_dim=head_dim,
         v_head_dim=head_dim,
-        intermediate_size=f.integer("intermediate_size"),
-        vocab_size=f.integer("vocab_size"),
-        max_position_embeddings=f.integer("max_position_embeddings", default=max_positions),
+        intermediate_size=f.integer("intermediate_size", lo=1),
+        vocab_size=f.integer("vocab_size", lo=1),
+        max_position_embeddings=f.integer("max_position_embeddings", default=max_positions, lo=1, hi=MAX_POSITIONS),
         tie_word_embeddings=f.flag("tie_word_embeddings", tie),
-        rotary_dim=int(head_dim * f.number("partial_rotary_factor", 1.0)),
+        rotary_dim=int(head_dim * f.number("partial_rotary_factor", 1.0, lo=0.0, hi=1.0)),
         hidden_act=f.text("hidden_act", default="silu"),
     )
 
 
 def _divide(f: _Fields, a: int, b: int, a_name: str, b_name: str) -> int:
     if b == 0 or a % b:
-        raise RooflineError(f"{f.source}: '{a_name}' ({a}) is not a multiple of '{b_name}' ({b})")
+        raise RooflineError(f"{f.source}: '{a_name}' ({a}) is not a multiple of '{b_name}' ({b})",
+                            hint="check both fields against the model's published config.json")
     return a // b
 
 
-def _layer_types_window(f: _Fields) -> tuple[int | None, int] | None:
-    """Newer transformers write an explicit per-layer list; it wins over family rules."""
+def _layer_types_window(f: _Fields, num_layers: int) -> tuple[int | None, int] | None:
+    """Newer transformers write an explicit per-layer list (one attention type per layer); it wins over family
+    rules."""
     types = f.raw.get("layer_types")
-    if not isinstance(types, list):
+    if types is None:
         return None
+    if not (isinstance(types, list) and len(types) == num_layers and all(isinstance(t, str) for t in types)):
+        raise f.bad("layer_types", f"a list of {num_layers} attention types (one per layer)", types)
     count = sum(1 for t in types if t == "sliding_attention")
-    return (f.integer("sliding_window"), count) if count else (None, 0)
+    return (f.integer("sliding_window", lo=1, hi=MAX_POSITIONS), count) if count else (None, 0)
 
 
 def _window(f: _Fields, num_layers: int, rule: Callable[[int], int], default: int | None) -> dict[str, Any]:
@@ -367,11 +402,11 @@ def _window(f: _Fields, num_layers: int, rule: Callable[[int], int], default: in
     ``default`` is the transformers config-class default, used only when the key is absent
     (an explicit ``null`` means no window).
     """
-    explicit = _layer_types_window(f)
+    explicit = _layer_types_window(f, num_layers)
     if explicit is not None:
         window, layers = explicit
     else:
-        window = f.integer("sliding_window", default=None) if "sliding_window" in f.raw else default
+        window = f.integer("sliding_window", default=None, hi=MAX_POSITIONS) if "sliding_window" in f.raw else default
         layers = rule(num_layers) if window else 0
     return dict(sliding_window=window if layers else None, sliding_window_layers=layers)
 
@@ -393,8 +428,8 @@ def _parse_mixtral(f: _Fields) -> dict[str, Any]:
     kw = _decoder_common(f, max_positions=4096 * 32)
     kw.update(
         **_window(f, kw["num_layers"], rule=lambda n: n, default=None),
-        num_experts=f.integer("num_local_experts"),
-        num_experts_per_tok=f.integer("num_experts_per_tok"),
+        num_experts=f.integer("num_local_experts", lo=1),
+        num_experts_per_tok=f.integer("num_experts_per_tok", lo=1),
         moe_intermediate_size=kw["intermediate_size"],
     )
     return kw
@@ -435,18 +470,19 @@ def _parse_gemma2(f: _Fields) -> dict[str, Any]:
 
 
 def _parse_gptj(f: _Fields) -> dict[str, Any]:
-    hidden, heads = f.integer("n_embd", "hidden_size"), f.integer("n_head", "num_attention_heads")
+    hidden, heads = f.integer("n_embd", "hidden_size", lo=1), f.integer("n_head", "num_attention_heads", lo=1)
     head_dim = _divide(f, hidden, heads, "n_embd", "n_head")
     return dict(
         hidden_size=hidden,
-        num_layers=f.integer("n_layer", "num_hidden_layers"),
+        num_layers=f.integer("n_layer", "num_hidden_layers", lo=1),
         num_heads=heads,
         num_kv_heads=heads,
         head_dim=head_dim,
         v_head_dim=head_dim,
-        intermediate_size=f.integer("n_inner", default=4 * hidden),
-        vocab_size=f.integer("vocab_size"),
-        max_position_embeddings=f.integer("n_positions", "max_position_embeddings", default=2048),
+        intermediate_size=f.integer("n_inner", default=4 * hidden, lo=1),
+        vocab_size=f.integer("vocab_size", lo=1),
+        max_position_embeddings=f.integer("n_positions", "max_position_embeddings", default=2048, lo=1,
+                                          hi=MAX_POSITIONS),
         tie_word_embeddings=f.flag("tie_word_embeddings", False),
         gated_mlp=False,
         parallel_attn_mlp=True,
@@ -469,7 +505,7 @@ def _parse_gpt_neox(f: _Fields) -> dict[str, Any]:
         o_bias=bias,
         mlp_bias=True,
         norm="layernorm",
-        rotary_dim=int(kw["head_dim"] * f.number("rotary_pct", 0.25)),
+        rotary_dim=int(kw["head_dim"] * f.number("rotary_pct", 0.25, lo=0.0, hi=1.0)),
         hidden_act=f.text("hidden_act", default="gelu"),
     )
     return kw
@@ -481,9 +517,9 @@ def _parse_deepseek_v3(f: _Fields) -> dict[str, Any]:
     bias = f.flag("attention_bias", False)
     kw.update(
         head_dim=nope + rope,
-        v_head_dim=f.integer("v_head_dim"),
-        q_lora_rank=f.integer("q_lora_rank", default=None),
-        kv_lora_rank=f.integer("kv_lora_rank"),
+        v_head_dim=f.integer("v_head_dim", lo=1),
+        q_lora_rank=f.integer("q_lora_rank", default=None, lo=1),
+        kv_lora_rank=f.integer("kv_lora_rank", lo=1),
         qk_nope_head_dim=nope,
         qk_rope_head_dim=rope,
         rotary_dim=rope,
@@ -501,9 +537,9 @@ def _deepseek_moe(f: _Fields) -> dict[str, Any]:
         return {}
     return dict(
         num_experts=experts,
-        num_experts_per_tok=f.integer("num_experts_per_tok"),
+        num_experts_per_tok=f.integer("num_experts_per_tok", lo=1),
         num_shared_experts=f.integer("n_shared_experts", default=0),
-        moe_intermediate_size=f.integer("moe_intermediate_size"),
+        moe_intermediate_size=f.integer("moe_intermediate_size", lo=1),
         first_k_dense_layers=f.integer("first_k_dense_replace", default=0),
         moe_layer_freq=max(1, f.integer("moe_layer_freq", default=1)),
         router_bias=f.text("topk_method") == "noaux_tc",
@@ -535,14 +571,16 @@ def parse_config(config: Mapping[str, Any], name: str, source: str | None = None
     """
     source = source or name
     if not isinstance(config, Mapping):
-        raise RooflineError(f"{source}: expected a JSON object, got {type(config).__name__}")
+        raise RooflineError(f"{source}: expected a JSON object, got {type(config).__name__}",
+                            hint="a Hugging Face config.json holds one object {...} of the model's fields")
     model_type = config.get("model_type")
     if model_type is None:
-        raise RooflineError(f"{source}: required field 'model_type' is missing")
-    parser = _FAMILIES.get(str(model_type))
+        raise RooflineError(f"{source}: required field 'model_type' is missing",
+                            hint=f"supported model_type values: {', '.join(SUPPORTED_MODEL_TYPES)}")
+    parser = _FAMILIES.get(model_type) if isinstance(model_type, str) else None
     if parser is None:
         raise RooflineError(
-            f"{source}: unsupported model_type '{model_type}'",
+            f"{source}: unsupported model_type {_show(model_type)}",
             hint=f"supported model_type values: {', '.join(SUPPORTED_MODEL_TYPES)}",
         )
     raw = {k: v for k, v in config.items() if not str(k).startswith("_")}
@@ -553,32 +591,52 @@ def parse_config(config: Mapping[str, Any], name: str, source: str | None = None
 
 def _check(kw: Mapping[str, Any], source: str) -> None:
     """Consistency checks a shape model relies on."""
+    hint = "fix the config.json: the shapes of a model must agree"
     for key in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", "vocab_size"):
         if kw[key] <= 0:
-            raise RooflineError(f"{source}: {key} must be positive, got {kw[key]}")
+            raise RooflineError(f"{source}: {key} must be positive, got {kw[key]}", hint=hint)
     if kw["num_heads"] % kw["num_kv_heads"]:
         raise RooflineError(
             f"{source}: num_attention_heads ({kw['num_heads']}) is not a multiple of "
-            f"num_key_value_heads ({kw['num_kv_heads']})"
+            f"num_key_value_heads ({kw['num_kv_heads']})", hint=hint
         )
     if kw.get("num_experts_per_tok", 0) > kw.get("num_experts", 0):
         raise RooflineError(
             f"{source}: num_experts_per_tok ({kw['num_experts_per_tok']}) exceeds the "
-            f"number of experts ({kw.get('num_experts', 0)})"
+            f"number of experts ({kw.get('num_experts', 0)})", hint=hint
         )
+    if kw.get("rotary_dim", 0) > kw["head_dim"]:
+        raise RooflineError(f"{source}: rotary_dim ({kw['rotary_dim']}) exceeds the head dimension ({kw['head_dim']})",
+                            hint=hint)
 
 
 def _provenance(config: Mapping[str, Any], name: str, source: str) -> dict[str, Any]:
+    """The `_roofline` block: display_name and parameters_source (strings), published_parameters (a whole
+    number >= 1)."""
     meta = config.get("_roofline")
-    meta = dict(meta) if isinstance(meta, Mapping) else {}
+    if meta is not None and not isinstance(meta, Mapping):
+        raise _provenance_error(source, "_roofline", "an object", meta)
+    meta = dict(meta or {})
+    for key in ("display_name", "parameters_source"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise _provenance_error(source, f"_roofline.{key}", "a string", meta[key])
     published = meta.get("published_parameters")
+    if published is not None and (isinstance(published, bool) or not isinstance(published, int)
+                                  or not 1 <= published <= 10**15):
+        raise _provenance_error(source, "_roofline.published_parameters", "a whole number from 1 to 10**15",
+                                published)
     return dict(
-        display_name=str(meta.get("display_name") or name),
-        published_parameters=int(published) if published is not None else None,
-        parameters_source=str(meta.get("parameters_source", "")),
+        display_name=meta.get("display_name") or name,
+        published_parameters=published,
+        parameters_source=meta.get("parameters_source") or "",
         path=source,
         metadata=meta,
     )
+
+
+def _provenance_error(source: str, key: str, expected: str, value: Any) -> RooflineError:
+    return RooflineError(f"{source}: field '{key}' must be {expected}, got {_show(value)}",
+                         hint=f"fix the value in the config.json; {EXAMPLE_FILE} is a complete example")
 
 
 def _catalog() -> Any:
@@ -590,15 +648,12 @@ def list_models() -> list[str]:
     return sorted(p.name[: -len(".json")] for p in _catalog().iterdir() if p.name.endswith(".json"))
 
 
-def _read_json(text: str, source: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RooflineError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-
-
 def load_config_file(path: str | Path, name: str | None = None) -> ModelConfig:
-    """Parse a config.json file (or a directory holding one)."""
+    """Parse a config.json file (or a directory holding one); read by `jsonfile.read_json`, so a path that is
+    not a regular file, a file that is too large, not UTF-8 or not valid JSON is one RooflineError."""
+    if not str(path).strip():
+        raise RooflineError("model config: the path is empty", exit_code=2,
+                            hint=f"pass the path of a config.json or of a directory holding one, e.g. {EXAMPLE_FILE}")
     path = Path(path).expanduser()
     if path.is_dir():
         if not (path / CONFIG_FILE).is_file():
@@ -607,18 +662,15 @@ def load_config_file(path: str | Path, name: str | None = None) -> ModelConfig:
                 hint="pass a Hugging Face model directory or the config.json itself",
             )
         path = path / CONFIG_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RooflineError(f"{path}: cannot read model config ({exc.strerror})") from None
+    config = read_json(path, "model config", EXAMPLE_FILE)
     default_name = path.parent.name if path.name == CONFIG_FILE else path.stem
-    return parse_config(_read_json(text, str(path)), name or default_name or str(path), source=str(path))
+    return parse_config(config, name or default_name or str(path), source=str(path))
 
 
 def _load_catalog(name: str) -> ModelConfig:
     entry = _catalog() / f"{name}.json"
     source = str(entry)
-    return parse_config(_read_json(entry.read_text(encoding="utf-8"), source), name, source=source)
+    return parse_config(parse_json(entry.read_text(encoding="utf-8"), source, EXAMPLE_FILE), name, source=source)
 
 
 def load_model(name_or_path: str | Path) -> ModelConfig:
@@ -627,6 +679,9 @@ def load_model(name_or_path: str | Path) -> ModelConfig:
     An existing file or directory wins over a catalog name of the same spelling.
     """
     text = str(name_or_path)
+    if not text.strip():  # Path("") is the current directory: never read that by accident
+        raise RooflineError("model is empty: neither a catalog name nor a path", exit_code=2, param="model",
+                            hint="pass a catalog name (`roofline models` lists them) or the path of a config.json")
     path = Path(text).expanduser()
     if path.is_file() or (path / CONFIG_FILE).is_file():
         return load_config_file(path)

@@ -14,19 +14,23 @@ Length distributions: {"distribution": "fixed", "value": n} | "uniform" (min, ma
 sigma, optional min/max clip) | "empirical" (csv: a file of `tokens,count` rows, path relative to the workload
 file). Turn k of a conversation sends the whole conversation so far plus a new prompt; with prefix_reuse the
 server keeps the conversation's KV cache between turns (while memory allows) and prefills only the new tokens.
+Every field is typed and ranged (token counts 1 to MAX_TOKENS, turns 1 to MAX_TURNS, rates within
+MIN_RATE_PER_S..MAX_RATE_PER_S, finite times); an error names the file and the field's path
+(`prompt_tokens.distribution`).
 """
 from __future__ import annotations
 
-import math
-
 import csv
+import io
+import math
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from roofline.errors import RooflineError
-from roofline.jsonfile import read_json
+from roofline.jsonfile import read_json, read_text
 
 HOURS_PER_DAY = 24
 _KINDS = {"fixed": ("value",), "uniform": ("min", "max"), "lognormal": ("median", "sigma"), "empirical": ()}
@@ -128,29 +132,59 @@ class Workload:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# validation helpers: every error names the file and the field
+# validation helpers: every error names the file and the field's path
+
+#: the longest prompt or output a workload may describe, in tokens (2**31 - 1, as every token count roofline
+#: takes): a length above it is a typo, and it keeps a conversation's token sums exact in int64
+MAX_TOKENS = 2**31 - 1
+#: the most turns a conversation may have: far beyond real chats, and it bounds the requests one conversation
+#: adds to a sample
+MAX_TURNS = 1000
+#: the widest lognormal sigma (e**10 is a factor of 22,000 around the median)
+MAX_SIGMA = 10.0
+#: the largest count of one histogram row (so that a histogram's total stays a finite float)
+MAX_HISTOGRAM_COUNT = 1e18
+_HIST_HINT = "rows of two numbers, 'tokens,count': a whole token count >= 1 and a count/weight >= 0"
+_FLOAT_MAX = sys.float_info.max
+
 
 def _err(where: str, field_: str, expected: str, found) -> RooflineError:
-    return RooflineError(f"{where}: field '{field_}' must be {expected}, found {found!r}",
+    return RooflineError(f"{where}: field '{field_}' must be {expected}, found {_show(found)}",
                          hint="see examples/workload-chat.json for a complete workload file", exit_code=1)
 
 
-def _number(d: dict, key: str, where: str, prefix: str, lo: float = 0.0, strict: bool = True, default=None):
+def _show(x) -> str:
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_number(v) -> bool:
+    """A JSON number (true/false are not); comparisons with it never convert an integer to a float."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _number(d: dict, key: str, where: str, prefix: str, lo: float = 0.0, strict: bool = True, default=None,
+            hi: float = _FLOAT_MAX):
+    """d[key]: a number > lo (>= lo unless `strict`) and <= hi, so finite; `default` when absent (absent and no
+    default: an error when `strict`, else None)."""
     if key not in d:
         if default is not None or not strict:
             return default
         raise _err(where, prefix + key, "present", "nothing")
     v = d[key]
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and (v > lo if strict else v >= lo)
-    if not ok:
-        raise _err(where, prefix + key, f"a number {'>' if strict else '>='} {lo:g}", v)
+    if not (_is_number(v) and (v > lo if strict else v >= lo) and v <= hi):  # NaN fails every comparison
+        upper = "" if hi == _FLOAT_MAX else f" and <= {hi:g}"
+        raise _err(where, prefix + key, f"a number {'>' if strict else '>='} {lo:g}{upper}", v)
     return v
 
 
-def _int(d: dict, key: str, where: str, prefix: str, default=None) -> int:
-    v = _number(d, key, where, prefix, lo=0.0, default=default)
-    if v is None or int(v) != v:
-        raise _err(where, prefix + key, "a whole number >= 1", d.get(key))
+def _int(d: dict, key: str, where: str, prefix: str, default=None, hi: int = MAX_TOKENS) -> int:
+    """d[key]: a whole number from 1 to hi (4096.0 counts as one)."""
+    v = d.get(key, default)
+    if key not in d and default is None:
+        raise _err(where, prefix + key, "present", "nothing")
+    if not (_is_number(v) and 1 <= v <= hi and float(v).is_integer()):
+        raise _err(where, prefix + key, f"a whole number from 1 to {hi:,}", v)
     return int(v)
 
 
@@ -169,13 +203,13 @@ def _unknown(d: dict, allowed, where: str, prefix: str) -> None:
 
 
 def parse_length(d, where: str, field_: str, base_dir: Path | None = None) -> LengthDist:
-    """A LengthDist from its JSON object (see the module docstring)."""
-    if isinstance(d, (int, float)) and not isinstance(d, bool):
+    """A LengthDist from its JSON object (see the module docstring); token counts from 1 to MAX_TOKENS."""
+    if _is_number(d):
         d = {"distribution": "fixed", "value": d}
     if not isinstance(d, dict):
         raise _err(where, field_, "an object with 'distribution'", d)
     kind = d.get("distribution")
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise _err(where, field_ + ".distribution", "one of " + ", ".join(_KINDS), kind)
     p = field_ + "."
     _unknown(d, ("distribution", *_KINDS[kind], "min", "max", "csv"), where, p)
@@ -187,12 +221,14 @@ def parse_length(d, where: str, field_: str, base_dir: Path | None = None) -> Le
             raise _err(where, p + "max", f"a whole number >= min ({lo})", hi)
         return LengthDist("uniform", low=lo, high=hi)
     if kind == "lognormal":
-        med, sig = _number(d, "median", where, p, lo=0.0), _number(d, "sigma", where, p, lo=0.0, strict=False)
-        lo, hi = _int(d, "min", where, p, default=1), _int(d, "max", where, p, default=int(med * 64) + 1)
+        med = _number(d, "median", where, p, lo=0.0, hi=MAX_TOKENS)
+        sig = _number(d, "sigma", where, p, lo=0.0, strict=False, hi=MAX_SIGMA)
+        lo = _int(d, "min", where, p, default=1)
+        hi = _int(d, "max", where, p, default=min(int(med * 64) + 1, MAX_TOKENS))
         if hi < lo:
             raise _err(where, p + "max", f"a whole number >= min ({lo})", hi)
         return LengthDist("lognormal", low=lo, high=hi, median=float(med), sigma=float(sig or 0.0))
-    if "csv" not in d or not isinstance(d["csv"], str):
+    if not isinstance(d.get("csv"), str) or not d["csv"].strip():
         raise _err(where, p + "csv", "the path of a CSV file of 'tokens,count' rows", d.get("csv"))
     path = Path(d["csv"]) if base_dir is None else base_dir / d["csv"]
     tokens, weights = read_histogram_csv(path)
@@ -200,48 +236,53 @@ def parse_length(d, where: str, field_: str, base_dir: Path | None = None) -> Le
 
 
 def read_histogram_csv(path: Path) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """`tokens,count` rows (a header row is optional) -> (tokens, weights)."""
-    if not path.is_file():
-        raise RooflineError(f"histogram file {path} not found", hint="the csv path is relative to the workload file")
-    tokens, weights = [], []
-    with open(path, newline="") as f:
-        for i, row in enumerate(csv.reader(f), start=1):
-            if not row or row[0].strip().startswith("#"):
+    """`tokens,count` rows (a header row is optional; `#` starts a comment row) -> (tokens, weights). The file
+    is read by `jsonfile.read_text` (a regular UTF-8 file of bounded size); a token count is a whole number from
+    1 to MAX_TOKENS, a count a finite number from 0 to MAX_HISTOGRAM_COUNT."""
+    text = read_text(path, "histogram file", "examples/output-lengths.csv")
+    tokens, weights, header = [], [], False
+    try:
+        for i, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+            if not row or not "".join(row).strip() or row[0].strip().startswith("#"):
                 continue
             try:
-                t, w = int(float(row[0])), float(row[1])
+                t, w = float(row[0]), float(row[1])
             except (ValueError, IndexError):
-                if i == 1:
-                    continue  # header
-                raise RooflineError(f"{path}: line {i} must be 'tokens,count', found {','.join(row)!r}",
-                                    hint="two numeric columns: a token count >= 1 and a count/weight >= 0")
-            if t < 1 or w < 0:
-                raise RooflineError(f"{path}: line {i}: tokens must be >= 1 and count >= 0, found {t},{w:g}",
-                                    hint="two numeric columns: a token count >= 1 and a count/weight >= 0")
-            tokens.append(t)
+                if not tokens and not header:  # the first row that is not a comment may be the header
+                    header = True
+                    continue
+                raise RooflineError(f"{path}: line {i}: expected two numbers 'tokens,count', found "
+                                    f"{_show(','.join(row))}", hint=_HIST_HINT) from None
+            if not (1 <= t <= MAX_TOKENS and t.is_integer() and 0 <= w <= MAX_HISTOGRAM_COUNT):  # NaN fails too
+                raise RooflineError(f"{path}: line {i}: tokens must be a whole number from 1 to {MAX_TOKENS:,} and "
+                                    f"count a number from 0 to {MAX_HISTOGRAM_COUNT:g}, found {row[0]},{row[1]}",
+                                    hint=_HIST_HINT)
+            tokens.append(int(t))
             weights.append(w)
+    except csv.Error as e:
+        raise RooflineError(f"{path}: not a CSV file of 'tokens,count' rows ({e})", hint=_HIST_HINT) from None
     if not tokens or sum(weights) <= 0:
-        raise RooflineError(f"{path}: no histogram rows with a positive count", hint="rows of 'tokens,count'")
+        raise RooflineError(f"{path}: no histogram rows with a positive count", hint=_HIST_HINT)
     return tuple(tokens), tuple(weights)
 
 
 def parse_workload(d: dict, where: str = "workload", base_dir: Path | None = None) -> Workload:
-    """A Workload from its JSON document; errors name `where` (the file) and the field."""
+    """A Workload from its JSON document; errors name `where` (the file) and the field's path. Every field is
+    typed and ranged: rates within [MIN_RATE_PER_S, MAX_RATE_PER_S] (the busiest hour of the daily curve too),
+    token counts from 1 to MAX_TOKENS, 1 to MAX_TURNS turns, think times up to MAX_THINK_TIME_S, finite SLOs."""
     if not isinstance(d, dict):
         raise _err(where, "(top level)", "a JSON object", type(d).__name__)
     _unknown(d, ("name", "arrival", "prompt_tokens", "output_tokens", "conversation", "slo", "description"),
              where, "")
+    for key in ("name", "description"):
+        if key in d and not isinstance(d[key], str):
+            raise _err(where, key, "a string", d[key])
     arr = _mapping(d, "arrival", where)
     _unknown(arr, ("rate_per_s", "daily_curve"), where, "arrival.")
-    rate = _number(arr, "rate_per_s", where, "arrival.")
+    rate = _number(arr, "rate_per_s", where, "arrival.", lo=MIN_RATE_PER_S, hi=MAX_RATE_PER_S)
     curve = arr.get("daily_curve")
     if curve is not None:
-        ok = isinstance(curve, list) and len(curve) == HOURS_PER_DAY and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in curve) and max(curve) > 0
-        if not ok:
-            raise _err(where, "arrival.daily_curve", "a list of 24 hourly multipliers >= 0 (not all 0)",
-                       curve if not isinstance(curve, list) else f"{len(curve)} items")
-        curve = tuple(float(x) for x in curve)
+        curve = _daily_curve(curve, rate, where)
     for key in ("prompt_tokens", "output_tokens"):
         if key not in d:
             raise _err(where, key, "present (a length distribution)", "nothing")
@@ -249,8 +290,8 @@ def parse_workload(d: dict, where: str = "workload", base_dir: Path | None = Non
     output = parse_length(d["output_tokens"], where, "output_tokens", base_dir)
     conv = _mapping(d, "conversation", where)
     _unknown(conv, ("turns", "think_time_s", "prefix_reuse"), where, "conversation.")
-    turns = _int(conv, "turns", where, "conversation.", default=1)
-    think = _number(conv, "think_time_s", where, "conversation.", strict=False, default=0.0)
+    turns = _int(conv, "turns", where, "conversation.", default=1, hi=MAX_TURNS)
+    think = _number(conv, "think_time_s", where, "conversation.", strict=False, default=0.0, hi=MAX_THINK_TIME_S)
     reuse = conv.get("prefix_reuse", True)
     if not isinstance(reuse, bool):
         raise _err(where, "conversation.prefix_reuse", "true or false", reuse)
@@ -260,7 +301,22 @@ def parse_workload(d: dict, where: str = "workload", base_dir: Path | None = Non
     for metric, p50, p99 in _inverted_slos(slo):
         raise _err(where, f"slo.{metric}_p50_s", f"<= slo.{metric}_p99_s ({p99:g})", p50)
     name = d.get("name", Path(where).stem)
-    return Workload(float(rate), prompt, output, curve, turns, float(think), reuse, slo, str(name))
+    return Workload(float(rate), prompt, output, curve, turns, float(think), reuse, slo, name)
+
+
+def _daily_curve(curve, rate: float, where: str) -> tuple[float, ...]:
+    """24 hourly multipliers, each a finite number >= 0, not all 0, the busiest hour within MAX_RATE_PER_S."""
+    if not isinstance(curve, list) or len(curve) != HOURS_PER_DAY:
+        raise _err(where, "arrival.daily_curve", "a list of 24 hourly multipliers >= 0 (not all 0)",
+                   curve if not isinstance(curve, list) else f"{len(curve)} items")
+    for h, x in enumerate(curve):
+        if not (_is_number(x) and 0 <= x <= _FLOAT_MAX):
+            raise _err(where, f"arrival.daily_curve[{h}]", "a number >= 0", x)
+    peak = max(curve)
+    if not 0 < peak * rate <= MAX_RATE_PER_S:
+        raise _err(where, "arrival.daily_curve", f"multipliers not all 0 whose largest times arrival.rate_per_s "
+                   f"({rate:g}) is at most {MAX_RATE_PER_S:g} requests/s", f"largest {peak:g}")
+    return tuple(float(x) for x in curve)
 
 
 def _inverted_slos(slo: SLO) -> list[tuple[str, float, float]]:
@@ -270,9 +326,10 @@ def _inverted_slos(slo: SLO) -> list[tuple[str, float, float]]:
 
 
 def load_workload(path: str | Path) -> Workload:
-    """Read and validate a workload JSON file."""
+    """Read (`jsonfile.read_json`: a regular UTF-8 file of bounded size, strict JSON) and validate a workload
+    file."""
     d = read_json(path, "workload file", "examples/workload-chat.json")
-    return parse_workload(d, str(path), Path(path).parent)
+    return parse_workload(d, str(path), Path(path).expanduser().parent)
 
 
 _FLAG_HINT = "use N, uniform:MIN:MAX, lognormal:MEDIAN:SIGMA[:MAX] or csv:PATH (token counts >= 1)"
@@ -292,20 +349,23 @@ def parse_length_flag(spec: str, name: str) -> LengthDist:
     try:
         if not args:
             n = int(kind)
-            if n < 1:
-                raise _flag_error(name, f"must be >= 1 token, got {n}")
+            if not 1 <= n <= MAX_TOKENS:
+                raise _flag_error(name, f"must be >= 1 token, got {n}" if n < 1 else
+                                  f"must be <= {MAX_TOKENS:,} tokens, got {n}")
             return LengthDist("fixed", value=n)
         if kind == "uniform" and len(args) == 2:
             lo, hi = int(args[0]), int(args[1])
-            if not 1 <= lo <= hi:
-                raise _flag_error(name, f"uniform:MIN:MAX needs 1 <= MIN <= MAX, got {spec!r}")
+            if not 1 <= lo <= hi <= MAX_TOKENS:
+                bound = "1 <= MIN <= MAX" if not 1 <= lo <= hi else f"MAX <= {MAX_TOKENS:,}"
+                raise _flag_error(name, f"uniform:MIN:MAX needs {bound}, got {spec!r}")
             return LengthDist("uniform", low=lo, high=hi)
         if kind == "lognormal" and len(args) in (2, 3):
             med, sig = float(args[0]), float(args[1])
-            hi = int(args[2]) if len(args) == 3 else int(med * 64) + 1 if med > 0 else 0
-            if not (med > 0 and sig >= 0 and hi >= 1 and np.isfinite(med + sig)):
-                raise _flag_error(name, f"lognormal:MEDIAN:SIGMA[:MAX] needs MEDIAN > 0, SIGMA >= 0 and MAX >= 1, "
-                                  f"got {spec!r}")
+            ok = 0 < med <= MAX_TOKENS and 0 <= sig <= MAX_SIGMA  # NaN and infinities fail too
+            hi = int(args[2]) if len(args) == 3 else min(int(med * 64) + 1, MAX_TOKENS) if ok else 0
+            if not (ok and 1 <= hi <= MAX_TOKENS):
+                raise _flag_error(name, f"lognormal:MEDIAN:SIGMA[:MAX] needs MEDIAN > 0, SIGMA >= 0 and MAX >= 1 "
+                                  f"(MEDIAN and MAX at most {MAX_TOKENS:,}, SIGMA at most {MAX_SIGMA:g}), got {spec!r}")
             return LengthDist("lognormal", low=1, high=hi, median=med, sigma=sig)
     except ValueError:
         pass
@@ -344,8 +404,9 @@ def workload_from_options(path: str | Path | Workload | None = None, rate_per_s:
     if output is not None:
         w = replace(w, output=parse_length_flag(output, "output"))
     if turns is not None:
-        if turns < 1:
-            raise RooflineError(f"turns must be >= 1, got {turns}", hint="turns per conversation", exit_code=2,
+        if not 1 <= turns <= MAX_TURNS:
+            bound = ">= 1" if turns < 1 else f"<= {MAX_TURNS:,}"
+            raise RooflineError(f"turns must be {bound}, got {turns}", hint="turns per conversation", exit_code=2,
                                 param="turns")
         w = replace(w, turns=turns)
     if think_time_s is not None:

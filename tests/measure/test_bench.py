@@ -36,9 +36,15 @@ def test_samples_summary_is_median_not_mean():
 
 def test_time_fn_cpu_counts_every_rep():
     calls = []
+    # no warm-up asked for: the first call warms, the second (the estimate) is the first of the 7 timed runs
     s = timing.time_fn(lambda: calls.append(1), "cpu", timing.TimingBudget(0.0, 0.0, min_reps=7, max_reps=7))
     assert len(s.times_s) == 7 and all(t >= 0 for t in s.times_s)
-    assert len(calls) >= 7 + 2  # two estimate runs, then the timed ones
+    assert len(calls) == 1 + 7
+    # 1 s of warm-up for a sub-millisecond call: capped at max_reps = 7 warm-up runs, the two estimate runs
+    # among them, then 7 timed runs: 7 + 7 calls
+    calls.clear()
+    s = timing.time_fn(lambda: calls.append(1), "cpu", timing.TimingBudget(1.0, 0.0, min_reps=7, max_reps=7))
+    assert len(s.times_s) == 7 and len(calls) == 7 + 7
 
 
 # -------------------------------------------------------------------------------------------- telemetry
@@ -71,8 +77,10 @@ def test_gpu_sampler_without_nvml_records_unavailable():
 def _tiny_profile():
     pts = [{"id": "stream/read/8", "family": "stream", "kind": "read", "precision": "fp32", "params": {},
             "flops": 2.0, "bytes_read": 8.0, "bytes_written": 0.0, "kernels": 1.0, "working_set_bytes": 8.0,
-            "status": "ok", "samples_s": [1e-9, 2e-9], "summary": {"median_s": 1.5e-9}}]
-    p = profile.new_profile({"kind": "cpu", "name": "x"}, profile.provenance(["roofline", "bench"]), pts)
+            "status": "ok", "samples_s": [1e-9, 2e-9],
+            "summary": {"median_s": 1.5e-9, "p10_s": 1.1e-9, "p90_s": 1.9e-9}}]
+    p = profile.new_profile({"kind": "cpu", "name": "x", "memory_bytes": 8e9}, profile.provenance(["roofline", "bench"]),
+                            pts)
     p["points"] = pts
     p["missing"] = []
     return p

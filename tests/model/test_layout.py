@@ -20,7 +20,7 @@ L70, L405, MIXTRAL, DSV3 = (load_model(n) for n in ("llama-3.1-70b", "llama-3.1-
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 NEW_KEYS = {"pp", "ep", "dp_attention", "ep_imbalance", "gpus", "pipeline_bubble_fraction", "communication",
             "link", "allreduce_latency_s",  # removed: collectives are timed by the communication model
-            "collectives"}
+            "collectives", "verdict"}  # verdict: added by the CLI, not the library
 
 
 def _same(a, b, path=""):
@@ -40,7 +40,10 @@ def _same(a, b, path=""):
 
 def test_one_gpu_is_exactly_as_before():
     """PP = EP = DP = 1 on one GPU reproduces the output captured before layouts existed (tests/golden)."""
-    r = json.loads(json.dumps(analyze(H100, load_model("llama-3.1-8b"), Scenario()), default=float))
+    from roofline.model.memory import engine_settings
+    from roofline.specs.engines import load_engine
+    sc = Scenario(memory=engine_settings(load_engine("vllm"), H100))  # the CLI's default engine on this GPU
+    r = json.loads(json.dumps(analyze(H100, load_model("llama-3.1-8b"), sc), default=float))
     _same(json.loads((GOLDEN / "analyze-default.json").read_text()), r)
     assert r["config"]["gpus"] == 1 and r["pipeline_bubble_fraction"] == 0.0
     assert r["prefill"]["communication"] == [] and r["decode"]["communication"] == []

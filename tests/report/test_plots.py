@@ -67,7 +67,7 @@ def test_roofline_roofs_and_ridges(roofline_fig, h100):
     ax = roofline_fig.axes[0]
     lines = _lines(ax)
     bw = h100.memory_bandwidth_bytes_per_s
-    mem = lines["datasheet memory 3.35 TB/s"]
+    mem = lines["datasheet memory roof 3.35 TB/s"]
     np.testing.assert_allclose(mem.get_ydata(), bw * mem.get_xdata())
     bf16 = next(ln for k, ln in lines.items() if k.startswith("datasheet bf16"))
     np.testing.assert_allclose(bf16.get_ydata(), h100.peak_flops("bf16"))
@@ -80,7 +80,7 @@ def test_roofline_roofs_and_ridges(roofline_fig, h100):
 def test_roofline_overlays_measured_profile(roofline_fig):
     ax = roofline_fig.axes[0]
     lines = _lines(ax)
-    assert "measured memory 3 TB/s" in lines
+    assert "measured memory roof 3 TB/s" in lines
     assert next(ln for k, ln in lines.items() if k.startswith("measured bf16")).get_ydata()[0] == 7.0e14
     pts = _scatter(ax)
     assert "measured stream" not in pts  # no FLOPs: not a roofline point
@@ -123,12 +123,12 @@ def test_latency_throughput_lines(h100, llama):
     lines = _lines(fig.axes[0])
     cols = sweep(h100, llama, [1, 8, 64], [1280])
     ln = lines["bf16"]
-    # 4096 does not fit (max batch 349 at context 1280) and is replaced by the max batch itself
+    # 4096 does not fit (max batch at context 1280) and is replaced by the max batch itself
     assert len(ln.get_xdata()) == 4
     np.testing.assert_allclose(ln.get_xdata()[:3], cols["decode_tokens_per_s"])
-    np.testing.assert_allclose(ln.get_ydata()[:3], cols["tpot_s"] * 1e3)
+    np.testing.assert_allclose(ln.get_ydata()[:3], cols["tpot_s"])  # seconds, ticks formatted as ms
     assert lines["fp8"].get_ydata()[0] < ln.get_ydata()[0]  # half the weight bytes -> faster decode
-    np.testing.assert_allclose(lines["TPOT SLO 50 ms"].get_ydata(), 50.0)
+    np.testing.assert_allclose(lines["TPOT SLO 50 ms"].get_ydata(), 0.05)
 
 
 def test_memory_breakdown_stacks_to_the_budget(h100, llama):
@@ -141,15 +141,15 @@ def test_memory_breakdown_stacks_to_the_budget(h100, llama):
     assert d["KV cache (used)"][1] == pytest.approx(64 * r["memory"]["kv_cache_bytes_per_sequence"])
     fig = plots.memory_breakdown(h100, llama, sc, "batch", [1, 64])
     bars = [p for p in fig.axes[0].patches]
-    assert bars[0].get_height() == pytest.approx(r["memory"]["weights_bytes"] / 1e9)
+    assert bars[0].get_height() == pytest.approx(r["memory"]["weights_bytes"] / 2**30)  # GiB, as the tables
 
 
 def test_gpu_comparison_bars(h100, llama):
     gpus = [h100, load_gpu("a100-sxm-80gb")]
     fig = plots.gpu_comparison(gpus, llama, Scenario())
-    tpot_ax = next(ax for ax in fig.axes if ax.get_title() == "TPOT (ms)")
+    tpot_ax = next(ax for ax in fig.axes if ax.get_title() == "TPOT")
     heights = [p.get_height() for p in tpot_ax.patches]
-    assert heights == pytest.approx([analyze(g, llama, Scenario())["tpot_s"] * 1e3 for g in gpus])
+    assert heights == pytest.approx([analyze(g, llama, Scenario())["tpot_s"] for g in gpus])
     assert heights[1] > heights[0]  # A100: 2.04 TB/s against 3.35 TB/s
 
 
@@ -170,3 +170,88 @@ def test_latency_throughput_rejects_a_bad_slo(h100, llama, slo):
     with pytest.raises(RooflineError, match="TPOT SLO") as e:
         plots.latency_throughput([("bf16", h100, "bf16")], llama, Scenario(), slo_tpot_s=slo)
     assert e.value.exit_code == 2
+
+
+# ------------------------------------------------------------------------------------- plots people can read
+
+def _texts(fig) -> list[str]:
+    """Every piece of text a figure draws: titles, labels, tick labels, annotations, legend entries."""
+    fig.canvas.draw()
+    out = [fig._suptitle.get_text()] if fig._suptitle else []
+    for ax in fig.axes:
+        out += [ax.get_title(), ax.get_title("left"), ax.get_xlabel(), ax.get_ylabel()]
+        out += [t.get_text() for t in ax.texts]
+        out += [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels()]
+        if ax.get_legend():
+            out += [t.get_text() for t in ax.get_legend().get_texts()]
+    return [t for t in out if t]
+
+
+def test_a_gpu_has_one_colour_in_every_plot(h100, llama):
+    """The latency lines and the comparison bars of a GPU share `gpu_color(name)`; two GPUs differ."""
+    from matplotlib.colors import to_hex
+    a100, h200 = load_gpu("a100-sxm-80gb"), load_gpu("h200-sxm")
+    lat = plots.latency_throughput([("h100 bf16", h100, "bf16"), ("h100 fp8", h100, "fp8"),
+                                    ("a100", a100, "bf16"), ("h200", h200, "bf16")], llama, Scenario())
+    lines = _lines(lat.axes[0])
+    assert to_hex(lines["h100 bf16"].get_color()) == to_hex(lines["h100 fp8"].get_color()) == plots.gpu_color("h100-sxm")
+    assert lines["h100 bf16"].get_linestyle() != lines["h100 fp8"].get_linestyle()  # precision by line style
+    comp = plots.gpu_comparison([h100, a100, h200], llama, Scenario())
+    bars = comp.axes[0].patches
+    assert [to_hex(b.get_facecolor()) for b in bars] == [plots.gpu_color(n) for n in ("h100-sxm", "a100-sxm-80gb",
+                                                                                       "h200-sxm")]
+    assert len({plots.gpu_color(n) for n in ("h100-sxm", "a100-sxm-80gb", "h200-sxm")}) == 3
+
+
+def test_no_figure_prints_an_exponent(h100, llama):
+    """Numbers are for people: '11.1 k', '50 ms', never '1.11e+04' or '8.65e+03 ms'."""
+    assert plots.human(11103) == "11.1 k" and plots.human(8.65, "s") == "8.65 s" and plots.human(0.05, "s") == "50 ms"
+    figs = [plots.roofline_chart(h100, llama, Scenario()), plots.regime_map(h100, llama, Scenario()),
+            plots.latency_throughput([("h100", h100, "bf16")], llama, Scenario()),
+            plots.memory_breakdown(h100, llama, Scenario()),
+            plots.gpu_comparison([h100, load_gpu("a100-sxm-80gb")], llama, Scenario())]
+    for fig in figs:
+        bad = [t for t in _texts(fig) if "e+" in t or "e-0" in t or "$10^" in t]
+        assert not bad, bad
+
+
+def test_the_regime_map_marks_the_users_point_and_says_the_regime(h100, llama):
+    fig = plots.regime_map(h100, llama, Scenario(batch=8, prompt=2000, output=48))
+    lines = _lines(fig.axes[0])
+    you = lines["you: batch 8, context 2,048"]  # decode at prompt + output = 2048
+    assert (you.get_xdata()[0], you.get_ydata()[0]) == (8, 2048)
+    assert any("you: batch 8, prompt 2,000" in _lines(ax) for ax in fig.axes[1:])  # the prefill panel
+    assert fig._suptitle.get_text().startswith("Your decode (batch 8, context 2,048) is memory-bound")
+
+
+def test_roofline_labels_do_not_overlap_and_roofs_follow_the_precision(h100):
+    """An FP8 70B deployment: the FP8 roof full strength (others faint), the achievable roof (55% of the FP8
+    peak, 80% of the bandwidth: the default efficiencies) beside it, grouped labels that never overlap, and
+    the regime in the title."""
+    m = load_model("llama-3.1-70b")
+    sc = Scenario(batch=32, tp=4, weights="fp8", activations="fp8", kv="fp8")
+    fig = plots.roofline_chart(h100, m, sc)
+    ax = fig.axes[0]
+    lines = _lines(ax)
+    assert lines["datasheet fp8 roof 1.98 PFLOP/s"].get_alpha() == 1.0
+    assert lines["datasheet bf16 roof 990 TFLOP/s (not in use)"].get_alpha() < 0.5
+    ach = next(ln for k, ln in lines.items() if k.startswith("achievable") and " fp8 roof" in k)
+    assert ach.get_ydata()[-1] == pytest.approx(0.55 * h100.peak_flops("fp8"))
+    slope = next(ln for k, ln in lines.items() if k.startswith("achievable") and "memory roof" in k)
+    np.testing.assert_allclose(slope.get_ydata(), 0.8 * h100.memory_bandwidth_bytes_per_s * slope.get_xdata())
+    assert plots.labels_overlap(fig) == []
+    assert ax.get_title("left").startswith("Decode memory-bound at")
+    assert "fp8 ridge 591 FLOP/B" in {t.get_text() for t in ax.texts}  # 1979e12 / 3.35e12 = 590.7
+
+
+def test_titles_state_the_conclusion_and_units_match_the_tables(h100, llama):
+    lat = plots.latency_throughput([("h100-sxm, weights/activations/KV bf16/bf16/bf16", h100, "bf16")], llama,
+                                   Scenario(), slo_tpot_s=0.02)
+    assert lat.axes[0].get_title().startswith("h100-sxm, weights/activations/KV bf16/bf16/bf16 serves the most "
+                                              "within the 20 ms TPOT SLO")
+    mem_fig = plots.memory_breakdown(h100, llama, Scenario(), "batch", [1, 64, 4096])
+    assert mem_fig.axes[0].get_ylabel().startswith("GiB per GPU")
+    assert mem_fig.axes[0].get_title().startswith("The KV cache runs out past batch 64")
+    comp = plots.gpu_comparison([h100, load_gpu("a100-sxm-80gb")], llama, Scenario())
+    assert comp._suptitle.get_text().startswith("h100-sxm decodes the most per GPU")
+    assert "weights/activations/KV bf16/bf16/bf16" in comp._suptitle.get_text()

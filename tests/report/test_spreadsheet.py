@@ -140,14 +140,15 @@ def test_spreadsheet_cli_rejects_bad_input(tmp_path, capsys):
         for v in ("0", "-5", "nan", "inf"):
             _fails(capsys, ["spreadsheet", flag, v, "--out", str(tmp_path / "c.xlsx")], 2, flag)
     assert not any(tmp_path.iterdir())
-    with pytest.raises(RooflineError, match="traffic gpu_hour_usd"):
+    with pytest.raises(RooflineError, match="gpu_hour_usd must be"):
         Traffic(gpu_hour_usd=-1.0)
 
 
 def test_spreadsheet_cli_names_an_unwritable_path(tmp_path, capsys):
     blocker = tmp_path / "f"
     blocker.write_text("")
-    _fails(capsys, ["spreadsheet", "-o", str(blocker / "x.xlsx")], 1, f"cannot write {blocker / 'x.xlsx'}")
+    _fails(capsys, ["spreadsheet", "-o", str(blocker / "x.xlsx")], 1,
+           f"cannot write {blocker / 'x.xlsx'}: {blocker} is a file")
     if Path("/proc/self").is_dir():  # Linux: nothing can be created in /proc, not even by root
         _fails(capsys, ["spreadsheet", "-o", "/proc/x.xlsx"], 1, "cannot write /proc/x.xlsx")
 

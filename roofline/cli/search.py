@@ -1,0 +1,212 @@
+"""`roofline search`: parse the axes, run the search (roofline.plan.executors) locally or on Ray, render."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from roofline.cli.common import FormatOpt, comma_list, err, ints, out
+from roofline.errors import RooflineError
+from roofline.plan.executors import run_search
+from roofline.plan.options import DEFAULT_GPUS, gpu_prices
+from roofline.plan.search import SearchSpace
+from roofline.report.render import Format, emit, table
+from roofline.specs.engines import DEFAULT_ENGINE, load_engine
+from roofline.specs.fleet import load_fleet
+from roofline.specs.hardware import load_gpu
+from roofline.specs.models import load_model
+from roofline.specs.workload import load_workload
+
+#: the search's argument names as its flags (its errors name arguments; see roofline.errors)
+SEARCH_FLAGS = {"models": "--model", "workloads": "--workload", "gpus": "--gpu", "prices": "--price",
+                "price": "--price", "engines": "--engine", "precisions": "--precision", "max_gpus": "--max-gpus",
+                "max_seqs": "--max-seqs", "max_batched_tokens": "--max-batched-tokens",
+                "kv_cache_fractions": "--kv-cache-fraction", "top": "--top", "sim_requests": "--sim-requests",
+                "executor": "--executor", "workers": "--workers", "results_dir": "--results-dir",
+                "resume": "--resume", "address": "--address", "engine": "--engine"}
+
+#: CSV columns: one row per simulated candidate
+CSV_COLUMNS = ("model", "workload", "pareto", "cheapest", "gpu", "tp", "pp", "ep", "dp_attention", "gpus_per_replica",
+               "precision", "engine", "max_seqs", "max_batched_tokens", "kv_cache_fraction", "price_per_gpu_hour",
+               "feasible", "sim_rate", "sim_replicas", "sim_cost_per_hour", "sim_cost_per_million_output_tokens",
+               "sim_ttft_p99_s", "sim_tpot_p99_s", "sim_latency_s", "sim_output_tokens_per_s_per_gpu",
+               "sim_limited_by", "screen_rate", "limited_by", "simulations", "seed")
+
+
+def _flags(e: RooflineError) -> RooflineError:
+    """The error with the search's argument names as flags."""
+    def sub(text):
+        if text is None:
+            return None
+        text = re.sub(r"`(\w+)`", lambda m: SEARCH_FLAGS.get(m.group(1), m.group(0)), text)
+        if e.param in SEARCH_FLAGS and (text.startswith(e.param + " ") or text.startswith(e.param + "=")):
+            text = SEARCH_FLAGS[e.param] + text[len(e.param):]
+        return text
+    return RooflineError(sub(e.message), hint=sub(e.hint), exit_code=e.exit_code)
+
+
+def _floats_or_default(text: Optional[str], flag: str, cast) -> tuple:
+    if not text:
+        return (None,)
+    try:
+        return tuple(cast(x) for x in comma_list(text))
+    except ValueError:
+        raise RooflineError(f"{flag} takes comma-separated numbers, got {text!r}", hint="see roofline search --help",
+                            exit_code=2) from None
+
+
+def _fmt(x, spec=".3g", scale=1.0):
+    return "-" if x is None else f"{x * scale:{spec}}"
+
+
+def _layout(r: dict) -> str:
+    return f"tp{r['tp']}" + (f" pp{r['pp']}" if r["pp"] > 1 else "") + \
+        (f" dp{r['dp_attention']}" if r["dp_attention"] > 1 else "") + (f" ep{r['ep']}" if r["ep"] > 1 else "")
+
+
+def _tables(doc: dict) -> list:
+    tables = []
+    for res in doc["results"]:
+        front = set(res["pareto"])
+        rows = [[("* " if r["index"] in front else "  ") + r["gpu"], _layout(r), r["precision"], r["engine"],
+                 r["max_seqs"], r["max_batched_tokens"], _fmt(r["kv_cache_fraction"], ".3g"), _fmt(r["sim_rate"]),
+                 _fmt(r["screen_rate"]), r.get("sim_replicas") or "-",
+                 (r["sim_replicas"] or 0) * r["gpus_per_replica"] or "-", _fmt(r["sim_cost_per_hour"], ".2f"),
+                 _fmt(r["sim_cost_per_million_output_tokens"], ".3f"), _fmt(r["sim_ttft_p99_s"], ".0f", 1e3),
+                 _fmt(r["sim_tpot_p99_s"], ".1f", 1e3), _fmt(r["sim_output_tokens_per_s_per_gpu"], ".0f"),
+                 r["sim_limited_by"] or "-"] for r in res["simulated"]]
+        title = (f"{res['model']} x {res['workload']}: {res['candidates_screened']:,} candidates screened, "
+                 f"{res['candidates_feasible']:,} feasible, {len(res['simulated'])} simulated "
+                 f"({res['simulations']} runs); * = Pareto front (cost, latency, tokens/s/GPU)")
+        tables.append(table(title, ["GPU", "layout", "precision", "engine", "max seqs", "max tokens", "KV frac",
+                                    "sim req/s/replica", "screen req/s", "replicas", "GPUs", "$/h", "$/1M out",
+                                    "TTFT p99 ms", "TPOT p99 ms", "tok/s/GPU", "limited by"], rows))
+        best = res["cheapest"]
+        tables.append("Cheapest feasible: none confirmed by simulation" if best is None else
+                      f"Cheapest feasible: {best['gpu']} {_layout(best)} {best['precision']} {best['engine']} "
+                      f"max_seqs {best['max_seqs']} x{best['sim_replicas']} replicas: "
+                      f"${best['sim_cost_per_hour']:.2f}/h, ${best['sim_cost_per_million_output_tokens']:.3f}/1M "
+                      f"output tokens; binding limit {best['sim_limited_by']}\n")
+    return tables
+
+
+def _csv_rows(doc: dict) -> list[dict]:
+    rows = []
+    for res in doc["results"]:
+        cheapest = res["cheapest"]["index"] if res["cheapest"] else None
+        for r in res["simulated"]:
+            rows.append({**{k: r.get(k) for k in CSV_COLUMNS}, "model": res["model"], "workload": res["workload"],
+                         "pareto": r["index"] in res["pareto"], "cheapest": r["index"] == cheapest})
+    return rows
+
+
+class _Progress:
+    """A rich progress bar on stderr: shards done, candidates screened, simulations run."""
+
+    def __init__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), console=err, transient=True)
+        self.tasks = {}
+
+    def __call__(self, ev: dict) -> None:
+        stage = ev["stage"]
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(f"{stage} shards", total=ev["shards_total"], counts="")
+        self.bar.update(self.tasks[stage], completed=ev["shards_done"],
+                        counts=f"{ev['screened']:,} screened, {ev['simulations']:,} simulations")
+
+
+def search(
+    model: Annotated[str, typer.Option("--model", help="Model name(s), comma-separated (see `roofline models`).")]
+    = "llama-3.1-70b",
+    workload: Annotated[Optional[list[Path]], typer.Option("--workload", exists=True, dir_okay=False, help=(
+        "Workload file (with SLOs); repeat for several (see examples/workload-chat.json)."))] = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU types, comma-separated [default: the --fleet "
+                                               "file's, else h100-sxm,h200-sxm].")] = None,
+    price: Annotated[Optional[list[str]], typer.Option("--price", help="GPU=USD per GPU-hour, repeatable "
+                                                       "(overrides the fleet file's price).")] = None,
+    fleet: Annotated[Optional[Path], typer.Option("--fleet", exists=True, dir_okay=False, help="Fleet file: its "
+                                                  "GPU types and default prices (see examples/fleet.json).")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="Serving engines, comma-separated (vllm, sglang, trtllm, "
+                                        "or engine file paths).")] = DEFAULT_ENGINE,
+    precision: Annotated[str, typer.Option("--precision", help="Precision sets, comma-separated (bf16, fp8, "
+                                           "int4/bf16/fp8 = weights/activations/KV).")] = "bf16,fp8",
+    max_gpus: Annotated[int, typer.Option("--max-gpus", help="Most GPUs of one replica: every TP x PP (x EP x "
+                                          "attention-DP for MoE) layout up to it.")] = 8,
+    max_seqs: Annotated[str, typer.Option("--max-seqs", help="Batch limits (sequences per step), "
+                                          "comma-separated.")] = "64,128,256",
+    max_batched_tokens: Annotated[Optional[str], typer.Option("--max-batched-tokens", help="Token budgets per "
+                                                              "step, comma-separated [default: the engine's].")]
+    = None,
+    kv_cache_fraction: Annotated[Optional[str], typer.Option("--kv-cache-fraction", help="KV-cache fractions, "
+                                                             "comma-separated [default: the engine's].")] = None,
+    top: Annotated[int, typer.Option("--top", help="Candidates per model x workload confirmed by simulation "
+                                     "(the K cheapest, plus up to K of the screen's Pareto front).")] = 4,
+    sim_requests: Annotated[int, typer.Option("--sim-requests", help="Requests per simulation.")] = 1500,
+    executor: Annotated[str, typer.Option("--executor", help="local (a process pool) or ray.")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster: auto or HOST:PORT [default: "
+                                                   "a local Ray runtime].")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Processes of the local executor "
+                                                   "[default: the CPU count].")] = None,
+    results_dir: Annotated[Optional[Path], typer.Option("--results-dir", file_okay=False, help="Write the shards, "
+                                                        "manifest and result.json here (needed for --resume).")]
+    = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the search in --results-dir, skipping the "
+                                         "shards already there.")] = False,
+    fmt: FormatOpt = Format.table,
+    plot: Annotated[Optional[Path], typer.Option("--plot", dir_okay=False, help="Write the Pareto plot (PNG or SVG) "
+                                                 "here.")] = None,
+) -> None:
+    """Search every GPU x layout x precision x engine x batch limit for the models and workloads: an analytic
+    screen of every candidate, then simulation of the best to confirm the p99 SLOs; the cost/latency/throughput
+    Pareto front and the cheapest feasible deployment per model x workload."""
+    try:
+        if not workload:
+            raise RooflineError("no workload given", hint="pass `workloads` FILE (with an \"slo\"), e.g. "
+                                "examples/workload-chat.json", exit_code=2, param="workloads")
+        if resume and results_dir is None:
+            raise RooflineError("resume needs a results directory", hint="pass `results_dir` DIR", exit_code=2,
+                                param="resume")
+        fl = load_fleet(fleet) if fleet else None
+        names = comma_list(gpu) if gpu else (fl.gpu_names if fl else list(DEFAULT_GPUS))
+        gpus = tuple(load_gpu(n) for n in names)
+        prices = dict(fl.prices) if fl else {}
+        prices.update(gpu_prices((*it.partition("=")[::2], it) for it in (price or [])))
+        missing = [g.name for g in gpus if g.name not in prices]
+        if missing:
+            raise RooflineError(f"prices has no price for {', '.join(missing)}", hint="give `price` GPU=USD for "
+                                "each GPU, e.g. h100-sxm=2.49, or a fleet file with prices", exit_code=2,
+                                param="prices")
+        space = SearchSpace(
+            models=tuple(load_model(m) for m in comma_list(model)),
+            workloads=tuple(load_workload(w) for w in workload), gpus=gpus,
+            prices=tuple(prices[g.name] for g in gpus), engines=tuple(load_engine(e) for e in comma_list(engine)),
+            precisions=tuple(comma_list(precision)), max_gpus=max_gpus,
+            max_seqs=tuple(ints(max_seqs, "--max-seqs", "64,128,256")),
+            max_batched_tokens=_floats_or_default(max_batched_tokens, "--max-batched-tokens", int),
+            kv_cache_fractions=_floats_or_default(kv_cache_fraction, "--kv-cache-fraction", float),
+            top=top, sim_requests=sim_requests)
+        show = fmt == Format.table and err.is_terminal
+        progress = _Progress() if show else None
+        if progress:
+            progress.bar.start()
+        try:
+            doc = run_search(space, results_dir, executor, workers, address, resume, progress)
+        finally:
+            if progress:
+                progress.bar.stop()
+    except RooflineError as e:
+        raise _flags(e) from None
+    emit(doc, fmt, out, lambda: _tables(doc), lambda: _csv_rows(doc))
+    if plot:
+        from roofline.report.search_plot import pareto_plot
+        pareto_plot(doc, plot)
+        (out if fmt == Format.table else err).print(f"wrote {plot}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search")(search)
+

@@ -1,0 +1,289 @@
+"""Serving-engine files (`engines/*.json`: vllm, trtllm, sglang) loaded into a frozen, validated `EngineSpec`.
+
+An engine file says how a serving engine uses a GPU, each figure `{"value", "source", "note"}` like a GPU spec
+file's, its `source` a key of the file's `sources` table (text with the URL and what it says):
+
+- `kv_cache_rule`: how the KV cache is sized. "total_fraction" (vLLM's gpu_memory_utilization: fraction x
+  total memory - weights - activations - runtime), "free_fraction" (TensorRT-LLM's free_gpu_memory_fraction:
+  fraction x (total - weights - activations - runtime)), "static_fraction" (SGLang's mem_fraction_static:
+  fraction x total - weights - runtime; activations and CUDA graphs live in the 1 - fraction reserve).
+- `kv_cache_fraction`: the fraction, or "auto" where the engine computes it (SGLang: 1 - reserve / total,
+  reserve = `reserve_base_bytes` + `reserve_per_chunk_token_bytes` x max(chunk, 2048) +
+  `reserve_per_graph_batch_bytes` x `cuda_graph_max_batch` + `reserve_per_gpu_bytes` x tp x pp, at least
+  `reserve_floor_bytes`).
+- `max_seqs`, `max_batched_tokens`: sequences and tokens in one step; `chunked_prefill`; `page_tokens` (KV
+  block size); `cuda_graphs`, `cuda_graph_max_batch` (the largest decode batch replayed from a graph);
+  `prefill_launch` ("graph", "piecewise" or "eager"); `schedule` ("mixed": decode and prefill share a step,
+  "prefill_first": a step is all prefill while prompts wait); `scheduling_policy`; `preemption`
+  ("recompute", "swap" or "none": prompt + output reserved at admission); `prefix_caching`.
+- `eager_launch_s`: host cost of one kernel launched outside a CUDA graph (on top of the per-kernel gap of
+  roofline.model.efficiency); `step_overhead_s`: host work per step the GPU waits for (scheduling, input
+  preparation, output processing; 0 where the engine overlaps it). roofline.model.phases applies both.
+
+A numeric figure may carry `tiers`: `[{"min_memory_bytes", "value", "except_gpus"?}]`, GPU-dependent defaults
+(vLLM's larger batches on >= 70 GiB GPUs other than the A100); the last tier whose memory the GPU reaches, and
+whose `except_gpus` (substrings of the GPU's name) it does not match, replaces the value (`EngineSpec.value`).
+A bad file is one RooflineError naming the file and the field.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+from roofline.errors import RooflineError
+from roofline.specs.hardware import GPUSpec, _fail, _is_number, _parse_json, _parse_sources
+
+SCHEMA_VERSION = 1
+EXAMPLE_FILE = "engines/vllm.json"
+#: the engine a command or a Python API call uses when none is named
+DEFAULT_ENGINE = "vllm"
+
+KV_RULES = ("total_fraction", "free_fraction", "static_fraction")
+PREFILL_LAUNCHES = ("graph", "piecewise", "eager")
+SCHEDULES = ("mixed", "prefill_first")
+POLICIES = ("fcfs", "priority", "lpm")
+PREEMPTIONS = ("recompute", "swap", "none")
+
+# figure -> kind; "int" a positive whole number, "bytes" a number >= 0, a tuple: one of those strings
+_FIGURES: dict[str, Any] = {
+    "kv_cache_rule": KV_RULES,
+    "kv_cache_fraction": "fraction-or-auto",
+    "max_seqs": "int",
+    "max_batched_tokens": "int",
+    "chunked_prefill": "bool",
+    "page_tokens": "int",
+    "cuda_graphs": "bool",
+    "cuda_graph_max_batch": "int",
+    "prefill_launch": PREFILL_LAUNCHES,
+    "schedule": SCHEDULES,
+    "scheduling_policy": POLICIES,
+    "preemption": PREEMPTIONS,
+    "prefix_caching": "bool",
+    "eager_launch_s": "seconds",
+    "step_overhead_s": "seconds",
+}
+_RESERVE = ("reserve_base_bytes", "reserve_per_chunk_token_bytes", "reserve_per_graph_batch_bytes",
+            "reserve_per_gpu_bytes", "reserve_floor_bytes")
+_TEXT = ("name", "display_name", "version", "description")
+_REQUIRED = ("schema_version", *_TEXT, "sources", *_FIGURES)
+_OPTIONAL = _RESERVE
+_EXPECTED = {"int": "a positive whole number", "bytes": "a number >= 0", "seconds": "a number of seconds in [0, 1)",
+             "bool": "true or false",
+             "fraction-or-auto": 'a number in (0, 1] or "auto"'}
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A GPU-dependent default: `value` on GPUs with at least `min_memory_bytes` whose name contains none of
+    `except_gpus`."""
+
+    min_memory_bytes: float
+    value: Any
+    except_gpus: tuple[str, ...] = ()
+
+    def applies(self, gpu: GPUSpec) -> bool:
+        name = f"{gpu.name} {gpu.display_name}".lower()
+        return gpu.memory_bytes >= self.min_memory_bytes and not any(x.lower() in name for x in self.except_gpus)
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One serving engine's defaults (see the module docstring); `value(name, gpu)` resolves tiers."""
+
+    name: str
+    display_name: str
+    version: str
+    description: str
+    figures: Mapping[str, Any] = field(hash=False)          # figure -> base value
+    tiers: Mapping[str, tuple[Tier, ...]] = field(hash=False)  # figure -> GPU-dependent defaults
+    sources: Mapping[str, str] = field(hash=False)          # figure -> provenance text
+    path: str = ""
+
+    def value(self, name: str, gpu: GPUSpec | None = None) -> Any:
+        """The figure's default, on `gpu` when given (its tiers applied)."""
+        v = self.figures[name]
+        if gpu is not None:
+            for t in self.tiers.get(name, ()):
+                if t.applies(gpu):
+                    v = t.value
+        return v
+
+    def kv_cache_fraction(self, gpu: GPUSpec, tp: int = 1, pp: int = 1, max_batched_tokens: int | None = None,
+                          cuda_graph_max_batch: int | None = None) -> float:
+        """The default KV-cache fraction on `gpu`; "auto" (SGLang) is 1 - reserve / total memory with the
+        reserve of the module docstring (chunk = `max_batched_tokens`, graph batch = `cuda_graph_max_batch`,
+        the engine's defaults on this GPU when None)."""
+        f = self.figures["kv_cache_fraction"]
+        if f != "auto":
+            return float(f)
+        chunk = self.value("max_batched_tokens", gpu) if max_batched_tokens is None else max_batched_tokens
+        graph = self.value("cuda_graph_max_batch", gpu) if cuda_graph_max_batch is None else cuda_graph_max_batch
+        reserve = (self.value("reserve_base_bytes", gpu) + self.value("reserve_per_chunk_token_bytes", gpu)
+                   * max(chunk, 2048) + self.value("reserve_per_graph_batch_bytes", gpu) * graph
+                   + self.value("reserve_per_gpu_bytes", gpu) * tp * pp)
+        reserve = max(reserve, self.value("reserve_floor_bytes", gpu))
+        return round((gpu.memory_bytes - reserve) / gpu.memory_bytes, 3)
+
+    def to_dict(self) -> dict:
+        """Base values (before GPU tiers) and sources, JSON-ready."""
+        return {"name": self.name, "display_name": self.display_name, "version": self.version,
+                **dict(self.figures), "sources": dict(self.sources)}
+
+
+def load_engine(name_or_path: str | Path) -> EngineSpec:
+    """A built-in engine by name (case-insensitive: vllm, trtllm, sglang, and the aliases of `ALIASES`), or a
+    user's engine file by path."""
+    text = str(name_or_path)
+    if isinstance(name_or_path, Path) or text.endswith(".json") or "/" in text or "\\" in text:
+        return load_engine_file(name_or_path)
+    key = ALIASES.get(text.strip().lower(), text.strip().lower())
+    files = _builtin_files()
+    if key not in files:
+        close = difflib.get_close_matches(key, list(files), n=1)
+        guess = f"did you mean '{close[0]}'? " if close else ""
+        raise RooflineError(f"unknown engine '{text}'", hint=guess + "known engines: " + ", ".join(sorted(files))
+                            + "; or give the path of an engine file like " + EXAMPLE_FILE, exit_code=2,
+                            param="engine")
+    return _load_builtin(key)
+
+
+#: other names users write for the built-in engines
+ALIASES = {"tensorrt-llm": "trtllm", "tensorrt_llm": "trtllm", "trt-llm": "trtllm", "trt": "trtllm"}
+
+
+def list_engines() -> list[str]:
+    """The built-in engines' names, sorted."""
+    return sorted(_builtin_files())
+
+
+def load_engine_file(path: str | Path) -> EngineSpec:
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RooflineError(f"cannot read engine file {p}: {exc}",
+                            hint=f"pass a built-in engine name ({', '.join(list_engines())}) or the path of a "
+                                 f"JSON file like {EXAMPLE_FILE}", exit_code=2, param="engine") from exc
+    return parse_engine(text, str(p.resolve()))
+
+
+def _builtin_dir():
+    """The packaged `roofline.engines` folder, or the source tree's `engines/` when not installed."""
+    try:
+        return importlib.resources.files("roofline.engines")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent.parent / "engines"
+
+
+@lru_cache(maxsize=None)
+def _builtin_files() -> dict[str, Any]:
+    return {f.name[: -len(".json")]: f for f in _builtin_dir().iterdir() if f.name.endswith(".json")}
+
+
+@lru_cache(maxsize=None)
+def _load_builtin(name: str) -> EngineSpec:
+    file = _builtin_files()[name]
+    spec = parse_engine(file.read_text(encoding="utf-8"), str(file))
+    if spec.name != name:
+        raise RooflineError(f"{file}: field 'name': expected {name!r} (the file name), found {spec.name!r}",
+                            hint="a built-in engine file must be named <name>.json")
+    return spec
+
+
+def parse_engine(text: str, where: str) -> EngineSpec:
+    """Parse and validate an engine file's JSON text; `where` (the file) and the field name every error."""
+    data = _parse_json(text, where)
+    for name in _REQUIRED:
+        if name not in data:
+            raise RooflineError(f"{where}: missing field '{name}'", hint=f"add it; {EXAMPLE_FILE} is a complete example")
+    allowed = (*_REQUIRED, *_OPTIONAL)
+    for name in data:
+        if name not in allowed:
+            close = difflib.get_close_matches(name, allowed, n=1)
+            raise RooflineError(f"{where}: unknown field '{name}'", hint=(f"did you mean '{close[0]}'? " if close
+                                                                          else "") + f"allowed fields: {', '.join(allowed)}")
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise _fail(where, "schema_version", str(SCHEMA_VERSION), data["schema_version"], EXAMPLE_FILE)
+    for name in _TEXT:
+        if not (isinstance(data[name], str) and data[name].strip()):
+            raise _fail(where, name, "a non-empty string", data[name], EXAMPLE_FILE)
+    sources = _parse_sources(data["sources"], where, EXAMPLE_FILE)
+    figures, tiers, provenance = {}, {}, {}
+    kinds = {**_FIGURES, **{r: "bytes" for r in _RESERVE}}
+    for name, kind in kinds.items():
+        if name not in data:
+            continue
+        figures[name], tiers[name], provenance[name] = _parse_engine_figure(data[name], name, kind, sources, where)
+    if figures["kv_cache_fraction"] == "auto":
+        missing = [r for r in _RESERVE if r not in figures]
+        if missing:
+            raise RooflineError(f"{where}: missing field '{missing[0]}'",
+                                hint='a "kv_cache_fraction" of "auto" is computed from the reserve_* fields; '
+                                     "engines/sglang.json is a complete example")
+    return EngineSpec(data["name"], data["display_name"], data["version"], data["description"], figures, tiers,
+                      provenance, where)
+
+
+def _check(x: Any, name: str, kind: Any, where: str) -> Any:
+    if isinstance(kind, tuple):
+        ok = x in kind
+        expected = "one of " + ", ".join(repr(k) for k in kind)
+    elif kind == "bool":
+        ok, expected = isinstance(x, bool), _EXPECTED[kind]
+    elif kind == "fraction-or-auto":
+        ok = x == "auto" or (_is_number(x) and 0.0 < x <= 1.0)
+        expected = _EXPECTED[kind]
+    elif kind == "int":
+        ok = _is_number(x) and x >= 1 and float(x).is_integer()
+        expected = _EXPECTED[kind]
+    elif kind == "seconds":
+        ok, expected = _is_number(x) and 0 <= x < 1, _EXPECTED[kind]
+    else:
+        ok, expected = _is_number(x) and x >= 0, _EXPECTED[kind]
+    if not ok:
+        raise _fail(where, name, expected, x, EXAMPLE_FILE)
+    return int(x) if kind == "int" else x
+
+
+def _parse_engine_figure(raw: Any, name: str, kind: Any, sources: dict[str, str], where: str):
+    """(value, tiers, provenance) of one {"value", "source", "note"?, "tiers"?} entry."""
+    if not isinstance(raw, dict):
+        raise _fail(where, name, '{"value": <value>, "source": <key in sources>}', raw, EXAMPLE_FILE)
+    for key in raw:
+        if key not in ("value", "source", "note", "tiers"):
+            raise _fail(where, f"{name}.{key}", "only value, source, note, tiers", key, EXAMPLE_FILE)
+    for key in ("value", "source"):
+        if key not in raw:
+            raise RooflineError(f"{where}: missing field '{name}.{key}'", hint=f"add it; {EXAMPLE_FILE} is a complete example")
+    value = _check(raw["value"], f"{name}.value", kind, where)
+    source, note = raw["source"], raw.get("note")
+    if not isinstance(source, str) or source not in sources:
+        raise _fail(where, f"{name}.source", f"a key of 'sources' ({', '.join(sources)})", source, EXAMPLE_FILE)
+    if note is not None and not (isinstance(note, str) and note.strip()):
+        raise _fail(where, f"{name}.note", "a non-empty string", note, EXAMPLE_FILE)
+    tiers = []
+    raw_tiers = raw.get("tiers", [])
+    if raw_tiers and kind not in ("int", "bytes"):
+        raise _fail(where, f"{name}.tiers", "no tiers (only numeric figures have GPU-dependent defaults)", raw_tiers,
+                    EXAMPLE_FILE)
+    if not isinstance(raw_tiers, list):
+        raise _fail(where, f"{name}.tiers", "a list of tiers", raw_tiers, EXAMPLE_FILE)
+    for k, t in enumerate(raw_tiers):
+        at = f"{name}.tiers[{k}]"
+        if not (isinstance(t, dict) and {"min_memory_bytes", "value"} <= set(t)
+                and set(t) <= {"min_memory_bytes", "value", "except_gpus"}):
+            raise _fail(where, at, '{"min_memory_bytes": <bytes>, "value": <value>, "except_gpus"?: [names]}', t,
+                        EXAMPLE_FILE)
+        low = _check(t["min_memory_bytes"], f"{at}.min_memory_bytes", "bytes", where)
+        if tiers and low < tiers[-1].min_memory_bytes:
+            raise _fail(where, f"{at}.min_memory_bytes", "tiers in increasing memory order", low, EXAMPLE_FILE)
+        exc = t.get("except_gpus", [])
+        if not (isinstance(exc, list) and all(isinstance(e, str) and e.strip() for e in exc)):
+            raise _fail(where, f"{at}.except_gpus", "a list of non-empty strings", exc, EXAMPLE_FILE)
+        tiers.append(Tier(float(low), _check(t["value"], f"{at}.value", kind, where), tuple(exc)))
+    text = f"[{source}] {sources[source]}" + (f"; note: {note}" if note else "")
+    return value, tuple(tiers), text

@@ -1,0 +1,55 @@
+"""`roofline train`: exit codes, messages, JSON keys."""
+import csv
+import io
+import json
+
+
+def test_train_json_keys(run_cli):
+    code, out, err = run_cli("train", "--model", "llama-3.1-8b", "--gpus", "16", "--tp", "2", "--pp", "2",
+                             "--global-batch", "64", "--tokens", "1e12", "--storage-bandwidth-gbps", "10",
+                             "--mtbf-h", "24", "--format", "json")
+    assert code == 0, err
+    r = json.loads(out)
+    for k in ("memory_per_gpu_bytes", "weights_bytes", "optimizer_bytes", "activations_bytes", "step_time_s",
+              "tokens_per_s", "tflops_per_gpu", "mfu", "hfu", "gpu_hours", "energy_j", "train_time_s"):
+        assert k in r, k
+    assert r["dp"] == 4 and r["gpus"] == 16 and 0 < r["mfu"] < 1 and r["hfu"] >= r["mfu"]
+    assert r["checkpoint"]["interval_s"] > 0 and r["checkpoint"]["write_time_s"] > 0
+
+
+def test_train_table_and_csv(run_cli):
+    code, out, _ = run_cli("train", "--gpus", "8")
+    assert code == 0 and "memory per GPU" in out and "MFU" in out
+    code, out, _ = run_cli("train", "--gpus", "8", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and rows[0]["dp"] == "8" and float(rows[0]["step_time_s"]) > 0
+
+
+def test_train_rejects_a_layout_that_does_not_divide(run_cli):
+    code, _, err = run_cli("train", "--tp", "3")
+    assert code == 2 and "Error: --tp 3 does not divide the 32 attention heads" in err and "Traceback" not in err
+    code, _, err = run_cli("train", "--gpus", "8", "--dp", "4")
+    assert code == 2 and "Error: --gpus 8 is not --tp x --pp x --dp x --cp" in err
+    code, _, err = run_cli("train", "--gpus", "8", "--global-batch", "12")
+    assert code == 2 and "Error: --global-batch 12 is not a multiple" in err
+    code, _, err = run_cli("train", "--zero", "5")
+    assert code == 2 and "Error: --zero must be 0, 1, 2 or 3" in err
+
+
+def test_train_search(run_cli):
+    code, out, err = run_cli("train", "--search", "--gpus", "8", "--global-batch", "64", "--top", "3",
+                             "--format", "json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert 1 <= len(r["layouts"]) <= 3 and {"tp", "pp", "dp", "cp", "tokens_per_s"} <= set(r["layouts"][0])
+    code, _, err = run_cli("train", "--search")
+    assert code == 2 and "--search needs --gpus" in err
+
+
+def test_train_budget(run_cli):
+    code, out, err = run_cli("train", "--gpus", "8", "--budget-flops", "5.76e23", "--format", "json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["parameters"] > 1e10 and r["fleet"]["days"] > 0
+    code, _, err = run_cli("train", "--budget-flops", "1e20", "--budget-gpu-hours", "10")
+    assert code == 2 and "not both" in err
