@@ -161,8 +161,9 @@ class Analysis:
     `context` tokens that fit), `kv_cache_utilization` (fraction of the KV cache `batch` sequences use),
     `fits` (one sequence fits), `batch_fits`, `min_tp_that_fits` (None: no TP degree up to 64).
 
-    `warnings`: what `roofline analyze` prints as warnings. `to_dict()` is the full `analyze --format json`
-    document; `operators` the per-operator table.
+    `warnings`: what `roofline analyze` prints as warnings. `to_dict()` is the `analyze --format json`
+    document less its `verdict` sentence (written by the presentation layer, `roofline.report.verdict`);
+    `operators` the per-operator table.
 
     >>> a = roofline.analyze(model="llama-3.1-8b", batch=1, prompt=1024, output=256)
     >>> a.decode_bound, a.critical_batch
@@ -509,7 +510,7 @@ def train(model: str | Path | ModelConfig = "llama-3.1-8b", gpu: str | Path | GP
     if dp is None:
         total = base if gpus is None else _int(gpus, "gpus")
         if base < 1 or total % base:
-            raise RooflineError(f"gpus={total} is not a multiple of `tp` x `pp` x `cp` = {base}", exit_code=2,
+            raise RooflineError(f"gpus={total} is not a multiple of `tp` x `pp` x `cp` = {base}", hint="pick `gpus` as `tp` x `pp` x `cp` x a data-parallel degree", exit_code=2,
                                 param="gpus")
         dp = total // base
     recipe = Recipe(weights=_text(weights, "weights"), grads=_text(grads, "grads"), master=_text(master, "master"),

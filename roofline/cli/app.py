@@ -11,10 +11,11 @@ from roofline.report import views
 from roofline.model.analysis import Scenario, analyze as run_analysis, decode_batching
 from roofline.report.verdict import analyze_verdict, headline
 from roofline.errors import RooflineError
-from roofline.cli.common import (ActOpt, BatchOpt, ContextOpt, DpAttentionOpt, EpImbalanceOpt, EpOpt, FormatOpt,
-                                  GpuOpt, KvOpt, ModelOpt, OutputOpt, PpOpt, PrecisionsOpt, ProfileOpt,
-                                  PromptOpt, TpOpt, WeightsOpt, LimitOpt, check_rows, comma_list, err, flag_text,
-                                  ints, load_device, out, precision_list, warn)
+from roofline.cli.common import (DEPRECATED, BatchOpt, ContextOpt, DpAttentionOpt, EpImbalanceOpt, EpOpt,
+                                  FormatOpt, GpuOpt, ModelOpt, OptActOpt, OptKvOpt, OptWeightsOpt, OutputOpt, PpOpt,
+                                  PrecisionsOpt, ProfileOpt, PromptOpt, ScenarioPrecisionOpt, TpOpt, LimitOpt, WideOpt,
+                                  alias, check_rows, comma_list, err, flag_text, ints, load_device, out,
+                                  precision_list, scenario_device, set_table_width, warn)
 from roofline.cli.engine_options import engine_options
 from roofline.model.memory import EngineKnobs
 from roofline.specs.hardware import list_gpus, load_gpu
@@ -50,10 +51,21 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_print_ver
                                                 help="Print the version and exit.")] = False) -> None:
     """Roofline model of LLM inference: memory- vs compute-bound, latency, capacity, cost."""
 
+def _name_argument(name: Optional[str], what: str, example: str) -> Optional[str]:
+    """The NAME argument of `gpus` / `models`; RooflineError (exit 2) for an empty one, which would otherwise
+    list everything."""
+    if name is not None and not name.strip():
+        raise RooflineError(f"the {what} name is empty", hint=f"name one (e.g. roofline {what}s {example}), or "
+                            f"leave it out to list them all", exit_code=2)
+    return name
+
+
 @app.command()
 def gpus(name: Annotated[Optional[str], typer.Argument(help="Show one GPU's spec with sources.")] = None,
-         fmt: FormatOpt = Format.table) -> None:
+         fmt: FormatOpt = Format.table, wide: WideOpt = False) -> None:
     """List the GPU spec files (dense peaks, bandwidth, ridge points), or show one with its sources."""
+    set_table_width(wide)
+    name = _name_argument(name, "gpu", "h100-sxm")
     specs = [load_gpu(name)] if name else [load_gpu(n) for n in list_gpus()]
     if name:
         g = specs[0]
@@ -66,9 +78,10 @@ def gpus(name: Annotated[Optional[str], typer.Argument(help="Show one GPU's spec
 
 @app.command()
 def models(name: Annotated[Optional[str], typer.Argument(help="Show one model (name or config.json path).")] = None,
-           fmt: FormatOpt = Format.table) -> None:
+           fmt: FormatOpt = Format.table, wide: WideOpt = False) -> None:
     """List the built-in model catalog, or show one model's dimensions and parameter count."""
-    if name:
+    set_table_width(wide)
+    if _name_argument(name, "model", "llama-3.1-8b"):
         m = load_model(name)
         d = {**m.to_dict(), "parameters": m.parameters(), "active_parameters": m.active_parameters(),
              "parameter_breakdown": m.parameter_breakdown()}
@@ -84,14 +97,17 @@ def models(name: Annotated[Optional[str], typer.Argument(help="Show one model (n
 def analyze(
     gpu: GpuOpt = None, model: ModelOpt = "llama-3.1-8b",
     batch: BatchOpt = 1, prompt: PromptOpt = 1024, output: OutputOpt = 256, context: ContextOpt = None,
-    tp: TpOpt = 1, weights: WeightsOpt = "bf16", activations: ActOpt = "bf16", kv: KvOpt = "bf16",
+    tp: TpOpt = 1, precision: ScenarioPrecisionOpt = None, weights: OptWeightsOpt = None,
+    activations: OptActOpt = None, kv: OptKvOpt = None,
     engine: EngineKnobs = None, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
     pp: PpOpt = 1, ep: EpOpt = 1, dp_attention: DpAttentionOpt = 1, ep_imbalance: EpImbalanceOpt = 1.0,
+    wide: WideOpt = False,
 ) -> None:
     """Per-operator FLOPs, bytes, intensity, bound and time for prefill and a decode step; TTFT, TPOT,
     end-to-end latency, throughput, memory and KV-cache capacity; collectives (message, group, link,
     algorithm, time) for a multi-GPU layout (--tp, --pp, --ep, --dp-attention)."""
-    g, eff = load_device(gpu, profile, activations.strip().lower())
+    set_table_width(wide)
+    g, eff, (weights, activations, kv) = scenario_device(gpu, profile, precision, weights, activations, kv)
     m = load_model(model)
     sc = Scenario(batch, prompt, output, context, tp, weights, activations, kv, engine.settings(g, tp, pp),
                   pp=pp, ep=ep, dp_attention=dp_attention, ep_imbalance=ep_imbalance)
@@ -111,19 +127,25 @@ def sweep(
     precision: PrecisionsOpt = "bf16",
     engine: EngineKnobs = None, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
     pp: Annotated[str, typer.Option(help="Pipeline-parallel stages, comma-separated.")] = "1",
-    expert_parallel: Annotated[str, typer.Option(help="Expert parallelism for MoE models, comma-separated: off "
-                                                 "(experts TP-sharded) and/or on (ep = tp x dp-attention).")] = "off",
+    ep: Annotated[Optional[str], typer.Option("--ep", help="Expert parallelism for MoE models, comma-separated: "
+                                              "1 (off: experts TP-sharded) and/or on (ep = tp x dp-attention of "
+                                              "each layout) [default: 1].")] = None,
     dp_attention: Annotated[str, typer.Option(help="Attention data-parallel ranks, comma-separated (> 1 needs "
                                               "expert parallelism on).")] = "1",
-    limit: LimitOpt = None,
+    limit: LimitOpt = None, wide: WideOpt = False,
+    expert_parallel: Annotated[Optional[str], typer.Option("--expert-parallel", hidden=True,
+                                                           help="Old name of --ep.")] = None,
 ) -> None:
     """Evaluate a grid batch x context x layout (TP x PP x expert parallelism x attention-DP) x precision in
     one vectorized pass. Layouts the model cannot take are left out with a warning. A grid of more rows than
     --limit is refused before it is evaluated, with its row count."""
+    set_table_width(wide)
+    eps = alias(None if ep is None else _on_off(ep, "--ep"),
+                None if expert_parallel is None else _on_off(expert_parallel, "--expert-parallel"),
+                "--ep", "--expert-parallel") or [False]
     g, eff = load_device(gpu, profile)
     m = load_model(model)
     tps, pps, dps = ints(tp, "--tp"), ints(pp, "--pp"), ints(dp_attention, "--dp-attention")
-    eps = _on_off(expert_parallel)
     layouts, skipped = valid_layouts(m, tps, pps, eps, dps)
     batches, contexts, precisions = ints(batch, "--batch"), ints(context, "--context"), precision_list(precision)
     check_rows({"batches": len(batches), "contexts": len(contexts), "layouts": len(layouts),
@@ -135,13 +157,13 @@ def sweep(
     emit([nest_row(r) for r in rows], fmt, out, lambda: views.sweep_table(rows), lambda: rows)
 
 
-def _on_off(text: str) -> list[bool]:
-    """'off,on' -> [False, True] (RooflineError, exit 2, for anything else)."""
-    values = {"off": False, "on": True}
+def _on_off(text: str, flag: str = "--ep") -> list[bool]:
+    """'1,on' (or 'off,on') -> [False, True] (RooflineError, exit 2, for anything else)."""
+    values = {"off": False, "1": False, "on": True}
     items = comma_list(text)
     if not items or any(x.lower() not in values for x in items):
-        raise RooflineError(f"--expert-parallel takes off and/or on, got {text!r}", hint="e.g. --expert-parallel "
-                            "off,on", exit_code=2)
+        raise RooflineError(f"{flag} takes off and/or on (1 = off), got {text!r}", hint=f"e.g. {flag} 1,on (on: "
+                            "ep = tp x dp-attention of each layout)", exit_code=2)
     return list(dict.fromkeys(values[x.lower()] for x in items))
 
 
@@ -166,8 +188,11 @@ _register_commands()
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: user mistakes become one `Error:` line and a `Hint:` on stderr, never a traceback."""
     args = sys.argv[1:] if argv is None else argv
+    set_table_width()
+    DEPRECATED.clear()
     try:
         app(args=args or ["--help"], prog_name="roofline", standalone_mode=False)
+        warn(DEPRECATED)
     except RooflineError as e:  # the library names its arguments; the user reads the flags (flag_text)
         err.print(f"Error: {flag_text(e.message, e.param)}", highlight=False, markup=False, soft_wrap=True)
         if e.hint:

@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from roofline.cli.common import FormatOpt, check_gpu_option, err, warn
+from roofline.cli.common import FormatOpt, alias, check_gpu_option, err, warn
+from roofline.errors import RooflineError
 from roofline.measure.bench import run_bench, run_notes
 from roofline.measure.validate import validate_profile
 from roofline.report.render import Format
@@ -28,10 +29,10 @@ def bench(
     device: Annotated[Optional[Device], typer.Option("--device", help="cuda or cpu [default: cuda when "
                                                       "available, else cpu].")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes and short timing (CPU: under 3 minutes).")] = False,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Profile path [default: "
-                                                   "profiles/<device>-<quick|full>-<host>.json]; an existing "
-                                                   "file is kept (bench stops before measuring) unless "
-                                                   "--force.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Profile path [default: "
+                                                "profiles/<device>-<quick|full>-<host>.json]; an existing "
+                                                "file is kept (bench stops before measuring) unless "
+                                                "--force.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing profile at the output "
                                         "path.")] = False,
     gpu: Annotated[Optional[str], typer.Option("--gpu", help="Spec to compare against [default: detected from "
@@ -40,6 +41,7 @@ def bench(
                                        "shaped after (dense GQA/MHA).")] = "llama-3.1-8b",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on "
                                            "stderr.")] = True,
+    output: Annotated[Optional[Path], typer.Option("--output", hidden=True, help="Old name of --out.")] = None,
 ) -> None:
     """Measure the device (streaming, GEMM ceilings, intensity sweeps, attention, a decoder layer) with
     NVML telemetry, and write a versioned JSON profile; prints the profile path. A profile already at the path
@@ -49,6 +51,7 @@ def bench(
     from roofline.measure.bench import default_output, resolve_device
 
     check_gpu_option(gpu)
+    output = alias(out, output, "--out", "--output")
     dev = resolve_device(device.value if device else None)
     target = check_target(output or default_output(dev, quick), force, "profile")
     t0 = time.monotonic()
@@ -64,9 +67,9 @@ def bench(
 
 def bench_collectives(
     nproc: Annotated[int, typer.Option("--nproc", min=2, help="Local ranks (GPUs, or CPU processes with gloo).")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Profile path [default: "
-                                                   "profiles/collectives-<device>-<N>x-<host>.json]; an "
-                                                   "existing file is kept unless --force.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Profile path [default: "
+                                                "profiles/collectives-<device>-<N>x-<host>.json]; an "
+                                                "existing file is kept unless --force.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing profile at the output "
                                         "path.")] = False,
     max_bytes: Annotated[Optional[int], typer.Option("--max-bytes", min=8, help="Largest message in bytes "
@@ -77,6 +80,7 @@ def bench_collectives(
                                                       "when available, else cpu].")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Pass torchrun's output to "
                                            "stderr.")] = True,
+    output: Annotated[Optional[Path], typer.Option("--output", hidden=True, help="Old name of --out.")] = None,
 ) -> None:
     """Measure all-reduce, reduce-scatter, all-gather, all-to-all, broadcast and send/recv over N local ranks
     (starts torchrun; multi-node: run `torchrun ... -m roofline.measure.collectives` on every node), fit
@@ -85,6 +89,7 @@ def bench_collectives(
     from roofline.measure.bench import resolve_device
     from roofline.measure.collectives import default_output, spawn
 
+    output = alias(out, output, "--out", "--output")
     dev = resolve_device(device.value if device else None)
     target = check_target(output or default_output(nproc, dev), force, "profile")
     show = (lambda line: typer.echo(line, err=True)) if progress else None
@@ -92,13 +97,16 @@ def bench_collectives(
 
 
 def validate(
-    profile: Annotated[Path, typer.Argument(help="Profile written by `roofline bench` or "
-                                            "`roofline bench-collectives`.")],
+    profile: Annotated[str, typer.Argument(metavar="PROFILE", help="Profile written by `roofline bench` or "
+                                           "`roofline bench-collectives`.")],
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Predicted vs measured for every point of a profile: datasheet, bare measured ceilings and the
     calibrated model (fit on half the points, errors on the other half), per-family errors and outliers."""
-    typer.echo(render_validation(validate_profile(profile), fmt.value), nl=False)
+    if not profile.strip():  # typer would read an empty path as '.', the current directory
+        raise RooflineError("the profile path is empty", hint="pass a profile file, e.g. roofline validate "
+                            "profiles/cpu-quick-vm.json", exit_code=2)
+    typer.echo(render_validation(validate_profile(Path(profile)), fmt.value), nl=False)
 
 
 def register(app: typer.Typer) -> None:

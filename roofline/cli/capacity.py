@@ -7,15 +7,16 @@ from typing import Annotated, Optional
 import typer
 
 from roofline.model.analysis import Scenario, min_tp_that_fits
-from roofline.cli.common import (DpAttentionOpt, EpOpt, FormatOpt, GpuOpt, ModelOpt, PrecisionOpt, PrecisionsOpt, ProfileOpt, flag_text, ints,
-                                  load_device, out, precision_list, warn)
+from roofline.cli.common import (DpAttentionOpt, EpOpt, FormatOpt, GpuOpt, ModelOpt, PrecisionsOpt,
+                                  ProfileOpt, WideOpt, flag_text, ints, load_device, out, path_option, precision_list,
+                                  scenario_device, set_table_width, status, strict_list, warn)
 from roofline.cli.engine_options import engine_echo, engine_options
 from roofline.model.memory import EngineKnobs
-from roofline.plan.capacity import capacity_table
+from roofline.plan.capacity import capacity_table, simulator_difference
 from roofline.plan.disagg import cheapest, disaggregated_table
 from roofline.plan.options import (CAPACITY_COLUMNS, DEFAULT_GPUS, check_tp_degrees, device_candidates, gpu_prices,
                                    mode_rows)
-from roofline.model.engine import TP_DEGREES, make_setup
+from roofline.model.engine import TP_DEGREES, check_reach, make_setup
 from roofline.errors import RooflineError
 from roofline.plan.fleet import plan_fleet
 from roofline.specs.fleet import Fleet, load_fleet
@@ -24,12 +25,12 @@ from roofline.specs.models import ModelConfig, load_model
 from roofline.report.render import Format, emit, table
 from roofline.report.verdict import capacity_verdict, headline, simulate_verdict, slos_text
 from roofline.units import format_time_s
-from roofline.specs.precision import PrecisionSet
+from roofline.specs.precision import PRECISION_SET_RULE, PrecisionSet
 from roofline.plan.simulate import DoesNotFit, SimSettings, divergence, simulate as run_simulation
 from roofline.specs.workload import Workload, context_warning, workload_from_options
 
-WorkloadOpt = Annotated[Optional[Path], typer.Option("--workload", exists=True, dir_okay=False,
-                                                     help="Workload JSON file (see examples/workload-chat.json).")]
+WorkloadOpt = Annotated[Optional[str], typer.Option("--workload", metavar="FILE",
+                                                    help="Workload JSON file (see examples/workload-chat.json).")]
 RateOpt = Annotated[Optional[float], typer.Option("--rate", help="Requests per second (overrides the file's "
                                                   "arrival.rate_per_s; the daily curve still applies).")]
 PromptOpt = Annotated[Optional[str], typer.Option("--prompt", help="Prompt tokens: N, uniform:MIN:MAX, "
@@ -56,6 +57,7 @@ def _tp_degrees(text: Optional[str], m: ModelConfig) -> Optional[list[int]]:
 
 def _workload(workload: Optional[Path], rate: Optional[float], *overrides) -> Workload:
     """The --workload file with the flags' overrides, or (no file) a workload from the flags alone."""
+    workload = path_option(workload, "--workload")
     if workload is None and rate is None:
         raise RooflineError("no workload given", hint="pass --workload FILE, or --rate N with --prompt and --output",
                             exit_code=2)
@@ -73,18 +75,36 @@ def _layout(r: dict) -> str:
         (f" ep{r['ep']}" if r.get("ep", 1) > 1 else "")
 
 
-def _capacity_tables(res: dict) -> list:
+def _capacity_tables(res: dict, show_all: bool = False) -> list:
+    """The tables of `capacity`: the candidates (feasible ones; with `show_all` or when none is feasible, every
+    one, the infeasible ones last with the reason), the disaggregated pairs and the fleet mix."""
     w = res["workload"]
     head = (f"{res['model']}: {w['name']} peak {w['peak_rate_per_s']:.3g} req/s (mean {w['mean_rate_per_s']:.3g}), "
             f"SLO {slos_text(w['slo']) or 'none'}")
+    feasible = [r for r in res["candidates"] if r["feasible"]]
+    shown = res["candidates"] if show_all or not feasible else feasible
+    shown = sorted(shown, key=lambda r: not r["feasible"])  # stable: the library's order within each group
+    hidden = len(res["candidates"]) - len(shown)
+    if hidden:
+        head += f"; {hidden} infeasible candidate(s) not shown (--all lists them with the reason)"
     rows = [[r["gpu"], _layout(r), r["precision"], _fmt(r["max_request_rate_per_replica"]), r.get("replicas", "-"),
              r.get("gpus", "-"), _fmt(r.get("cost_per_hour"), ".2f"), _fmt(r.get("cost_per_million_output_tokens"), ".3f"),
              _fmt(r.get("headroom"), ".0%"), r.get("limited_by") or "-", r.get("bottleneck") or "-",
              _fmt(r.get("batch"), ".0f"), _fmt(r.get("tpot_p99_s"), ".1f", 1e3), _fmt(r.get("ttft_p99_s"), ".0f", 1e3),
-             r.get("reason", "")] for r in res["candidates"]]
+             r.get("reason", "")] for r in shown]
     out_tables = [table(head, ["GPU", "layout", "precision", "req/s/replica", "replicas", "GPUs", "$/h", "$/1M out",
                                "headroom", "limited by", "bottleneck", "batch", "TPOT p99 ms", "TTFT p99 ms",
                                "note"], rows)]
+    diff = res.get("simulator_difference")
+    if diff:
+        def rel(k):
+            x = diff[k]
+            return "-" if x["relative"] is None else f"{x['relative']:+.0%}"
+        out_tables.append(f"Note: the p99 latencies are analytic estimates. Simulating the best row ({diff['gpu']} "
+                          f"tp{diff['tp']} {diff['precision']}, {diff['requests']:,} requests at its max rate) gives "
+                          f"TTFT p99 {rel('ttft_p99_s')}, TPOT p99 {rel('tpot_p99_s')}, max throughput "
+                          f"{rel('max_throughput_output_tokens_per_s')} against the table (`roofline simulate` "
+                          "for more requests).")
     if "disaggregated" in res:
         out_tables += _disaggregated_tables(res)
     plan = res.get("fleet_plan")
@@ -141,30 +161,38 @@ def capacity(
     model: ModelOpt = "llama-3.1-70b",
     workload: WorkloadOpt = None, rate: RateOpt = None, prompt: PromptOpt = None, output: OutputOpt = None,
     turns: TurnsOpt = None, think_time_s: ThinkOpt = None, ttft_p99_s: TtftOpt = None, tpot_p99_s: TpotOpt = None,
-    gpu: Annotated[Optional[list[str]], typer.Option("--gpu", help="Candidate GPU (repeat for several) "
+    gpu: Annotated[Optional[list[str]], typer.Option("--gpu", help="Candidate GPUs, comma-separated or repeated "
                                                      "[default: the fleet's GPUs, else h100-sxm and h200-sxm].")] = None,
     tp: Annotated[Optional[str], typer.Option("--tp", help="TP degrees, comma-separated [default: 1,2,4,8 that "
                                               "divide the heads].")] = None,
     precision: PrecisionsOpt = "bf16,fp8",
     price: Annotated[Optional[list[str]], typer.Option("--price", help="GPU=USD per GPU-hour (repeat); overrides "
                                                        "the fleet file's prices.")] = None,
-    fleet: Annotated[Optional[Path], typer.Option("--fleet", exists=True, dir_okay=False,
-                                                  help="Fleet file (GPU types, per-region availability, prices): "
-                                                  "adds the cheapest mix, or the unserved load.")] = None,
+    fleet: Annotated[Optional[str], typer.Option("--fleet", metavar="FILE",
+                                                 help="Fleet file (GPU types, per-region availability, prices): "
+                                                 "adds the cheapest mix, or the unserved load.")] = None,
     disaggregated: Annotated[bool, typer.Option("--disaggregated", help="Also size disaggregated serving: a "
                                                 "prefill pool and a decode pool, every pair of candidates.")] = False,
-    prefill_gpu: Annotated[Optional[list[str]], typer.Option("--prefill-gpu", help="GPU of the prefill pool (repeat "
-                                                             "for several; implies --disaggregated) [default: "
-                                                             "the --gpu candidates].")] = None,
-    decode_gpu: Annotated[Optional[list[str]], typer.Option("--decode-gpu", help="GPU of the decode pool (repeat "
-                                                            "for several; implies --disaggregated) [default: "
-                                                            "the --gpu candidates].")] = None,
+    prefill_gpu: Annotated[Optional[list[str]], typer.Option("--prefill-gpu", help="GPUs of the prefill pool, "
+                                                             "comma-separated or repeated (implies "
+                                                             "--disaggregated) [default: the --gpu "
+                                                             "candidates].")] = None,
+    decode_gpu: Annotated[Optional[list[str]], typer.Option("--decode-gpu", help="GPUs of the decode pool, "
+                                                            "comma-separated or repeated (implies --disaggregated) "
+                                                            "[default: the --gpu candidates].")] = None,
     engine: EngineKnobs = None, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
+    show_all: Annotated[bool, typer.Option("--all", help="Table: list the infeasible candidates too (below the "
+                                           "feasible ones, with the reason); JSON and CSV always hold all.")] = False,
+    wide: WideOpt = False,
 ) -> None:
     """Highest request rate per replica within the SLOs for each GPU x TP x precision, replicas, GPUs, cost,
     headroom and the binding bottleneck; with --fleet, the cheapest mix across regions (an ILP); with
     --disaggregated, prefill and decode pools sized apart for every pair of candidates."""
+    set_table_width(wide)
     ms = engine  # resolved on each candidate's GPU and layout
+    gpu, prefill_gpu, decode_gpu = (_gpu_list(x, f) for x, f in ((gpu, "--gpu"), (prefill_gpu, "--prefill-gpu"),
+                                                                 (decode_gpu, "--decode-gpu")))
+    fleet = path_option(fleet, "--fleet")
     w = _workload(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
     m = load_model(model)
     tps, precisions = _tp_degrees(tp, m), precision_list(precision)
@@ -174,17 +202,36 @@ def capacity(
     names = gpu or (fl.gpu_names if fl else _default_gpus(profile))
     cands = _candidates(names, m, tps, precisions, profile)
     warn([context_warning(w, m.name, m.max_position_embeddings)])
-    res = _capacity_result(m, w, capacity_table(cands, m, w, prices, ms), fl)
+    with status(f"Sizing {len(cands)} candidate(s) for {m.name}"):
+        table_rows = capacity_table(cands, m, w, prices, ms)
+    res = _capacity_result(m, w, table_rows, fl)
     if disaggregated or prefill_gpu or decode_gpu:
         pre = _candidates(prefill_gpu, m, tps, precisions, profile) if prefill_gpu else cands
         dec = _candidates(decode_gpu, m, tps, precisions, profile) if decode_gpu else cands
         res["disaggregated"] = _reasons_as_flags(disaggregated_table(pre, dec, m, w, prices, ms))
         res["cheapest"] = cheapest(res["candidates"], res["disaggregated"])
     warn(res.get("fleet_plan", {}).get("warnings", []))
+    res["p99_is_estimate"] = True  # the analytic p99s are a queueing estimate: the simulator's figures below
+    best = res["best"]
+    res["simulator_difference"] = None if best is None else simulator_difference(
+        next(c for c in cands if (c.gpu.name, c.tp, c.precision, c.ep, c.dp_attention, c.pp) ==
+             (best["gpu"], best["tp"], best["precision"], best["ep"], best["dp_attention"], best["pp"])), m, w, ms, best)
     res = {"verdict": capacity_verdict(res), **res, "engine": engine_echo(engine)}
-    emit(res, fmt, out, lambda: [headline(res["verdict"]), *_capacity_tables(res)],
+    emit(res, fmt, out, lambda: [headline(res["verdict"]), *_capacity_tables(res, show_all)],
          lambda: (mode_rows(res["candidates"], res["disaggregated"]) if "disaggregated" in res else
                   [{k: r.get(k) for k in CAPACITY_COLUMNS} for r in res["candidates"]]))
+
+
+def _gpu_list(values: Optional[list[str]], flag: str) -> Optional[list[str]]:
+    """A repeatable GPU option whose values may also be comma-separated ('--gpu h100-sxm,h200-sxm --gpu l40s');
+    None when it was left out; RooflineError (exit 2) for an empty value or item."""
+    if not values:
+        return None
+    names = [n for v in values for n in strict_list(v, flag, "h100-sxm,h200-sxm")]
+    if len(names) < len(values):
+        raise RooflineError(f"{flag} is empty", hint=f"name a GPU (see `roofline gpus`), e.g. {flag} h100-sxm",
+                            exit_code=2)
+    return names
 
 
 def _default_gpus(profile: Optional[Path]) -> list:
@@ -215,7 +262,8 @@ def _capacity_result(m: ModelConfig, w: Workload, rows: list[dict], fl: Optional
         best = res["best"]
         out_tps = (w.mean_rate_per_s * best["output_tokens_per_s_per_replica"]
                    / best["max_request_rate_per_replica"]) if best else 0.0
-        res["fleet_plan"] = plan_fleet(rows, fl, w.peak_rate_per_s, out_tps)
+        with status(f"Solving the fleet mix (an ILP over {len(rows)} candidates x {len({r for r, _ in fl.supply})} region(s))"):
+            res["fleet_plan"] = plan_fleet(rows, fl, w.peak_rate_per_s, out_tps)
     return res
 
 
@@ -235,7 +283,10 @@ def _simulate_tables(res: dict) -> list:
              ["recompute", f"{res['recompute_tokens']:,} tokens ({res['recompute_fraction_of_prefill']:.1%} of "
                            f"prefill), {res['evictions']:,} evictions"],
              ["Little's law", f"in flight {ll['mean_in_flight']:.3g} vs rate x latency {_fmt(ll['rate_x_latency'])}"],
-             ["rejected", f"{res['rejected_requests']:,} (larger than the KV cache)"]]
+             ["rejected", f"{res['rejected_requests']:,} (larger than the KV cache)"],
+             ["preemptions", f"{res['preemptions']:,} ({res['preemption_mode']}; "
+                             f"{res['preemption_recompute_tokens']:,} tokens recomputed), peak KV "
+                             f"{res['peak_kv_cache_utilization']:.0%}"]]
     if res.get("divergence_rate_per_s") is not None or res.get("load_sweep"):
         other.append(["latency diverges at", _fmt(res.get("divergence_rate_per_s"), ".4g", unit=" req/s")])
     return [table(f"Simulated {res['requests']:,} requests (ms)", ["", "mean", "p50", "p90", "p99", "max"], lat),
@@ -287,7 +338,9 @@ def simulate(
     workload: WorkloadOpt = None, rate: RateOpt = None, prompt: PromptOpt = None, output: OutputOpt = None,
     turns: TurnsOpt = None, think_time_s: ThinkOpt = None, ttft_p99_s: TtftOpt = None, tpot_p99_s: TpotOpt = None,
     tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel degree.")] = 1,
-    precision: PrecisionOpt = "bf16",
+    precision: Annotated[Optional[str], typer.Option("--precision", help=f"Precision set: {PRECISION_SET_RULE} "
+                                                     "[default: bf16; on a profile without bf16, compute in its "
+                                                     "fastest measured precision].")] = None,
     replicas: Annotated[int, typer.Option("--replicas", min=1, help="Replicas (conversations routed round-robin).")] = 1,
     requests: Annotated[int, typer.Option("--requests", min=1, help="Requests to simulate.")] = 20_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same result).")] = 0,
@@ -299,27 +352,32 @@ def simulate(
     timeseries: Annotated[bool, typer.Option("--timeseries/--no-timeseries", help="Include batch, KV "
                                              "utilisation and queue over time in JSON.")] = False,
     engine: EngineKnobs = None, profile: ProfileOpt = None, fmt: FormatOpt = Format.table,
-    ep: EpOpt = 1, dp_attention: DpAttentionOpt = 1,
+    ep: EpOpt = 1, dp_attention: DpAttentionOpt = 1, wide: WideOpt = False,
 ) -> None:
     """Discrete-event simulation of replicas with continuous batching, a paged KV cache, eviction and recompute:
     TTFT/TPOT/end-to-end percentiles, throughput, batch and KV utilisation, queue, cache hit rate. A replica
     may be an expert-parallel MoE deployment (--ep, --dp-attention: its DP ranks' KV caches pooled, the load
     spread evenly over them)."""
+    set_table_width(wide)
     w = _workload(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
     hour = _start_hour(start_hour, w)
-    g, eff = load_device(gpu, profile)
-    prec = PrecisionSet.parse(precision)
+    g, eff, parts = scenario_device(gpu, profile, precision, None, None, None)
+    prec = PrecisionSet(*parts)
+    precision = precision if precision is not None else prec.label
     m = load_model(model)
     s = make_setup(g, m, tp, prec.weights, prec.activations, prec.kv, eff, ep=ep, dp=dp_attention)
+    check_reach(g, tp * dp_attention)
     ms = engine.settings(g, tp)
     cfg = SimSettings(chunked_prefill=ms.chunked_prefill, page_tokens=ms.page_tokens, memory=ms)
     warn([context_warning(w, m.name, m.max_position_embeddings, seed)])
     try:
-        res = run_simulation(s, w, requests, replicas, seed, cfg, start_hour=hour)
+        with status(f"Simulating {requests:,} requests on {replicas} replica(s) of {m.name} on {g.name}"):
+            res = run_simulation(s, w, requests, replicas, seed, cfg, start_hour=hour)
     except DoesNotFit as e:
         raise RooflineError(e.message, hint=_fit_hint(e, g, m, tp, prec, ms)) from None
     if find_divergence:
-        res.update(divergence(s, w, max(2000, requests // 4), replicas, seed, cfg))
+        with status("Simulating a ladder of loads to find where latency diverges"):
+            res.update(divergence(s, w, max(2000, requests // 4), replicas, seed, cfg))
     verdict = simulate_verdict(res, w.slo.to_dict())
     if not timeseries:
         res.pop("timeseries")

@@ -2,7 +2,10 @@
 warnings, and the library's argument names shown as flags."""
 from __future__ import annotations
 
+import contextlib
 import re
+import shutil
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,13 +14,45 @@ from rich.console import Console
 
 from roofline.errors import RooflineError
 from roofline.specs.hardware import DEFAULT_GPU
-from roofline.specs.precision import PRECISION_SET_RULE, PrecisionSet
+from roofline.specs.precision import ACTIVATION_PRECISIONS, PRECISION_SET_RULE, PrecisionSet
 from roofline.model.analysis import MAX_COUNT
-from roofline.model.memory import MemorySettings, check_memory_utilization
 from roofline.report.render import Format
 
-out = Console(soft_wrap=False, width=200, emoji=False)
+#: the table width when stdout is not a terminal (a pipe, a file, the tests): fixed, so output does not depend on
+#: where it is written
+PIPE_WIDTH = 200
+#: the width --wide allows (a table's natural width up to this)
+WIDE_WIDTH = 10_000
+
+out = Console(soft_wrap=False, width=PIPE_WIDTH, emoji=False)
 err = Console(stderr=True, emoji=False)
+
+
+def table_width(wide: bool = False) -> int:
+    """The width tables are laid out in: the terminal's when stdout is one (rich wraps cells to fit), else
+    PIPE_WIDTH; with `wide` the tables' natural width (the terminal wraps the lines)."""
+    if wide:
+        return WIDE_WIDTH
+    if sys.stdout.isatty():
+        return max(shutil.get_terminal_size((PIPE_WIDTH, 24)).columns, 40)
+    return PIPE_WIDTH
+
+
+def set_table_width(wide: bool = False) -> None:
+    """Lay the next tables out in table_width(wide) characters (called once per command)."""
+    out.width = table_width(wide)
+
+
+WideOpt = Annotated[bool, typer.Option("--wide", help="Tables at their full width (default: wrapped to the "
+                                       "terminal's width).")]
+
+
+def status(message: str):
+    """A transient status line (spinner) on stderr while the work runs, only when stderr is a terminal: never
+    in a pipe, a file or the JSON/CSV on stdout."""
+    if not err.is_terminal:
+        return contextlib.nullcontext()
+    return err.status(message, spinner="dots")
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format: table, json or csv.")]
 GpuOpt = Annotated[Optional[str], typer.Option("--gpu", help="GPU short name (see `roofline gpus`) or a spec file "
@@ -32,10 +67,6 @@ OutputOpt = Annotated[int, typer.Option("--output", help="Output length in token
 ContextOpt = Annotated[Optional[int], typer.Option("--context", help="Decode position: tokens already cached "
                                                    "[default: prompt + output].")]
 TpOpt = Annotated[int, typer.Option("--tp", help="Tensor-parallel degree.")]
-WeightsOpt = Annotated[str, typer.Option("--weights", help="Weights precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")]
-ActOpt = Annotated[str, typer.Option("--activations", help="Activations = compute precision (fp32 tf32 bf16 fp16 "
-                                     "fp8 int8 fp4).")]
-KvOpt = Annotated[str, typer.Option("--kv", help="KV-cache precision (fp32 bf16 fp16 fp8 int8 int4 fp4).")]
 PpOpt = Annotated[int, typer.Option("--pp", help="Pipeline-parallel stages (the layers split over pp groups of "
                                    "tp GPUs; pp micro-batches in flight).")]
 EpOpt = Annotated[int, typer.Option("--ep", help="Expert-parallel degree for MoE models: 1 (experts TP-sharded) "
@@ -45,12 +76,9 @@ DpAttentionOpt = Annotated[int, typer.Option("--dp-attention", help="Attention d
                                              "its own sequences' attention; with --ep = tp x dp-attention).")]
 EpImbalanceOpt = Annotated[float, typer.Option("--ep-imbalance", help="Expert parallelism: the busiest GPU's "
                                                "routed tokens over the mean (>= 1; 1 = uniform routing).")]
-MemOpt = Annotated[float, typer.Option("--memory-utilization", help="Fraction of GPU memory the engine may use "
-                                       "(vLLM's gpu_memory_utilization).")]
-# Precision sets (sweep, capacity, simulate; plot --precisions): one meaning, PrecisionSet's.
+# Precision sets (sweep, capacity): one meaning, PrecisionSet's.
 PrecisionsOpt = Annotated[str, typer.Option("--precision", help="Precision sets, comma-separated: "
                                             f"{PRECISION_SET_RULE}.")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help=f"Precision set: {PRECISION_SET_RULE}.")]
 
 #: library argument -> flag: the CLI shows RooflineError.param, and the `name` / `name=value` references of
 #: library messages and hints, as the flag that sets the argument
@@ -121,6 +149,87 @@ def precision_list(text: str) -> list[str]:
     return sets
 
 
+def strict_list(text: str, flag: str, example: str) -> list[str]:
+    """The items of a comma-separated value, stripped; RooflineError (exit 2) for an empty item between others
+    ('h100-sxm,,a100': a typo, not a wish). The empty value itself is the empty list."""
+    if not text.strip():
+        return []
+    items = [x.strip() for x in text.split(",")]
+    if not all(items):
+        raise RooflineError(f"{flag} has an empty item: {text!r}", hint=f"separate the items by single commas, "
+                            f"e.g. {flag} {example}", exit_code=2)
+    return items
+
+
+def alias(value, old, flag: str, old_flag: str, scale: float = 1.0):
+    """The value of `flag`, or of `old_flag`, its old spelling kept as a hidden alias for a release (`scale`
+    converts the old unit to the new one, e.g. 1e-3 for milliseconds to seconds); a warning naming the new flag
+    follows the command's output (DEPRECATED). RooflineError (exit 2) when both are given with different values."""
+    if old is None:
+        return value
+    new = old * scale if scale != 1.0 else old
+    if value is not None and value != new:
+        raise RooflineError(f"{flag} and {old_flag} (its old name) disagree", hint=f"give {flag} only",
+                            exit_code=2)
+    DEPRECATED.append(f"{old_flag} is the old name of {flag}" + (" (which takes seconds, not milliseconds)"
+                      if scale == 1e-3 else "") + "; it is kept for one release")
+    return new
+
+
+#: the old flag names the running command was given: `main` warns about them once the command has succeeded
+#: (a failing command prints its one `Error:` line and nothing else)
+DEPRECATED: list[str] = []
+
+
+#: the precision set a command uses when none is given
+DEFAULT_PRECISION = "bf16"
+#: --precision on the commands of one scenario (analyze, plot, report, spreadsheet)
+ScenarioPrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="Precision set (shorthand for "
+                                                             f"--weights/--activations/--kv): {PRECISION_SET_RULE}; "
+                                                             "a --weights, --activations or --kv given beside it "
+                                                             "overrides its part [default: bf16; a device without "
+                                                             "bf16 computes in its fastest precision].")]
+OptWeightsOpt = Annotated[Optional[str], typer.Option("--weights", help="Weights precision (fp32 bf16 fp16 fp8 "
+                                                      "int8 int4 fp4) [default: the --precision set's].")]
+OptActOpt = Annotated[Optional[str], typer.Option("--activations", help="Activations = compute precision (fp32 "
+                                                  "tf32 bf16 fp16 fp8 int8 fp4) [default: the --precision set's].")]
+OptKvOpt = Annotated[Optional[str], typer.Option("--kv", help="KV-cache precision (fp32 bf16 fp16 fp8 int8 int4 "
+                                                 "fp4) [default: the --precision set's].")]
+
+
+def fastest_precision(spec) -> str:
+    """The activations (compute) precision with the highest measured / datasheet peak of `spec` (fp32 on a CPU
+    that measured fp32 only)."""
+    usable = {p: f for p, f in spec.peak_flops_per_s.items() if p in ACTIVATION_PRECISIONS} or spec.peak_flops_per_s
+    return max(usable, key=usable.get)
+
+
+def scenario_device(gpu: Optional[str], profile: Optional[Path], precision: Optional[str],
+                    weights: Optional[str], activations: Optional[str], kv: Optional[str]):
+    """(GPUSpec, Efficiency or None, (weights, activations, kv)) of a one-scenario command: --precision (one
+    set) with --weights/--activations/--kv overriding its parts. With none of them given, the default set is
+    bf16, or on a device that lacks bf16 (a CPU profile that measured fp32 only) its fastest measured precision,
+    with a warning that says so."""
+    if precision is not None and "," in precision:
+        raise RooflineError(f"--precision takes one precision set here, got {precision!r}",
+                            hint="e.g. --precision fp8 or --precision int4/bf16/fp8", exit_code=2)
+    base = PrecisionSet.parse(precision if precision is not None else DEFAULT_PRECISION)
+    w, a, k = (x.strip().lower() if x is not None else None for x in (weights, activations, kv))
+    compute = a or base.activations
+    from roofline.measure.device import resolve_device
+    spec, eff, notes = resolve_device(check_gpu_option(gpu), profile, compute)
+    if precision is None and a is None and compute not in spec.peak_flops_per_s:
+        best = fastest_precision(spec)  # the compute precision; weights and KV keep their (storage) formats
+        base = PrecisionSet(base.weights, best, base.kv)
+        spec, eff, notes = resolve_device(check_gpu_option(gpu), profile, best)
+        measured = "measured " if profile is not None else ""
+        notes = [*notes, f"{spec.display_name} has no {measured}{compute} throughput: computing in {best}, its "
+                 f"fastest {measured}precision (weights/activations/KV {w or base.weights}/{best}/"
+                 f"{k or base.kv}; set --precision or --activations to choose)"]
+    warn(notes)
+    return spec, eff, (w or base.weights, a or base.activations, k or base.kv)
+
+
 #: rows `sweep` writes without --limit, per format (measured on one core: a rich table renders ~700 rows/s, so
 #: 2,000 rows take ~3 s; JSON ~10,000 rows/s and ~12 kB of memory per row, CSV ~13,000 rows/s and ~4 kB per row)
 ROW_LIMITS = {Format.table: 2_000, Format.json: 100_000, Format.csv: 100_000}
@@ -157,9 +266,16 @@ def warn(messages) -> None:
             err.print(f"Warning: {m}", highlight=False, markup=False, soft_wrap=True)
 
 
-def memory_settings(memory_utilization: float) -> MemorySettings:
-    """MemorySettings for --memory-utilization (RooflineError, exit 2, outside (0, 1])."""
-    return MemorySettings(memory_utilization=check_memory_utilization(memory_utilization))
+def path_option(value: Optional[str], flag: str) -> Optional[Path]:
+    """A file path option as a Path (None when the flag was left out); RooflineError (exit 2) for an empty value,
+    which typer would turn into '.' (the current directory). The file itself is checked where it is read
+    (roofline.jsonfile.read_text: a regular file, its size, UTF-8)."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise RooflineError(f"{flag} is empty", hint=f"pass a file path, e.g. {flag} FILE, or leave {flag} out",
+                            exit_code=2)
+    return Path(value)
 
 
 def check_gpu_option(gpu: Optional[str], flag: str = "--gpu") -> Optional[str]:

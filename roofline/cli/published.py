@@ -1,12 +1,11 @@
 """`roofline published`: the model's predictions against published serving measurements (roofline/measure/published.py)."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from roofline.cli.common import FormatOpt, out
+from roofline.cli.common import FormatOpt, out, path_option
 from roofline.report.render import Format, emit, table
 
 _SUMMARY_HEADERS = ["points", "median |error|", "p90 |error|", "bias", "median speed ratio"]
@@ -59,7 +58,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("published")
     def published(
-        data: Annotated[Optional[Path], typer.Option("--data", help="Measurements JSON file (default: the shipped "
+        data: Annotated[Optional[str], typer.Option("--data", metavar="FILE", help="Measurements JSON file "
+                                                    "(default: the shipped "
                                                      "datasets, roofline/measure/data/published_measurements.json "
                                                      "and published_engines.json).")] = None,
         fmt: FormatOpt = Format.table,
@@ -70,6 +70,7 @@ def register(app: typer.Typer) -> None:
         Published training runs (achieved TFLOP/s per GPU against `roofline train`) are reported separately."""
         from roofline.measure.published import CSV_FIELDS, compare, load_engine_measurements, load_measurements
         from roofline.measure.published_training import compare_training
+        data = path_option(data, "--data")
         measurements = load_measurements(data) if data is not None else \
             load_measurements() + load_engine_measurements()
         result = compare(measurements)

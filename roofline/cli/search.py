@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from roofline.cli.common import FormatOpt, comma_list, err, ints, out
+from roofline.cli.common import FormatOpt, comma_list, err, ints, out, path_option
 from roofline.errors import RooflineError
 from roofline.plan.executors import run_search
 from roofline.plan.options import DEFAULT_GPUS, gpu_prices
@@ -122,14 +122,14 @@ class _Progress:
 def search(
     model: Annotated[str, typer.Option("--model", help="Model name(s), comma-separated (see `roofline models`).")]
     = "llama-3.1-70b",
-    workload: Annotated[Optional[list[Path]], typer.Option("--workload", exists=True, dir_okay=False, help=(
+    workload: Annotated[Optional[list[str]], typer.Option("--workload", metavar="FILE", help=(
         "Workload file (with SLOs); repeat for several (see examples/workload-chat.json)."))] = None,
     gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU types, comma-separated [default: the --fleet "
                                                "file's, else h100-sxm,h200-sxm].")] = None,
     price: Annotated[Optional[list[str]], typer.Option("--price", help="GPU=USD per GPU-hour, repeatable "
                                                        "(overrides the fleet file's price).")] = None,
-    fleet: Annotated[Optional[Path], typer.Option("--fleet", exists=True, dir_okay=False, help="Fleet file: its "
-                                                  "GPU types and default prices (see examples/fleet.json).")] = None,
+    fleet: Annotated[Optional[str], typer.Option("--fleet", metavar="FILE", help="Fleet file: its "
+                                                 "GPU types and default prices (see examples/fleet.json).")] = None,
     engine: Annotated[str, typer.Option("--engine", help="Serving engines, comma-separated (vllm, sglang, trtllm, "
                                         "or engine file paths).")] = DEFAULT_ENGINE,
     precision: Annotated[str, typer.Option("--precision", help="Precision sets, comma-separated (bf16, fp8, "
@@ -164,6 +164,8 @@ def search(
     screen of every candidate, then simulation of the best to confirm the p99 SLOs; the cost/latency/throughput
     Pareto front and the cheapest feasible deployment per model x workload."""
     try:
+        workload = [path_option(w, "--workload") for w in workload or []]
+        fleet = path_option(fleet, "--fleet")
         if not workload:
             raise RooflineError("no workload given", hint="pass `workloads` FILE (with an \"slo\"), e.g. "
                                 "examples/workload-chat.json", exit_code=2, param="workloads")

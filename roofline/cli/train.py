@@ -37,7 +37,7 @@ def report_training(model, gpu, gpus: int | None, global_batch: int, seq: int, z
     from roofline.report.training_section import best_training
     for flag, v in (("--train-gpus", gpus), ("--train-global-batch", global_batch), ("--train-seq", seq)):
         if v < 1:
-            raise RooflineError(f"{flag} must be >= 1, got {v}", exit_code=2)
+            raise RooflineError(f"{flag} must be >= 1, got {v}", hint="give a positive whole number", exit_code=2)
     return best_training(model, gpu, gpus, global_batch, seq, Recipe(zero=zero, recompute=recompute,
                                                                       compute=precision))
 
@@ -175,7 +175,7 @@ def register(app: typer.Typer) -> None:
             base = tp * pp * cp
             total = gpus if gpus is not None else base
             if total % base:
-                raise RooflineError(f"--gpus {total} is not a multiple of --tp x --pp x --cp = {base}", exit_code=2)
+                raise RooflineError(f"--gpus {total} is not a multiple of --tp x --pp x --cp = {base}", hint="pick --gpus as --tp x --pp x --cp x a data-parallel degree, or leave --gpus out", exit_code=2)
             dp = total // base
         layout = Layout.of(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, micro_batch=micro_batch, global_batch=global_batch,
                            seq=seq)
@@ -184,7 +184,7 @@ def register(app: typer.Typer) -> None:
                     mtbf_s=None if mtbf_h is None else mtbf_h * 3600.0)
         if budget_flops is not None or budget_gpu_hours is not None:
             if budget_flops is not None and budget_gpu_hours is not None:
-                raise RooflineError("give --budget-flops or --budget-gpu-hours, not both", exit_code=2)
+                raise RooflineError("give --budget-flops or --budget-gpu-hours, not both", hint="one budget at a time: a FLOP count or GPU-hours", exit_code=2)
             flops = budget_flops if budget_flops is not None else \
                 budget_gpu_hours * 3600.0 * r["peak_flops_per_s"] * r["mfu"]
             s = tr.compute_optimal(flops, sizing)

@@ -50,8 +50,8 @@ def cpu_spec(device: Mapping[str, Any], ceilings: Mapping[str, Any], profile_pat
     peaks = dict(ceilings["peak_flops_per_s"])
     src = f"measured by `roofline bench --device cpu` (profile {profile_path})"
     return build_spec(
-        name="cpu", display_name=device["name"], vendor=device.get("vendor") or "",
-        architecture=device.get("architecture") or "cpu", memory_bytes=device["memory_bytes"],
+        name="cpu", display_name=device.get("name") or "CPU", vendor=device.get("vendor") or "",
+        architecture=device.get("architecture") or "cpu", memory_bytes=device.get("memory_bytes") or 0.0,
         memory_bandwidth_bytes_per_s=bw, l2_cache_bytes=device.get("cache_bytes") or 0.0,
         sm_count=device.get("cores") or 0, clock_hz=device.get("clock_hz") or 0.0, tdp_w=0.0,
         scaleup_bandwidth_bytes_per_s=0.0, pcie_bandwidth_bytes_per_s=bw, scaleup_domain_gpus=1,
@@ -89,8 +89,8 @@ def datasheet_spec(profile: dict[str, Any]) -> GPUSpec | None:
 
 
 def measured_spec(profile: dict[str, Any]) -> GPUSpec:
-    """The measured device: the datasheet with measured ceilings (GPU) or the CPU as a GPUSpec. `profile` as
-    load_profile returns it: every field typed and ranged (profile.check_profile)."""
+    """The measured device: the datasheet with measured ceilings (GPU) or the CPU as a GPUSpec. `profile`: as
+    load_profile returns it (every field typed and ranged, profile.check_profile) or as a run builds it."""
     c, dev, where = profile["ceilings"], profile["device"], profile.get("_path", "this run")
     if not c.get("memory_bandwidth_bytes_per_s") or not c.get("peak_flops_per_s"):
         raise RooflineError(f"profile {where} has no measured ceilings (interrupted before the stream and GEMM "
@@ -100,8 +100,8 @@ def measured_spec(profile: dict[str, Any]) -> GPUSpec:
     sheet = datasheet_spec(profile)
     if sheet is not None:
         return measured_gpu_spec(sheet, c, where)
-    return build_spec(name=dev["name"], display_name=dev["name"], vendor="NVIDIA",
-                      architecture=dev.get("compute_capability") or "", memory_bytes=dev["memory_bytes"],
+    return build_spec(name=dev.get("name") or "gpu", display_name=dev.get("name") or "GPU", vendor="NVIDIA",
+                      architecture=dev.get("compute_capability") or "", memory_bytes=dev.get("memory_bytes") or 0.0,
                       memory_bandwidth_bytes_per_s=c["memory_bandwidth_bytes_per_s"],
                       l2_cache_bytes=dev.get("cache_bytes") or 0.0, sm_count=dev.get("sm_count") or 0,
                       peak_flops_per_s=dict(c["peak_flops_per_s"]),

@@ -21,13 +21,13 @@ micro-batch 1 and a (p-1)/m bubble that the real interleaved schedule makes smal
 """
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from roofline.errors import RooflineError
+from roofline.jsonfile import read_json
 from roofline.model.training import Layout, Recipe, check_layout, evaluate
 from roofline.specs.hardware import load_gpu
 from roofline.specs.models import load_model, parse_config
@@ -44,11 +44,11 @@ def default_path() -> Path:
 
 def load_runs(path: str | Path | None = None) -> list[dict]:
     p = Path(path) if path is not None else default_path()
-    try:
-        doc = json.loads(p.read_text())
-        return list(doc["entries"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise RooflineError(f"cannot read the published training runs {p}: {e}") from None
+    doc = read_json(p, "published training runs", "roofline/measure/data/" + DATA_FILE)
+    if not (isinstance(doc, dict) and isinstance(doc.get("entries"), list)):
+        raise RooflineError(f"{p}: the published training runs must be an object with an `entries` list",
+                            hint="see roofline/measure/data/" + DATA_FILE + " for the format")
+    return list(doc["entries"])
 
 
 def predict_run(e: dict) -> dict:

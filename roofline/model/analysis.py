@@ -14,7 +14,7 @@ import numpy as np
 from roofline.model import memory as mem
 from roofline.model.efficiency import Efficiency
 from roofline.model.ops import REGISTRY
-from roofline.model.engine import TP_DEGREES, OpTime, Setup, check_layout, make_setup, tp_degrees
+from roofline.model.engine import TP_DEGREES, OpTime, Setup, check_layout, check_reach, make_setup, reachable, tp_degrees
 from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
@@ -144,6 +144,8 @@ def memory_summary(s: Setup, sc: Scenario, gpu: GPUSpec, model: ModelConfig) -> 
 def min_tp_that_fits(gpu: GPUSpec, model: ModelConfig, sc: Scenario) -> int | None:
     """Smallest TP degree (dividing the heads) at which one sequence of the decode context fits; None if none."""
     for t in tp_degrees(model):
+        if not reachable(gpu, t * sc.pp * sc.dp_attention):  # a CPU is one device
+            break
         ep = t * sc.dp_attention if sc.ep > 1 else 1
         s = make_setup(gpu, model, t, sc.weights, sc.activations, sc.kv, pp=sc.pp, ep=ep, dp=sc.dp_attention)
         if int(mem.max_batch(s, sc.memory, sc.decode_context)) >= 1:
@@ -155,6 +157,7 @@ def analyze(gpu: GPUSpec, model: ModelConfig, sc: Scenario | None = None,
             efficiency: Efficiency | None = None) -> dict:
     """The full report for one deployment and scenario."""
     sc = (sc or Scenario()).checked(model)
+    check_reach(gpu, sc.tp * sc.pp * sc.dp_attention)
     s = make_setup(gpu, model, sc.tp, sc.weights, sc.activations, sc.kv, efficiency, pp=sc.pp, ep=sc.ep,
                    dp=sc.dp_attention, ep_imbalance=sc.ep_imbalance, costs=sc.memory.pass_costs())
     ctx = sc.decode_context
@@ -192,6 +195,7 @@ def decode_batching(gpu: GPUSpec, model: ModelConfig, sc: Scenario | None = None
     (the KV cache), "slo" (the TPOT target) or "does not fit" (not one sequence fits: batch is 0 and the
     figures are None). The step time is the same one `analyze` reports as `tpot_s`."""
     sc = (sc or Scenario()).checked(model)
+    check_reach(gpu, sc.tp * sc.pp * sc.dp_attention)
     s = make_setup(gpu, model, sc.tp, sc.weights, sc.activations, sc.kv, efficiency, pp=sc.pp, ep=sc.ep,
                    dp=sc.dp_attention, ep_imbalance=sc.ep_imbalance, costs=sc.memory.pass_costs())
     ctx = sc.decode_context

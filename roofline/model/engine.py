@@ -23,7 +23,7 @@ from roofline.model.efficiency import Efficiency
 from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
-from roofline.model.comm import CommTime, collective_time
+from roofline.model.comm import CommTime, collective_time, group_link
 from roofline.model.ops import OpCost, Pass, operators_for
 from roofline.specs.precision import bytes_per_element
 
@@ -95,6 +95,24 @@ def make_setup(gpu: GPUSpec, model: ModelConfig, tp=1, weights="bf16", activatio
                  np.asarray(peak), efficiency or Efficiency(), np.asarray(attention_peak(gpu, activations)),
                  np.asarray(float(pp)), np.asarray(float(ep)), np.asarray(float(dp)),
                  np.asarray(float(ep_imbalance)), costs=costs)
+
+
+def reachable(gpu: GPUSpec, gpus: int) -> bool:
+    """Whether `gpus` GPUs can hold one replica: one GPU, one node, or a network between nodes."""
+    return gpus <= 1 or gpu.scaleout_bandwidth_bytes_per_s > 0 or group_link(gpu, gpus) != "network"
+
+
+def check_reach(gpu: GPUSpec, gpus: int) -> None:
+    """RooflineError (exit 2, param "tp") when a replica of `gpus` GPUs spans nodes on a device with no network
+    between them (a CPU profile is one device; a spec file without `scaleout_bandwidth_bytes_per_s`): its
+    collectives would take forever, and every time and rate would be infinite or zero."""
+    if not reachable(gpu, gpus):
+        one = gpu.gpus_per_node <= 1 and gpu.scaleup_domain_gpus <= 1
+        raise RooflineError(f"{gpu.display_name} " + ("is one device with no network to another" if one else
+                            f"has {gpu.gpus_per_node} GPUs per node and no network between nodes") + ": a layout of "
+                            f"{gpus} GPUs (`tp` x `pp` x `dp_attention`) cannot run on it",
+                            hint="use `tp=1`" if one else f"a layout of at most {gpu.gpus_per_node} GPUs, or add "
+                            "scaleout_bandwidth_bytes_per_s to the spec file", exit_code=2, param="tp")
 
 
 def attention_peak(gpu: GPUSpec, activations: str) -> float:

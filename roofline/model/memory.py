@@ -61,7 +61,7 @@ class MemorySettings:
     schedule: str = "mixed"
     preemption: str = "recompute"
     prefix_caching: bool = True
-    eager_launch_s: float = 3.3e-6   # vLLM's (engines/vllm.json)
+    eager_launch_s: float = 3.9e-6   # vLLM's (engines/vllm.json)
     step_overhead_s: float = 2.7e-4  # vLLM's (engines/vllm.json)
 
     def pass_costs(self) -> PassCosts:

@@ -98,7 +98,10 @@ def with_fixed_costs(s: Setup, p: Pass, ops: list[OpTime]) -> list[OpTime]:
     out = []
     for o in ops:
         kernels = o.count * np.asarray(o.cost.kernels, dtype=float)
-        extra = np.where(eager_launched(s, p, o.unit), kernels * c.eager_launch_s, 0.0)
+        eager = eager_launched(s, p, o.unit)
+        if o.unit == "link":  # a collective over one rank launches nothing
+            eager = eager & (np.asarray(o.group) > 1)
+        extra = np.where(eager, kernels * c.eager_launch_s, 0.0)
         out.append(dataclasses.replace(o, overhead_s=np.asarray(o.overhead_s + extra)))
     zero = np.zeros(np.broadcast_shapes(np.shape(p.tokens), np.shape(s.tp)))
     step = np.asarray(zero + c.step_overhead_s)

@@ -150,7 +150,7 @@ class Recipe:
                                 param="zero")
         if self.recompute not in RECOMPUTE:
             raise RooflineError(f"recompute must be one of {', '.join(RECOMPUTE)}, got {self.recompute!r}",
-                                exit_code=2, param="recompute")
+                                hint="none, selective (attention recomputed) or full (whole layers recomputed)", exit_code=2, param="recompute")
         if not (isinstance(self.virtual_stages, int) and self.virtual_stages >= 1):
             raise RooflineError(f"virtual_stages must be an integer >= 1, got {self.virtual_stages!r}",
                                 hint="1 = 1F1B; v > 1 = interleaved schedule", exit_code=2, param="virtual_stages")
@@ -162,7 +162,7 @@ class Recipe:
             v = getattr(self, name)
             if not (math.isfinite(v) and 0.0 <= v <= (1.0 if name == "dp_overlap" else 0.9)):
                 raise RooflineError(f"{name} must be a fraction in [0, {1.0 if name == 'dp_overlap' else 0.9}], "
-                                    f"got {v}", exit_code=2, param=name)
+                                    f"got {v}", hint="a fraction such as 0.5", exit_code=2, param=name)
 
     @property
     def state_bytes_per_parameter(self) -> float:
@@ -173,7 +173,7 @@ class Recipe:
 
 def _precision(p: str, name: str) -> None:
     if p not in ("fp32", "tf32", "bf16", "fp16", "fp8"):
-        raise RooflineError(f"{name} must be a training precision (fp32, bf16, fp16, fp8), got {p!r}", exit_code=2,
+        raise RooflineError(f"{name} must be a training precision (fp32, bf16, fp16, fp8), got {p!r}", hint="training precisions are fp32, bf16, fp16 and fp8", exit_code=2,
                             param=name)
 
 
@@ -212,7 +212,7 @@ def check_layout(model: ModelConfig, layout: Layout, recipe: Recipe, gpus: int |
     for name, v in (("tp", tp), ("pp", pp), ("dp", dp), ("cp", cp), ("ep", ep), ("micro_batch", mb),
                     ("global_batch", gb), ("seq", seq)):
         if v < 1:
-            raise RooflineError(f"{name} must be >= 1, got {v}", exit_code=2, param=name)
+            raise RooflineError(f"{name} must be >= 1, got {v}", hint="layout degrees and batch sizes are whole numbers >= 1", exit_code=2, param=name)
     if model.num_heads % tp:
         ok = ", ".join(str(t) for t in (1, 2, 4, 8, 16, 32, 64) if model.num_heads % t == 0)
         raise RooflineError(f"tp={tp} does not divide the {model.num_heads} attention heads of {model.name}",
@@ -222,7 +222,7 @@ def check_layout(model: ModelConfig, layout: Layout, recipe: Recipe, gpus: int |
         raise RooflineError(f"pp={pp} x `virtual_stages`={v} exceeds the {model.num_layers} layers of {model.name}",
                             hint="every pipeline chunk needs at least one layer", exit_code=2, param="pp")
     if v > 1 and pp == 1:
-        raise RooflineError(f"virtual_stages={v} needs pipeline parallelism (`pp` > 1)", exit_code=2,
+        raise RooflineError(f"virtual_stages={v} needs pipeline parallelism (`pp` > 1)", hint="interleaving (`virtual_stages` > 1) applies to pipeline parallelism only", exit_code=2,
                             param="virtual_stages")
     if gpus is not None and tp * pp * dp * cp != gpus:
         raise RooflineError(f"gpus={gpus} is not `tp` x `pp` x `dp` x `cp` = {tp} x {pp} x {dp} x {cp} = "
@@ -237,7 +237,7 @@ def check_layout(model: ModelConfig, layout: Layout, recipe: Recipe, gpus: int |
                             hint="the interleaved schedule needs micro-batches in multiples of the stages",
                             exit_code=2, param="global_batch")
     if seq % cp:
-        raise RooflineError(f"cp={cp} does not divide the sequence of {seq} tokens", exit_code=2, param="cp")
+        raise RooflineError(f"cp={cp} does not divide the sequence of {seq} tokens", hint="pick `cp` dividing the sequence length", exit_code=2, param="cp")
     if ep > 1:
         if not model.num_experts:
             raise RooflineError(f"ep={ep}, but {model.name} has no experts", hint="expert parallelism needs an MoE "

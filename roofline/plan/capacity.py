@@ -452,3 +452,36 @@ def predict(s: Setup, w: Workload, rate_per_s: float, ms: mem.MemorySettings | N
             "ttft_p50_s": at(op.ttft_p50_s), "ttft_p99_s": at(op.ttft_p99_s),
             "throughput_output_tokens_per_s": rate_per_s * op.stats.output,
             "kv_cache_utilization": at(op.kv_p99_tokens) / op.kv_capacity_tokens}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the analytic p99 against the simulator
+
+#: requests simulated per load by `simulator_difference` (a few seconds for a 70B deployment on 2 cores)
+CHECK_REQUESTS = 2000
+
+
+def simulator_difference(c: Candidate, model: ModelConfig, w: Workload, ms: mem.MemorySettings | mem.EngineKnobs,
+                         row: dict, requests: int = CHECK_REQUESTS, seed: int = 0) -> dict:
+    """How far the analytic p99s and maximum throughput of a feasible row are from the discrete-event
+    simulator's (`roofline.plan.simulate`, which follows the engine's admission, preemption and batch
+    composition): one replica simulated at the row's max rate (TTFT and TPOT p99) and at 1.5x its saturation
+    rate (the throughput it settles at), at a constant rate. `relative` = simulated / analytic - 1."""
+    from roofline.plan.simulate import SimSettings, simulate
+    ms = mem.resolve_settings(ms, c.gpu, c.tp, c.pp)
+    s = candidate_setup(c, model)
+    cfg = SimSettings(ms.chunked_prefill, ms.page_tokens, memory=ms)
+    w = replace(w, daily_curve=None)
+    at = simulate(s, w, requests, 1, seed, cfg, rate_per_s=row["max_request_rate_per_replica"])
+    sat_rate = row["saturation_rate_per_replica"]
+    over = simulate(s, w, requests, 1, seed, cfg, rate_per_s=1.5 * sat_rate)
+    sat_tokens = sat_rate * row["output_tokens_per_s_per_replica"] / row["max_request_rate_per_replica"]
+
+    def pair(analytic, simulated):
+        rel = None if not analytic or simulated is None else simulated / analytic - 1.0
+        return {"analytic": analytic, "simulated": simulated, "relative": rel}
+    return {"gpu": c.gpu.name, "tp": c.tp, "precision": c.precision, "requests": requests,
+            "rate_per_s": row["max_request_rate_per_replica"], "preemptions": at["preemptions"],
+            "ttft_p99_s": pair(row["ttft_p99_s"], at["ttft_s"]["p99"]),
+            "tpot_p99_s": pair(row["tpot_p99_s"], at["tpot_s"]["p99"]),
+            "max_throughput_output_tokens_per_s": pair(sat_tokens, over["throughput_output_tokens_per_s"])}

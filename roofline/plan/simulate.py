@@ -480,8 +480,8 @@ class _Replica:
         if self.optimistic and self.mixed and self.B:
             need = self.keys[-self.G % self.P]
             if need > self.free + self.lru_pages:
-                self._preempt()
-                if not self.prefilling:  # every prefill was preempted: a decode run takes over
+                self._preempt()  # the step runs with what is left (a decode step if every prefill went)
+                if not (self.prefilling or self.B):
                     return
                 need = self.keys[-self.G % self.P]
             if need:

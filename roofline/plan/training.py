@@ -62,7 +62,7 @@ def plan(model: ModelConfig, gpu: GPUSpec, layout: Layout, recipe: Recipe, gpus:
 def training_time(tokens: float, tokens_per_s: float, gpus: int, tdp_w: float) -> dict:
     """Time, GPU-hours and energy at TDP to train on `tokens`."""
     if not (math.isfinite(tokens) and tokens > 0):
-        raise RooflineError(f"tokens must be a positive number, got {tokens}", exit_code=2, param="tokens")
+        raise RooflineError(f"tokens must be a positive number, got {tokens}", hint="give the number of training tokens, e.g. 1e12", exit_code=2, param="tokens")
     s = tokens / tokens_per_s
     return {"train_tokens": tokens, "train_time_s": s, "train_days": s / 86400.0, "gpu_hours": s * gpus / 3600.0,
             "energy_j": s * gpus * tdp_w, "energy_mwh": s * gpus * tdp_w / 3.6e9}
@@ -77,13 +77,13 @@ def checkpoint(model: ModelConfig, recipe: Recipe, storage_bytes_per_s: float | 
     if storage_bytes_per_s is None:
         return out
     if not (math.isfinite(storage_bytes_per_s) and storage_bytes_per_s > 0):
-        raise RooflineError(f"storage_bytes_per_s must be positive, got {storage_bytes_per_s}", exit_code=2,
+        raise RooflineError(f"storage_bytes_per_s must be positive, got {storage_bytes_per_s}", hint="give the storage write bandwidth, e.g. 10 GB/s", exit_code=2,
                             param="storage_bytes_per_s")
     write = size / storage_bytes_per_s
     out["write_time_s"] = write
     if mtbf_s is not None:
         if not (math.isfinite(mtbf_s) and mtbf_s > 0):
-            raise RooflineError(f"mtbf_s must be positive, got {mtbf_s}", exit_code=2, param="mtbf_s")
+            raise RooflineError(f"mtbf_s must be positive, got {mtbf_s}", hint="give the mean time between failures of the whole job, e.g. 24 h", exit_code=2, param="mtbf_s")
         interval = young_interval_s(write, mtbf_s)
         out.update({"mtbf_s": mtbf_s, "interval_s": interval, "overhead": write / interval + interval / (2 * mtbf_s)})
     return out
@@ -97,10 +97,10 @@ def young_interval_s(write_s: float, mtbf_s: float) -> float:
 def compute_optimal(budget_flops: float, method: str = "parametric") -> dict:
     """Chinchilla-optimal parameters and tokens for a FLOP budget (Hoffmann et al. 2022), with the predicted loss."""
     if not (math.isfinite(budget_flops) and budget_flops > 0):
-        raise RooflineError(f"budget_flops must be a positive number, got {budget_flops}", exit_code=2,
+        raise RooflineError(f"budget_flops must be a positive number, got {budget_flops}", hint="give a FLOP budget, e.g. 1e24", exit_code=2,
                             param="budget_flops")
     if method not in SIZING_METHODS:
-        raise RooflineError(f"method must be one of {', '.join(SIZING_METHODS)}, got {method!r}", exit_code=2,
+        raise RooflineError(f"method must be one of {', '.join(SIZING_METHODS)}, got {method!r}", hint="choose one of the listed sizing methods", exit_code=2,
                             param="method")
     E, A, B = (fact("chinchilla", k) for k in ("E", "A", "B"))
     a, b = fact("chinchilla", "alpha"), fact("chinchilla", "beta")
@@ -126,12 +126,12 @@ def search(model: ModelConfig, gpu: GPUSpec, gpus: int, global_batch: int, seq: 
     """The layouts of `gpus` GPUs (tp x pp x dp x cp, micro-batch) that divide the model and the batch and fit in
     memory, ranked by predicted tokens/s (one vectorized evaluation of the whole grid)."""
     if gpus < 1:
-        raise RooflineError(f"gpus must be >= 1, got {gpus}", exit_code=2, param="gpus")
+        raise RooflineError(f"gpus must be >= 1, got {gpus}", hint="give a GPU count >= 1", exit_code=2, param="gpus")
     pps = [p for p in range(1, model.num_layers + 1) if gpus % p == 0]
     grid = np.array([(t, p, c, mb) for t in TP_CHOICES for p in pps for c in CP_CHOICES for mb in MICRO_BATCH_CHOICES
                      if gpus % (t * p * c) == 0], dtype=float)
     if grid.size == 0:
-        raise RooflineError(f"no layout of {gpus} GPUs to search", exit_code=2, param="gpus")
+        raise RooflineError(f"no layout of {gpus} GPUs to search", hint="use a GPU count divisible by the tensor/pipeline/context degrees searched (e.g. a multiple of 8)", exit_code=2, param="gpus")
     tp, pp, cp, mb = grid.T
     dp = gpus / (tp * pp * cp)
     lay = Layout.of(tp=tp, pp=pp, dp=dp, cp=cp, ep=np.full_like(tp, ep), micro_batch=mb, global_batch=global_batch,

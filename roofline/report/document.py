@@ -1,7 +1,8 @@
 """`roofline report`: one folder per deployment with a self-contained index.html (plots embedded as base64
 PNG, tables, the inputs and the exact command that reproduces it), report.md, the plots as PNG and SVG, the
-analysis as JSON and a sweep as CSV. Everything is computed from spec files and, optionally, a saved
-measured profile, so a report re-renders anywhere without the device.
+analysis as JSON and a sweep as CSV; given a workload, a Capacity section first (`roofline capacity` over the
+report's GPUs: its verdict above the fold, the candidates, capacity.json). Everything is computed from spec
+files and, optionally, a saved measured profile, so a report re-renders anywhere without the device.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import base64
 import html
 import io
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +19,12 @@ from roofline.model.analysis import Scenario, analyze, decode_batching
 from roofline.model.efficiency import Efficiency
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
+from roofline.specs.precision import PrecisionSet
 from roofline.report.render import columns_to_rows, dumps_json, rows_to_csv
 from roofline.report.training_section import LAYOUT_HEADERS
 from roofline.model.sweep import sweep
 from roofline.units import format_bytes, format_count, format_rate, format_time_s
-from roofline.report.verdict import analyze_verdict, best_comparison
+from roofline.report.verdict import analyze_verdict, best_comparison, capacity_verdict, number, slos_text
 from roofline.report.views import batch_fit_text, decode_step_text, latency_rows, request_text
 
 SWEEP_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -43,6 +46,10 @@ class ReportSpec:
     compare: list[GPUSpec] = field(default_factory=list)
     slo_tpot_s: float = 0.05
     training: object | None = None  # a training_section.TrainingReport: adds the Training section and training.json
+    workload: object | None = None  # a specs.workload.Workload: adds the Capacity section (first) and capacity.json
+    workload_path: str | None = None  # the workload file it was read from (None: built from the rate and SLOs)
+    prices: dict = field(default_factory=dict)  # {GPU name: USD per GPU-hour} for the Capacity section
+    engine: object | None = None  # the engine and knobs (memory.EngineKnobs) capacity resolves on each candidate
 
 
 def default_name(model: ModelConfig, gpu: GPUSpec) -> str:
@@ -106,6 +113,102 @@ def headline(spec: ReportSpec, r: dict, rows: list[dict] | None = None) -> str:
     at that SLO when the report compares GPUs."""
     b = decode_batching(spec.gpu, spec.model, spec.scenario, spec.efficiency, spec.slo_tpot_s)
     return analyze_verdict(r, b, best_comparison(rows, spec.gpu.name) if rows else None)
+
+
+#: candidate rows the report's Capacity table shows (every row is in capacity.json)
+CAPACITY_SHOWN = 12
+
+
+def capacity_precisions(spec: ReportSpec) -> list[str]:
+    """The precision sets capacity sizes: the report's, and fp8 beside a 16-bit one (as the latency plot)."""
+    sc = spec.scenario
+    own = PrecisionSet(sc.weights, sc.activations, sc.kv).label
+    return [own] + (["fp8"] if sc.activations in ("bf16", "fp16") and own != "fp8" else [])
+
+
+def capacity_command(spec: ReportSpec) -> str:
+    """The `roofline capacity` command that gives the same candidates and verdict as the report's section."""
+    w, parts = spec.workload, ["roofline", "capacity", "--model", spec.model.name]
+    for g in _gpus(spec):
+        parts += ["--gpu", g.name]
+    parts += ["--precision", ",".join(capacity_precisions(spec))]
+    if spec.workload_path:
+        parts += ["--workload", spec.workload_path]
+    else:  # built from the report's request: fixed lengths
+        parts += ["--prompt", str(spec.scenario.prompt), "--output", str(spec.scenario.output)]
+    parts += ["--rate", format(w.rate_per_s, ".15g")]
+    for k in ("ttft_p99_s", "tpot_p99_s"):
+        if getattr(w.slo, k) is not None:
+            parts += [f"--{k.replace('_', '-')}", format(getattr(w.slo, k), ".15g")]
+    parts += [x for g, usd in spec.prices.items() for x in ("--price", f"{g}={format(usd, '.15g')}")]
+    if (k := spec.engine) is not None:  # the engine and the knobs set, as the report's own command spells them
+        from roofline.specs.engines import list_engines
+        parts += ["--engine", k.spec.name if k.spec.name in list_engines() else str(k.spec.path)]
+        for knob in ("max_seqs", "max_batched_tokens", "kv_cache_fraction", "page_tokens"):
+            if getattr(k, knob) is not None:
+                parts += [f"--{knob.replace('_', '-')}", str(getattr(k, knob))]
+        for knob in ("chunked_prefill", "cuda_graphs"):
+            if getattr(k, knob) is not None:
+                parts.append(f"--{'' if getattr(k, knob) else 'no-'}{knob.replace('_', '-')}")
+    return shlex.join(parts)
+
+
+def capacity_result(spec: ReportSpec) -> dict | None:
+    """`roofline capacity` for the report's model over its GPUs (the --gpu with its efficiency, the compared
+    ones with the defaults) x the default TP degrees x `capacity_precisions`, at `spec.workload`: the capacity
+    document ('verdict', 'candidates', 'best', 'workload') plus the 'command' that reproduces it; None
+    without a workload. A GPU that does not compute in a precision gets an infeasible row saying so, as in
+    `roofline capacity`."""
+    if spec.workload is None:
+        return None
+    from roofline.plan.capacity import candidates, capacity_table
+
+    w, m, prec = spec.workload, spec.model, capacity_precisions(spec)
+    cands = [c for i, g in enumerate(_gpus(spec))
+             for c in candidates([g], m, None, prec, spec.efficiency if i == 0 else None)]
+    rows = capacity_table(cands, m, w, spec.prices, spec.engine)
+    feasible = [r for r in rows if r["feasible"]]
+    res = {"model": m.name, "workload": w.to_dict(), "candidates": rows, "best": feasible[0] if feasible else None}
+    return {"verdict": capacity_verdict(res), **res, "command": capacity_command(spec)}
+
+
+def _layout(r: dict) -> str:
+    return f"TP{r['tp']}" + "".join(f" {k.upper()}{r[k]}" for k in ("pp", "ep") if r.get(k, 1) > 1) + \
+        (f" DP{r['dp_attention']}" if r.get("dp_attention", 1) > 1 else "")
+
+
+CAPACITY_HEADERS = ["GPU", "layout", "precision", "req/s per replica", "replicas", "GPUs", "$/h", "$/1M output",
+                    "headroom", "limited by", "batch", "TPOT p99", "TTFT p99", "note"]
+
+
+def capacity_rows(res: dict) -> list[list[str]]:
+    """The first CAPACITY_SHOWN candidates (feasible, cheapest first; then the infeasible) for people."""
+    def t(x):
+        return "-" if x is None else format_time_s(x)
+
+    def usd(x, spec=",.2f"):
+        return "-" if x is None else f"${x:{spec}}"
+    return [[r["gpu"], _layout(r), r["precision"], number(r.get("max_request_rate_per_replica") or 0),
+             f"{r['replicas']:,}" if r.get("replicas") else "-", f"{r['gpus']:,}" if r.get("gpus") else "-",
+             usd(r.get("cost_per_hour")), usd(r.get("cost_per_million_output_tokens"), ".3g"),
+             "-" if r.get("headroom") is None else f"{r['headroom']:.0%}",
+             _limit_text(r.get("limited_by") or "-"), "-" if not r.get("batch") else f"{r['batch']:,.0f}",
+             t(r.get("tpot_p99_s")), t(r.get("ttft_p99_s")), r.get("reason", "")]
+            for r in res["candidates"][:CAPACITY_SHOWN]]
+
+
+def _limit_text(limit: str) -> str:
+    """'tpot_p99_slo' -> 'TPOT p99 SLO'; other limits in words ('kv_capacity' -> 'kv capacity')."""
+    parts = limit.split("_")
+    return f"{parts[0].upper()} {parts[1]} SLO" if len(parts) == 3 and parts[2] == "slo" else limit.replace("_", " ")
+
+
+def capacity_note(res: dict) -> str:
+    w, n = res["workload"], len(res["candidates"])
+    shown = f"the first {CAPACITY_SHOWN} of {n} candidates" if n > CAPACITY_SHOWN else f"all {n} candidates"
+    return (f"Each GPU x TP degree x precision sized for {number(w['peak_rate_per_s'])} req/s peak within "
+            f"{slos_text(w['slo']) or 'no SLO'} by roofline capacity's steady-state model of continuous batching "
+            f"(feasible ones first, cheapest first; {shown}; every one in capacity.json). Reproduce with:")
 
 
 def summary_rows(r: dict) -> list[tuple[str, str]]:
@@ -246,22 +349,31 @@ def write_report(out_dir: str | Path, spec: ReportSpec) -> Path:
     write_text(out / "sweep.csv", rows_to_csv(sweep_rows(spec)), True, "report file")
     if spec.training is not None:
         write_text(out / "training.json", dumps_json(spec.training.to_dict()) + "\n", True, "report file")
+    cap = capacity_result(spec)
+    if cap is not None:
+        write_text(out / "capacity.json", dumps_json(cap) + "\n", True, "report file")
     comp = _compare_display(rows or [])
     verdict = headline(spec, r, rows)
     title = f"{spec.model.name} on {spec.gpu.display_name}"
-    write_text(out / "index.html", _html(spec, r, figs, pngs, comp, title, verdict), True, "report file")
-    write_text(out / "report.md", _markdown(spec, r, figs, comp, title, verdict), True, "report file")
+    write_text(out / "index.html", _html(spec, r, figs, pngs, comp, title, verdict, cap), True, "report file")
+    write_text(out / "report.md", _markdown(spec, r, figs, comp, title, verdict, cap), True, "report file")
     return out / "index.html"
 
 
-def _html(spec, r, figs, pngs, comp, title, verdict) -> str:
+def _html(spec, r, figs, pngs, comp, title, verdict, cap=None) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{CSS}</style>"
-             f"</head><body><h1>{e(title)}</h1><p id=verdict class=verdict>{e(verdict)}</p>"]
+             f"</head><body><h1>{e(title)}</h1>"]
+    if cap is not None:  # the capacity answer first: how many GPUs, which, what it costs, what binds
+        parts.append(f"<p id=capacity-verdict class=verdict>{e(cap['verdict'])}</p>")
+    parts.append(f"<p id=verdict class=verdict>{e(verdict)}</p>")
     for w in r["warnings"]:
         parts.append(f"<p><b>Warning:</b> {e(w)}</p>")
     parts.append("<p class=muted>roofline (ops:bytes) model of LLM inference. Reproduce with:</p>"
                  f"<pre>{e(spec.command)}</pre>")
+    if cap is not None:
+        parts.append(f"<h2 id=capacity>Capacity</h2><p>{e(capacity_note(cap))}</p><pre>{e(cap['command'])}</pre>"
+                     + _html_table(CAPACITY_HEADERS, capacity_rows(cap)))
     parts.append("<h2>Summary</h2>" + _html_table(["quantity", "value"], summary_rows(r)))
     parts.append("<h2>Plots</h2>")
     for name, (caption, _) in figs.items():
@@ -281,14 +393,18 @@ def _html(spec, r, figs, pngs, comp, title, verdict) -> str:
     for section, rows in input_rows(spec, r).items():
         parts.append(f"<div><h3>{e(section)}</h3>{_html_table(None, rows)}</div>")
     parts.append("</div><p class=muted>Files beside this page: report.md, the plots as PNG and SVG, "
-                 "analysis.json (the full analysis), sweep.csv (batch x context).</p></body></html>")
+                 "analysis.json (the full analysis), sweep.csv (batch x context)"
+                 + (", capacity.json (every capacity candidate)" if cap is not None else "") + ".</p></body></html>")
     return "\n".join(parts)
 
 
-def _markdown(spec, r, figs, comp, title, verdict) -> str:
-    md = [f"# {title}", "", f"**{verdict}**", ""]
+def _markdown(spec, r, figs, comp, title, verdict, cap=None) -> str:
+    md = [f"# {title}", ""] + ([f"**{cap['verdict']}**", ""] if cap is not None else []) + [f"**{verdict}**", ""]
     md += [f"> Warning: {w}" for w in r["warnings"]]
     md += ["", "Reproduce with:", "", "```", spec.command, "```", ""]
+    if cap is not None:
+        md += ["## Capacity", "", capacity_note(cap), "", "```", cap["command"], "```", "",
+               _md_table(CAPACITY_HEADERS, capacity_rows(cap)), ""]
     md += ["## Summary", "", _md_table(["quantity", "value"], summary_rows(r)), "", "## Plots", ""]
     for name, (caption, _) in figs.items():
         md += [f"![{name}]({name}.png)", "", f"*{caption}*", ""]

@@ -1,4 +1,4 @@
-"""Every command that takes precision sets (sweep, capacity, simulate --precision; plot --precisions) reads them
+"""Every command that takes precision sets (sweep, capacity, simulate, plot, analyze, report, spreadsheet --precision) reads them
 with the one parser: `int4` is W4A16 (int4/bf16/bf16) and `int8` is int8/int8/bf16 on each, and the help says so."""
 import csv
 import io
@@ -62,7 +62,9 @@ def test_plot_latency(run_cli, monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("command, flag", [("sweep", "--precision"), ("capacity", "--precision"),
-                                           ("simulate", "--precision"), ("plot", "--precisions")])
+                                           ("simulate", "--precision"), ("plot", "--precision"),
+                                           ("analyze", "--precision"), ("report", "--precision"),
+                                           ("spreadsheet", "--precision")])
 def test_help_states_the_rule(run_cli, command, flag):
     code, out, _ = run_cli(command, "--help")
     text = " ".join(out.split())

@@ -285,9 +285,9 @@ def test_api_load_profile_validates(tmp_path):
 
 # ------------------------------------------------------------------------------ the mutation fuzz
 
-#: a deterministic subset: every 23rd case (23 is prime to the 14 mutations, so consecutive fields get
-#: different mutations); the whole list is len(CASES) (about 10,000)
-SUBSET = CASES[::23]
+#: a deterministic subset: every 79th case (79 is prime to the 14 mutations, so consecutive fields get
+#: different mutations); the whole list (len(CASES)) is about 10,000 cases
+SUBSET = CASES[::79]
 
 
 @pytest.mark.parametrize("path, mutation", SUBSET, ids=[f"{_field(p)}={m}" for p, m in SUBSET])
@@ -295,7 +295,7 @@ def test_mutated_profile_fails_cleanly_or_gives_sane_numbers(path, mutation, tmp
     run_case(mutated(path, mutation), str(tmp_path))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(CASES))
 def test_mutation_fuzz(case):
     path, mutation = case
@@ -303,7 +303,7 @@ def test_mutation_fuzz(case):
         run_case(mutated(path, mutation), folder)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(bandwidth=st.floats(1.0, 1e18), peak=st.floats(1.0, 1e18), overhead=st.floats(0.0, 86400.0),
        shift=st.floats(-100.0, 100.0))
 def test_any_valid_profile_predicts_finite_non_negative_times(bandwidth, peak, overhead, shift):

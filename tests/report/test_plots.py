@@ -60,7 +60,8 @@ def test_roofline_places_every_operator(roofline_fig, h100, llama):
         got = sorted(map(tuple, pts[f"{phase} operators"]))
         np.testing.assert_allclose(got, want, rtol=1e-12)
     labels = {t.get_text() for t in ax.texts}
-    assert any("qkv_proj" in t for t in labels) and any("lm_head" in t for t in labels)
+    # lm_head shares a group with the GEMMs once the engine's eager launches are in the times ("+2")
+    assert any("qkv_proj" in t for t in labels) and any("attn_scores" in t for t in labels)
 
 
 def test_roofline_roofs_and_ridges(roofline_fig, h100):

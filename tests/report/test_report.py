@@ -1,6 +1,10 @@
 """`roofline report` writes a self-contained folder; re-renders from a saved profile; renders in Chromium."""
 from __future__ import annotations
 
+import html
+import json
+import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -154,3 +158,105 @@ def test_report_has_a_communication_section_for_a_multi_gpu_layout(tmp_path, cap
     assert "## Communication" in md and "| decode | allreduce_attn | all_reduce | 80 |" in md and "nvlink" in md
     assert cli.main(["report", "--out-dir", str(tmp_path), "--name", "one"]) == 0
     assert "## Communication" not in (tmp_path / "one" / "report.md").read_text()
+
+
+# ------------------------------------------------------------------------------ the Capacity section (issue 15)
+
+CAPACITY_ARGS = ["report", "--model", "llama-3.1-70b", "--tp", "4", "--batch", "16", "--gpus", "h200-sxm",
+                 "--rate", "20", "--ttft-p99-s", "1", "--price", "h100-sxm=2.5"]
+
+
+@pytest.fixture(scope="module")
+def capacity_report(tmp_path_factory):
+    """`report` with traffic: 20 req/s of the report's request (1,024 + 256 tokens) within a 1 s TTFT p99."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+    out_dir = tmp_path_factory.mktemp("cap")
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        rc = cli.main([*CAPACITY_ARGS, "--out-dir", str(out_dir), "--name", "cap"])
+    assert rc == 0
+    return out_dir / "cap"
+
+
+def test_report_with_traffic_answers_the_capacity_question_first(capacity_report, capsys):
+    """Before: no capacity in the report. Now its verdict is the first line, above the analyze verdict, and
+    it is what `roofline capacity` answers for the command the section prints."""
+    page = (capacity_report / "index.html").read_text()
+    head = page[:page.index("<h2")]  # the first screen: before any section
+    assert head.index("<p id=capacity-verdict class=verdict>Cheapest for llama-3.1-70b at 20 req/s peak within "
+                      "TTFT p99 1 s, TPOT p99 50 ms: ") < head.index("<p id=verdict class=verdict>Decode is")
+    assert page.index("<h2 id=capacity>Capacity</h2>") == page.index("<h2")  # the first section
+    assert "--rate 20.0 --ttft-p99-s 1.0 --price h100-sxm=2.5" in page  # the report's own command
+    cap = json.loads((capacity_report / "capacity.json").read_text())
+    command = cap["command"]
+    assert command.startswith("roofline capacity --model llama-3.1-70b --gpu h100-sxm --gpu h200-sxm "
+                              "--precision bf16,fp8 --prompt 1024 --output 256 --rate 20 --ttft-p99-s 1 "
+                              "--tpot-p99-s 0.05 --price h100-sxm=2.5")
+    assert cli.main([*shlex.split(command)[1:], "--format", "json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["verdict"] == cap["verdict"] and html.escape(cap["verdict"]) in head
+    assert res["best"]["gpus"] == cap["best"]["gpus"] and len(res["candidates"]) == len(cap["candidates"])
+    # the candidates table: the cheapest first, with its GPUs and cost ($2.5 x GPUs)
+    best = cap["best"]
+    first_row = page[page.index("<h2 id=capacity>"):].split("<tr>")[2]
+    assert f"<td>{best['gpu']}</td>" in first_row and f">${2.5 * best['gpus']:,.2f}<" in first_row
+    md = (capacity_report / "report.md").read_text().splitlines()
+    assert md[2] == f"**{cap['verdict']}**" and md[4].startswith("**Decode is")
+    assert "## Capacity" in md
+
+
+def test_report_reads_a_workload_file_and_its_slos(tmp_path, capsys):
+    """--workload: capacity at the file's traffic and SLOs (p50 and p99); its TPOT p99 is the page's one SLO."""
+    chat = REPO / "examples" / "workload-chat.json"
+    assert cli.main(["report", "--workload", str(chat), "--gpus", "", "--out-dir", str(tmp_path), "--name",
+                     "w"]) == 0
+    capsys.readouterr()
+    page = (tmp_path / "w" / "index.html").read_text()
+    assert "within TTFT p50 500 ms / p99 2 s, TPOT p50 30 ms / p99 50 ms" in page[:page.index("<h2")]
+    cap = json.loads((tmp_path / "w" / "capacity.json").read_text())
+    assert f"--workload {chat}" in cap["command"] and cap["workload"]["name"] == "chat"
+
+
+def test_report_without_traffic_has_no_capacity_section(default_report, tmp_path, capsys):
+    _, _, cwd = default_report
+    page = (cwd / "reports" / "llama-3.1-8b-h100-sxm" / "index.html").read_text()
+    assert "capacity-verdict" not in page and not (cwd / "reports" / "llama-3.1-8b-h100-sxm" / "capacity.json").exists()
+    _fails(capsys, ["report", "--ttft-p99-s", "1", "--out-dir", str(tmp_path)], 2, "--rate")
+    _fails(capsys, ["report", "--rate", "-3", "--out-dir", str(tmp_path)], 2, "--rate")
+
+
+def _green_rows(png: Path) -> int:
+    """Rows of a screenshot that cross a verdict box's left border (#2e7d32)."""
+    import numpy as np
+    from matplotlib.image import imread
+    px = (imread(png)[..., :3] * 255).round().astype(int)
+    return int(np.all(np.abs(px - (0x2E, 0x7D, 0x32)) <= 2, axis=-1).any(axis=1).sum())
+
+
+def _screenshot(page: Path, shot: Path, tmp_path: Path, height: int = 900) -> None:
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+                    f"--window-size=1400,{height}", page.as_uri()], check=True, timeout=90, capture_output=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_the_capacity_answer_is_on_the_first_screen(capacity_report, default_report, tmp_path):
+    """The first 1400 x 900 screen in headless Chromium: both verdict boxes (capacity's and analyze's) and the
+    top of the candidates table (its header colour #eef3fa) are on it; without traffic, one verdict box. With
+    ROOFLINE_SCREENSHOT_DIR set, both screenshots are kept there (report-capacity-first-screen.png and
+    report-without-traffic-first-screen.png)."""
+    import numpy as np
+    from matplotlib.image import imread
+    shot, plain = tmp_path / "cap.png", tmp_path / "plain.png"
+    _screenshot(capacity_report / "index.html", shot, tmp_path)
+    _screenshot(default_report[2] / "reports" / "llama-3.1-8b-h100-sxm" / "index.html", plain, tmp_path)
+    assert _green_rows(shot) > 1.5 * _green_rows(plain) > 0
+    px = (imread(shot)[..., :3] * 255).round().astype(int)
+    assert np.all(px == (0xEE, 0xF3, 0xFA), axis=-1).sum() > 1000  # table headers above the fold
+    if os.environ.get("ROOFLINE_SCREENSHOT_DIR"):
+        keep = Path(os.environ["ROOFLINE_SCREENSHOT_DIR"])
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, keep / "report-capacity-first-screen.png")
+        shutil.copyfile(plain, keep / "report-without-traffic-first-screen.png")

@@ -110,8 +110,8 @@ def test_every_operator_has_a_sheet_formula():
 
 def test_inputs_are_named_and_sheets_hold_formulas():
     wb, cells = build_workbook(load_gpu("h100-sxm"), load_model("llama-3.1-8b"))
-    assert wb.sheetnames == ["Inputs", "Memory", "Prefill", "Decode", "Decode mean", "Sizing", "Sweep"]
-    assert {"in_batch", "in_context", "in_bw", "in_usd", "in_rps", "in_slo_tpot"} <= set(wb.defined_names)
+    assert wb.sheetnames == ["Summary", "Inputs", "Memory", "Prefill", "Decode", "Decode mean", "Sizing", "Sweep"]
+    assert {"in_batch", "in_context", "in_bw", "in_usd", "in_rps", "in_slo_tpot_ms", "in_hours"} <= set(wb.defined_names)
     sheet, cell = cells["decode.time_s"].rsplit("!", 1)
     assert wb[sheet.strip("'")][cell].value.startswith("=SUM(")
 
