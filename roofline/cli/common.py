@@ -99,6 +99,7 @@ FLAGS: dict[str, str] = {
     "seq": "--seq", "zero": "--zero", "recompute": "--recompute", "virtual_stages": "--virtual-stages",
     "dp_overlap": "--dp-overlap", "tokens": "--tokens", "compute": "--precision", "grads": "--grads",
     "master": "--master", "optimizer": "--optimizer-states", "attention_kernel": "--attention-kernel",
+    "budget_flops": "--budget-flops", "requests_per_s": "--rate",
 }
 _ARGUMENT = re.compile(r"`(\w+)(?:=([^`]*))?`")
 

@@ -229,10 +229,10 @@ def _check_entry(raw: Any, index: int, where: str, gpus: set[str], models: set[s
             m[role] = check_precision(m[role], role)
         except RooflineError as e:
             raise _fail(where, label, role, f"is invalid: {e.message}", hint=e.hint)
-    if m["metric"] not in METRICS:
+    if not isinstance(m["metric"], str) or m["metric"] not in METRICS:
         raise _fail(where, label, "metric", f"must be one of {', '.join(METRICS)}, got {m['metric']!r}",
                     hint=f"metrics: {', '.join(METRICS)}")
-    if m["load"] not in LOADS:
+    if not isinstance(m["load"], str) or m["load"] not in LOADS:
         raise _fail(where, label, "load", f"must be one of {', '.join(LOADS)}, got {m['load']!r}",
                     hint="; ".join(f"{k}: {v}" for k, v in LOADS.items()))
     if m["ep"] not in (1, m["tp"] * m["dp_attention"]):

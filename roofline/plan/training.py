@@ -94,10 +94,16 @@ def young_interval_s(write_s: float, mtbf_s: float) -> float:
     return math.sqrt(2.0 * write_s * mtbf_s)
 
 
+#: the FLOP budgets the Chinchilla fit is evaluated for: below 1e12 FLOPs the optimal model has under ~100
+#: parameters, above 1e35 it is ~1e16 parameters (far outside the fit's 7e18-6e23 FLOP range either way)
+MIN_BUDGET_FLOPS, MAX_BUDGET_FLOPS = 1e12, 1e35
+
+
 def compute_optimal(budget_flops: float, method: str = "parametric") -> dict:
     """Chinchilla-optimal parameters and tokens for a FLOP budget (Hoffmann et al. 2022), with the predicted loss."""
-    if not (math.isfinite(budget_flops) and budget_flops > 0):
-        raise RooflineError(f"budget_flops must be a positive number, got {budget_flops}", hint="give a FLOP budget, e.g. 1e24", exit_code=2,
+    if not (math.isfinite(budget_flops) and MIN_BUDGET_FLOPS <= budget_flops <= MAX_BUDGET_FLOPS):
+        raise RooflineError(f"budget_flops must be between {MIN_BUDGET_FLOPS:g} and {MAX_BUDGET_FLOPS:g}, got "
+                            f"{budget_flops:g}", hint="give a FLOP budget, e.g. 1e24", exit_code=2,
                             param="budget_flops")
     if method not in SIZING_METHODS:
         raise RooflineError(f"method must be one of {', '.join(SIZING_METHODS)}, got {method!r}", hint="choose one of the listed sizing methods", exit_code=2,

@@ -40,6 +40,7 @@ from roofline.errors import RooflineError
 from roofline.outfile import check_target, write_bytes
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
+from roofline.specs.workload import MAX_RATE_PER_S, MIN_RATE_PER_S
 from roofline.model.comm import collective_time
 from roofline.model.ops import operators_for
 from roofline.model.phases import make_pass
@@ -85,6 +86,10 @@ class Traffic:
                 raise RooflineError(f"{name} must be a finite number > 0, got {v}", exit_code=2, param=name,
                                     hint="the request rate (per s), the SLOs (in seconds), the GPU-hour price "
                                     "and the hours per month are all > 0")
+        if not MIN_RATE_PER_S <= self.requests_per_s <= MAX_RATE_PER_S:
+            raise RooflineError(f"requests_per_s must be between {MIN_RATE_PER_S:g} and {MAX_RATE_PER_S:g}, got "
+                                f"{self.requests_per_s:g}", hint="the peak request rate of the service, per second",
+                                exit_code=2, param="requests_per_s")
 
 
 def _ms(seconds: float) -> float:

@@ -151,7 +151,7 @@ def capacity_verdict(res: dict) -> str:
         limit = (f"limited by {_limit(best, w['slo'], 'prefill_limited_by')} (prefill) and "
                  f"{_limit(best, w['slo'], 'decode_limited_by')} (decode)")
     else:
-        what = f"{best['gpus']} x {best['gpu']} ({best['replicas']} replicas of {_layout(best)})"
+        what = f"{best['gpus']} x {best['gpu']} ({best['replicas']} replica{'s' if best['replicas'] != 1 else ''} of {_layout(best)})"
         limit = f"limited by {_limit(best, w['slo'])}"
         if best.get("headroom") is not None:
             limit += f", {best['headroom']:.0%} headroom"

@@ -339,8 +339,11 @@ def _parse_figure(raw: Any, name: str, kind: str, sources: dict[str, str], where
     return value, text
 
 
-_EXPECTED = {"int": "a positive whole number", "non-negative": "a number >= 0", "positive": "a positive number",
-             "fraction": "a number in (0, 1]", "bool": "true or false",
+#: no figure of one accelerator comes near 1e21 (bytes, bytes/s, FLOP/s, Hz, W): a larger value is a typo, and
+#: would overflow the integer token and batch counts computed from it
+_FIGURE_MAX = 1e21
+_EXPECTED = {"int": "a positive whole number up to 1e21", "non-negative": "a number from 0 to 1e21",
+             "positive": "a positive number up to 1e21", "fraction": "a number in (0, 1]", "bool": "true or false",
              "topology": f"one of {', '.join(repr(t) for t in SCALEUP_TOPOLOGIES)}",
              "int-list": "a non-empty list of positive whole numbers"}
 
@@ -356,7 +359,8 @@ def _check_value(x: Any, fieldname: str, kind: str, where: str, example: str = E
     elif not _is_number(x):
         ok = False
     else:
-        ok = {"int": x > 0 and float(x).is_integer(), "non-negative": x >= 0, "fraction": 0 < x <= 1}.get(kind, x > 0)
+        ok = x <= _FIGURE_MAX and {"int": x > 0 and float(x).is_integer(), "non-negative": x >= 0,
+                                   "fraction": 0 < x <= 1}.get(kind, x > 0)
     if not ok:
         raise _fail(where, fieldname, _EXPECTED[kind], x, example)
     if kind in ("bool", "topology"):

@@ -245,7 +245,7 @@ def commands():
 
 
 @pytest.mark.slow
-@settings(max_examples=EXAMPLES or 120, deadline=None, derandomize=not EXAMPLES, database=None,
+@settings(max_examples=EXAMPLES or 300, deadline=None, derandomize=not EXAMPLES, database=None,
           suppress_health_check=list(HealthCheck))
 @given(rng=st.randoms(use_true_random=False))
 def test_cli_fuzz(commands, rng):
@@ -255,6 +255,36 @@ def test_cli_fuzz(commands, rng):
         argv = make_case(rng, commands, work)
         failure = run_case(argv, work)
         assert failure is None, f"roofline {' '.join(map(repr, argv))}: {failure}"
+
+
+#: cases the campaigns found (each crashed or warned before its fix); they stay fixed
+FOUND = [
+    ["spreadsheet", "--requests-per-s", "1e308"],  # OverflowError: ceil(inf) replicas
+    ["train", "--budget-flops", "5e-324", "--mtbf-h", "64"],  # ZeroDivisionError: a 0-parameter model
+    ["analyze", "--prompt", "lognormal:100:1e400"],  # the printer turned ":100:" into an emoji
+    ["models", "/dev/zero"],  # MemoryError: read to the end of an endless device
+    ["capacity", "--rate", "5e-324"],
+    ["simulate", "--think-time-s", "inf", "--turns", "3"],
+]
+
+
+@pytest.mark.parametrize("argv", FOUND, ids=lambda a: " ".join(a)[:40])
+def test_found_cases_stay_fixed(argv, tmp_path):
+    assert run_case(argv, tmp_path) is None
+
+
+def test_a_corrupted_spec_with_a_huge_memory_is_refused(tmp_path):
+    """memory_bytes 1e308 used to pass, then warn (invalid cast) and print a nonsense batch."""
+    spec = json.loads(SOURCES["spec"].read_text())
+    spec["memory_bytes"]["value"] = 1e308
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(spec))
+    assert run_case(["analyze", "--gpu", str(path)], tmp_path) is None
+    from roofline.cli.app import main
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["analyze", "--gpu", str(path)]) == 1
+    assert "memory_bytes" in err.getvalue() and "1e21" in err.getvalue()
 
 
 def campaign(cases: int, seed: int) -> int:
