@@ -262,7 +262,8 @@ def _capacity_result(m: ModelConfig, w: Workload, rows: list[dict], fl: Optional
         best = res["best"]
         out_tps = (w.mean_rate_per_s * best["output_tokens_per_s_per_replica"]
                    / best["max_request_rate_per_replica"]) if best else 0.0
-        with status(f"Solving the fleet mix (an ILP over {len(rows)} candidates x {len({r for r, _ in fl.supply})} region(s))"):
+        regions = len({r for r, _ in fl.supply})
+        with status(f"Solving the fleet mix (an ILP over {len(rows)} candidates x {regions} region(s))"):
             res["fleet_plan"] = plan_fleet(rows, fl, w.peak_rate_per_s, out_tps)
     return res
 

@@ -13,7 +13,7 @@ import typer
 from roofline.model.analysis import Scenario, analyze
 from roofline.cli.common import (DEFAULT_GPU, BatchOpt, ContextOpt, GpuOpt, ModelOpt, OptActOpt, OptKvOpt,
                                   OptWeightsOpt, OutputOpt, ProfileOpt, PromptOpt, ScenarioPrecisionOpt, TpOpt, alias,
-                                  comma_list, out, scenario_device, status, strict_list, warn)
+                                  comma_list, out, path_option, scenario_device, status, strict_list, warn)
 from roofline.cli.train import (TrainBatchOpt, TrainGpusOpt, TrainPrecisionOpt, TrainRecomputeOpt, TrainSeqOpt,
                                  TrainZeroOpt, report_training)
 from roofline.cli.engine_options import engine_options
@@ -241,6 +241,7 @@ def report(
     slo_s = _tpot_s(tpot_p99_s, slo_tpot_ms)
     g, m, sc, eff, prof = _setup(gpu, model, batch, prompt, output, context, tp, precision, weights, activations,
                                  kv, engine, profile)
+    workload = path_option(workload, "--workload")
     w = None
     if workload is not None or rate is not None:  # the report's request unless a workload file says otherwise
         explicit = tpot_p99_s is not None or slo_tpot_ms is not None

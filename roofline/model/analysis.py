@@ -14,7 +14,8 @@ import numpy as np
 from roofline.model import memory as mem
 from roofline.model.efficiency import Efficiency
 from roofline.model.ops import REGISTRY
-from roofline.model.engine import TP_DEGREES, OpTime, Setup, check_layout, check_reach, make_setup, reachable, tp_degrees
+from roofline.model.engine import (TP_DEGREES, OpTime, Setup, check_layout, check_reach, make_setup, reachable,
+                                   tp_degrees)
 from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig

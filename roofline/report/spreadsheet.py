@@ -200,6 +200,13 @@ def _comm_inputs(gpu: GPUSpec, model: ModelConfig, sc: Scenario, eff: Efficiency
 def _write_inputs(wb: Workbook, rows: list) -> None:
     ws = wb.active
     ws.title = "Inputs"
+    write_input_rows(wb, ws, rows, "in_")
+    _widths(ws, (58, 22, 10, 16))
+
+
+def write_input_rows(wb: Workbook, ws, rows: list, prefix: str) -> None:
+    """An inputs sheet: (key, label, value, unit) rows as editable cells, each a defined name `prefix + key`;
+    ('#', title) rows as bold section headers."""
     ws.append(["input", "value", "unit", "defined name"])
     for c in ws[1]:
         c.font, c.fill = BOLD, HEAD
@@ -211,12 +218,11 @@ def _write_inputs(wb: Workbook, rows: list) -> None:
         key, label, value, unit = row
         if not isinstance(value, (str, int)):
             value = float(np.asarray(value))
-        ws.append([label, value, unit, f"in_{key}"])
+        ws.append([label, value, unit, f"{prefix}{key}"])
         r = ws.max_row
         ws.cell(r, 2).fill = INPUT
         ws.cell(r, 2).number_format = _input_format(value)
-        wb.defined_names[f"in_{key}"] = DefinedName(f"in_{key}", attr_text=f"Inputs!$B${r}")
-    _widths(ws, (58, 22, 10, 16))
+        wb.defined_names[f"{prefix}{key}"] = DefinedName(f"{prefix}{key}", attr_text=f"'{ws.title}'!$B${r}")
 
 
 #: number formats for people: thousands separated, dollars with cents, percentages, milliseconds

@@ -161,24 +161,9 @@ def _inputs(gpu: GPUSpec, model: ModelConfig, L: Layout, recipe: Recipe) -> list
 
 
 def _write_inputs(wb: Workbook, rows: list) -> None:
+    from roofline.report.spreadsheet import write_input_rows  # spreadsheet imports this module when it is called
     ws = wb.create_sheet(INPUTS_SHEET)
-    ws.append(["input", "value", "unit", "defined name"])
-    for c in ws[1]:
-        c.font, c.fill = BOLD, HEAD
-    for row in rows:
-        if row[0] == "#":
-            ws.append([row[1]])
-            ws.cell(ws.max_row, 1).font = BOLD
-            continue
-        key, label, value, unit = row
-        if not isinstance(value, (str, int)):
-            value = float(np.asarray(value))
-        ws.append([label, value, unit, f"tr_{key}"])
-        r = ws.max_row
-        ws.cell(r, 2).fill = INPUT
-        if isinstance(value, float) and abs(value) >= 1e5:
-            ws.cell(r, 2).number_format = "0.000E+00"
-        wb.defined_names[f"tr_{key}"] = DefinedName(f"tr_{key}", attr_text=f"'{INPUTS_SHEET}'!$B${r}")
+    write_input_rows(wb, ws, rows, "tr_")
     for col, width in zip("ABCD", (70, 22, 10, 18)):
         ws.column_dimensions[col].width = width
 

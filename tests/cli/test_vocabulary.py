@@ -298,3 +298,11 @@ def test_a_multi_gpu_layout_on_a_cpu_profile_is_an_error_not_a_crash(run_cli, co
                            *(["-o", str(tmp_path / "c.png")] if command[0] == "plot" else []))
     assert code == 2 and "is one device with no network" in err and "Hint: use --tp 1" in err, err
     assert "Traceback" not in err and not any(tmp_path.iterdir())
+
+
+def test_simulate_on_a_profile_without_bf16(run_cli, fp32_profile):
+    code, out, err = run_cli("simulate", "--gpu", "cpu", "--profile", str(fp32_profile), "--model", "llama-3.2-1b",
+                             "--rate", "0.05", "--prompt", "50", "--output", "5", "--requests", "20", "--format",
+                             "json")
+    assert code == 0, err
+    assert json.loads(out)["precision"] == "bf16/fp32/bf16" and "computing in fp32" in err
