@@ -115,14 +115,17 @@ def _gpus(text: str, first) -> list:
     return [first] + [o for o in dict((o.name, o) for o in others).values() if o.name != first.name]
 
 
-def _computing(gpus: list, activations: str) -> list:
-    """The GPUs that compute in `activations` (an A100 has no fp8): the others are left out with a warning."""
-    keep = [o for o in gpus if activations in o.peak_flops_per_s]
+def _left_out(gpus: list, activations: str) -> list[str]:
+    """The note for GPUs that do not compute in `activations` (an A100 has no fp8); empty when all do."""
     left = [o.name for o in gpus if activations not in o.peak_flops_per_s]
-    if left:
-        warn([f"left out of the GPU comparison: {', '.join(left)} (no {activations} compute); compare them with "
-              "--activations bf16"])
-    return keep
+    return [f"left out of the GPU comparison: {', '.join(left)} (no {activations} compute); compare them with "
+            "--activations bf16"] if left else []
+
+
+def _computing(gpus: list, activations: str) -> list:
+    """The GPUs that compute in `activations`: the others are left out with a warning (_left_out)."""
+    warn(_left_out(gpus, activations))
+    return [o for o in gpus if activations in o.peak_flops_per_s]
 
 
 def _command(name: str, **opts) -> str:
@@ -252,7 +255,8 @@ def report(
     elif ttft_p99_s is not None or price:
         raise RooflineError("--ttft-p99-s and --price size the Capacity section, which needs traffic", exit_code=2,
                             hint="add --rate N (requests per second) or --workload FILE")
-    compare = _computing(_gpus(gpus, g)[1:], sc.activations)
+    others = _gpus(gpus, g)[1:]
+    compare = _computing(others, sc.activations)
     cmd = _command("report", gpu=gpu or (None if profile else DEFAULT_GPU), model=model, batch=batch, prompt=prompt,
                    output=output, context=context,
                    tp=tp, weights=sc.weights, activations=sc.activations, kv=sc.kv, engine=engine,
@@ -264,7 +268,8 @@ def report(
                                train_precision)
     spec = ReportSpec(g, m, sc, cmd, eff, prof, str(profile) if profile else None, compare, slo_s, training,
                       workload=w, workload_path=None if workload is None else str(workload),
-                      prices=_prices(price or []), engine=engine)
+                      prices=_prices(price or []), engine=engine,
+                      notes=tuple(_left_out(others, sc.activations)))
     with status(f"Writing the report for {m.name} on {g.display_name}: analysis, plots, comparison, sweep"):
         path = write_report(out_dir / _safe(name or default_name(m, g)), spec)
     out.print(str(path), highlight=False, soft_wrap=True)

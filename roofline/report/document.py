@@ -50,6 +50,7 @@ class ReportSpec:
     workload_path: str | None = None  # the workload file it was read from (None: built from the rate and SLOs)
     prices: dict = field(default_factory=dict)  # {GPU name: USD per GPU-hour} for the Capacity section
     engine: object | None = None  # the engine and knobs (memory.EngineKnobs) capacity resolves on each candidate
+    notes: tuple[str, ...] = ()  # what the front end decided for the user (e.g. GPUs left out of the comparison)
 
 
 def default_name(model: ModelConfig, gpu: GPUSpec) -> str:
@@ -369,6 +370,8 @@ def _html(spec, r, figs, pngs, comp, title, verdict, cap=None) -> str:
     parts.append(f"<p id=verdict class=verdict>{e(verdict)}</p>")
     for w in r["warnings"]:
         parts.append(f"<p><b>Warning:</b> {e(w)}</p>")
+    for n in spec.notes:
+        parts.append(f"<p class=note><b>Note:</b> {e(n)}</p>")
     parts.append("<p class=muted>roofline (ops:bytes) model of LLM inference. Reproduce with:</p>"
                  f"<pre>{e(spec.command)}</pre>")
     if cap is not None:
@@ -400,7 +403,7 @@ def _html(spec, r, figs, pngs, comp, title, verdict, cap=None) -> str:
 
 def _markdown(spec, r, figs, comp, title, verdict, cap=None) -> str:
     md = [f"# {title}", ""] + ([f"**{cap['verdict']}**", ""] if cap is not None else []) + [f"**{verdict}**", ""]
-    md += [f"> Warning: {w}" for w in r["warnings"]]
+    md += [f"> Warning: {w}" for w in r["warnings"]] + [f"> Note: {n}" for n in spec.notes]
     md += ["", "Reproduce with:", "", "```", spec.command, "```", ""]
     if cap is not None:
         md += ["## Capacity", "", capacity_note(cap), "", "```", cap["command"], "```", "",

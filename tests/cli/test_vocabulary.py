@@ -150,6 +150,16 @@ def test_an_fp8_report_leaves_out_the_gpus_without_fp8(monkeypatch, run_cli, tmp
     assert [g.name for g in seen["spec"].compare] == ["h200-sxm"]  # the default h100, a100, h200 less the A100
     assert "left out of the GPU comparison: a100-sxm-80gb (no fp8 compute)" in err
     assert "--gpus h200-sxm" in seen["spec"].command  # the command reproduces what was compared
+    assert seen["spec"].notes == ("left out of the GPU comparison: a100-sxm-80gb (no fp8 compute); compare them "
+                                  "with --activations bf16",)  # the report says it too (document._html/_markdown)
+
+
+def test_the_report_page_carries_its_notes(run_cli, tmp_path):
+    code, _, err = run_cli("report", "--precision", "fp8", "--gpus", "a100-sxm-80gb", "--out-dir", str(tmp_path),
+                           "--name", "r")
+    assert code == 0, err
+    note = "left out of the GPU comparison: a100-sxm-80gb (no fp8 compute)"
+    assert note in (tmp_path / "r" / "index.html").read_text() and note in (tmp_path / "r" / "report.md").read_text()
 
 
 def test_plot_compare_leaves_out_the_gpus_without_fp8(run_cli, tmp_path):
