@@ -12,14 +12,25 @@ step. `StepTimeModel` splits the operators by what they depend on, found by prob
   constant efficiencies, fitted by least squares separately for decode steps (T == S) and mixed steps
   (T > S; MLA switches formulas there). The step adds max(compute, memory) + overhead per operator.
 
+The serving engine's fixed costs of a pass (`Setup.costs`: eager kernel launches and the per-step host
+overhead) are applied exactly as `analyze` applies them, by `phases.with_fixed_costs` on the step's Pass: they
+depend on the step only through its tokens per rank (graph-captured up to the engine's largest captured size)
+and whether it is a decode step (T == S; a step with prefill tokens follows the engine's prefill launch rule),
+so they are two more tables over T, one per mode. The plan modules put the engine's costs on the Setup with
+`with_engine_costs`.
+
 `check()` compares with the exact model; tests hold it to 1e-6 with the default efficiency.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from roofline.model.engine import Setup, time_pass
+from roofline.model.engine import OpTime, Setup, time_pass, total_time_s
+from roofline.model.memory import MemorySettings
 from roofline.model.ops import Pass
+from roofline.model.phases import with_fixed_costs
 
 _PROBE = dict(T=96.0, S=24.0, pairs=40000.0, kv=30000.0)
 
@@ -34,9 +45,27 @@ def mixed_pass(s: Setup, T, S, pairs, kv) -> Pass:
                 s.ep_imbalance)
 
 
+def with_engine_costs(s: Setup, ms: MemorySettings) -> Setup:
+    """`s` carrying the fixed costs of a pass that the engine settings `ms` imply (`ms.pass_costs()`)."""
+    return dataclasses.replace(s, costs=ms.pass_costs())
+
+
+def step_ops(s: Setup, T, S, pairs, kv) -> list[OpTime]:
+    """Per-operator times of a mixed step with the engine's fixed costs (`phases.with_fixed_costs`)."""
+    p = mixed_pass(s, T, S, pairs, kv)
+    return with_fixed_costs(s, p, time_pass(s, p))
+
+
 def exact_step_time_s(s: Setup, T, S, pairs, kv) -> np.ndarray:
-    """The exact model's step time (vectorized)."""
-    return sum(o.time_s for o in time_pass(s, mixed_pass(s, T, S, pairs, kv)))
+    """The exact model's step time, the engine's fixed costs included (vectorized)."""
+    return total_time_s(step_ops(s, T, S, pairs, kv))
+
+
+def _fixed_table(s: Setup, T: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """The engine's fixed costs of steps of T tokens and S sequences (the step with them minus without)."""
+    p = mixed_pass(s, T, S, 0.0 * T, 0.0 * T)
+    bare = time_pass(s, p)
+    return np.broadcast_to(total_time_s(with_fixed_costs(s, p, bare)) - total_time_s(bare), T.shape).astype(float)
 
 
 def _classify(s: Setup) -> list[str]:
@@ -89,20 +118,24 @@ class StepTimeModel:
                            np.zeros_like(grid))
         self.table_S = sum((np.broadcast_to(o.time_s, grid.shape) for o, k in zip(ops_s, kinds) if k == "S"),
                            np.zeros_like(grid))
+        # the engine's fixed costs per T: decode steps (S = T) and steps with prefill tokens (S < T)
+        self.fixed_decode = _fixed_table(setup, grid, np.maximum(grid, 1.0))
+        self.fixed_mixed = _fixed_table(setup, grid, np.maximum(grid - 0.5, 0.0))
         attn = [i for i, k in enumerate(kinds) if k == "A"]
         self.coef_decode = _fit_affine(setup, attn, True, t_max)
         self.coef_mixed = _fit_affine(setup, attn, False, t_max)
         self._terms_d = self._terms(self.coef_decode)
         self._terms_m = self._terms(self.coef_mixed)
-        self._modes = (self._mode_tables(self._terms_d), self._mode_tables(self._terms_m))
+        self._modes = (self._mode_tables(self._terms_d, self.fixed_decode),
+                       self._mode_tables(self._terms_m, self.fixed_mixed))
         self._decode_tables()
 
-    def _mode_tables(self, lin_terms) -> tuple:
+    def _mode_tables(self, lin_terms, fixed: np.ndarray) -> tuple:
         """(by_T, by_S, pairs coefficient, kv coefficient, max terms) of one mode (decode or mixed): the linear
-        part folded into per-T and per-S tables so that `time` does two lookups."""
+        part and the engine's fixed costs folded into per-T and per-S tables so that `time` does two lookups."""
         lin, terms = lin_terms
         n = np.arange(self.t_max + 1, dtype=float)
-        return ((self.table_T + lin[0] + lin[1] * n).tolist(), (self.table_S + lin[2] * n).tolist(), lin[3],
+        return ((self.table_T + fixed + lin[0] + lin[1] * n).tolist(), (self.table_S + lin[2] * n).tolist(), lin[3],
                 lin[4], terms)
 
     def _decode_tables(self) -> None:
@@ -110,7 +143,7 @@ class StepTimeModel:
         max(c[B] + cx x, m[B] + mx x)."""
         b = np.arange(self.t_max + 1, dtype=float)
         lin, terms = self._terms_d
-        self._d_base = (self.table_T + self.table_S + lin[0] + (lin[1] + lin[2]) * b).tolist()
+        self._d_base = (self.table_T + self.table_S + self.fixed_decode + lin[0] + (lin[1] + lin[2]) * b).tolist()
         self._d_slope = lin[3] + lin[4]
         self._d_terms = [((c0 + (cT + cS) * b).tolist(), cP + cK, (m0 + (mT + mS) * b).tolist(), mP + mK)
                          for c0, cT, cS, cP, cK, m0, mT, mS, mP, mK in terms]
@@ -167,7 +200,7 @@ class StepTimeModel:
         """Vectorized step times (T within the table)."""
         T, S = np.asarray(T, dtype=np.int64), np.asarray(S, dtype=np.int64)
         x = np.stack(np.broadcast_arrays(np.ones(np.shape(T)), T, S, pairs, kv)).astype(float)
-        out = self.table_T[T] + self.table_S[S]
+        out = self.table_T[T] + self.table_S[S] + np.where(T <= S, self.fixed_decode[T], self.fixed_mixed[T])
         for coef, mask in ((self.coef_decode, T <= S), (self.coef_mixed, T > S)):
             part = 0.0
             for row in coef:

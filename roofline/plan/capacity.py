@@ -34,7 +34,7 @@ from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
 from roofline.model.phases import attention_terms, micro_batches, phase_time_s
 from roofline.specs.precision import PrecisionSet
-from roofline.model.step_time import mixed_pass
+from roofline.model.step_time import mixed_pass, step_ops, with_engine_costs
 from roofline.specs.workload import LengthDist, Workload, sample_requests
 
 Z99 = 2.326  # standard normal 99th percentile: p99 concurrency ~ B + Z99 sqrt(B) (Poisson)
@@ -175,7 +175,8 @@ def operating_curve(s: Setup, w: Workload, ms: mem.MemorySettings, hit_rate: flo
                     pool: str = "colocated") -> Operating:
     """The replica's steady state over u (requests per step); the hit rate is iterated to a fixed point.
     `pool`: one of POOLS (a decode pool keeps no idle conversations: their next prompt goes to the prefill
-    pool, which does)."""
+    pool, which does). Step times include the fixed costs of a pass the engine settings imply."""
+    s = with_engine_costs(s, ms)
     cap = float(mem.kv_cache_capacity_tokens(s, ms))
     M = float(ms.max_batched_tokens)
     u = np.geomspace(1e-7, 2.0 * ms.max_seqs, _GRID)
@@ -243,13 +244,14 @@ def _pool_curve(s: Setup, st: WorkloadStats, u, B, c, q, t_d, t, rate, kv_p99, c
 
 def _time(s: Setup, T, S, pairs, kv) -> np.ndarray:
     """A step's time: every sequence of the replica advances (decode) or a chunk is prefilled. With pipeline
-    parallelism the step runs as m = min(pp, S) micro-batches, composed as a decode step (phases.phase_time_s)."""
+    parallelism the step runs as m = min(pp, S) micro-batches, composed as a decode step (phases.phase_time_s).
+    The engine's fixed costs of a pass on `s` are included (`step_time.step_ops`)."""
     T, S = np.maximum(T, 1e-9), np.maximum(S, 1e-9)
     if np.all(np.asarray(s.pp) == 1):
-        ops = time_pass(s, mixed_pass(s, T, S, pairs, kv))
+        ops = step_ops(s, T, S, pairs, kv)
         return sum(np.broadcast_to(o.time_s, np.shape(T)) for o in ops)
     m = micro_batches(s, S)
-    ops = time_pass(s, mixed_pass(s, T / m, S / m, np.asarray(pairs) / m, np.asarray(kv) / m))
+    ops = step_ops(s, T / m, S / m, np.asarray(pairs) / m, np.asarray(kv) / m)
     return np.broadcast_to(phase_time_s(s, ops, S, "decode"), np.shape(T))
 
 

@@ -42,9 +42,9 @@ import roofline
 from roofline.errors import RooflineError
 from roofline.model import memory as mem
 from roofline.model.efficiency import Efficiency
-from roofline.model.engine import TP_DEGREES, Setup, attention_peak, compute_peak, make_setup, time_pass
+from roofline.model.engine import TP_DEGREES, Setup, attention_peak, compute_peak, make_setup
 from roofline.model.phases import micro_batches, phase_time_s
-from roofline.model.step_time import mixed_pass
+from roofline.model.step_time import step_ops, with_engine_costs
 from roofline.model.sweep import valid_layouts
 from roofline.plan.capacity import U_GRID, Z99, workload_stats
 from roofline.plan.simulate import DoesNotFit, SimSettings, simulate
@@ -221,14 +221,15 @@ def _stats(model: ModelConfig, w: Workload):
 
 def _step_s(s: Setup, T, S, pairs, kv) -> np.ndarray:
     """A step's time (the step of `capacity`): one pass, or with pipeline stages m = min(pp, S)
-    micro-batches composed as a decode step; rows with and without stages side by side."""
+    micro-batches composed as a decode step; rows with and without stages side by side. The engine's fixed
+    costs of a pass on `s` are included (`step_time.step_ops`)."""
     T, S = np.maximum(T, 1e-9), np.maximum(S, 1e-9)
-    flat = sum(np.broadcast_to(o.time_s, np.shape(T)) for o in time_pass(s, mixed_pass(s, T, S, pairs, kv)))
+    flat = sum(np.broadcast_to(o.time_s, np.shape(T)) for o in step_ops(s, T, S, pairs, kv))
     pp = np.asarray(s.pp)
     if np.all(pp == 1):
         return flat
     m = micro_batches(s, S)
-    ops = time_pass(s, mixed_pass(s, T / m, S / m, np.asarray(pairs) / m, np.asarray(kv) / m))
+    ops = step_ops(s, T / m, S / m, np.asarray(pairs) / m, np.asarray(kv) / m)
     return np.where(pp == 1, flat, np.broadcast_to(phase_time_s(s, ops, S, "decode"), np.shape(T)))
 
 
@@ -264,11 +265,13 @@ def u_grid(sp: SearchSpace, model: ModelConfig, w: Workload) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def curves(sp: SearchSpace, pair: int, gpu_i: int, M: float) -> Curves:
-    """The screen's curves of one (model, workload) pair on one GPU at token budget M (cached per process)."""
+def curves(sp: SearchSpace, pair: int, gpu_i: int, eng_i: int, M: float) -> Curves:
+    """The screen's curves of one (model, workload) pair on one GPU under one engine (its fixed costs of a
+    pass) at token budget M (cached per process)."""
     model, w = sp.models[pair // len(sp.workloads)], sp.workloads[pair % len(sp.workloads)]
     st, u1 = _stats(model, w), u_grid(sp, model, w)
     s, valid = _rows_setup(sp, model, sp.gpus[gpu_i], len(u1))
+    s = with_engine_costs(s, mem.engine_settings(sp.engines[eng_i], sp.gpus[gpu_i], 1, 1))
     R, G = len(valid), len(u1)
     u = np.tile(u1, R)
     B = u * max(st.output - 1.0, 0.0)
@@ -430,10 +433,10 @@ def screen(sp: SearchSpace, pair: int, lo: int, hi: int) -> dict[str, np.ndarray
     X = seqs * dp
     b_max = ((-Z99 + np.sqrt(Z99 ** 2 + 4.0 * X)) / 2.0) ** 2
     log_u_seq = np.log(b_max / max(st.output - 1.0, 1e-9))
-    key = g.astype(np.float64) * 1e12 + M
+    key = ge.astype(np.float64) * 1e12 + M
     for k in np.unique(key):
         sel = np.flatnonzero(key == k)
-        c = curves(sp, pair, int(g[sel[0]]), float(M[sel[0]]))
+        c = curves(sp, pair, int(g[sel[0]]), int(e[sel[0]]), float(M[sel[0]]))
         rows = row[sel]
         fits = cap[sel] >= st.reserved_tokens
         log_u_kv = crossing(c.log_u, c.log_kv_p99, np.log(np.maximum(cap[sel], 1e-300)), rows)

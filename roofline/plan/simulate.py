@@ -28,7 +28,8 @@ Per replica (conversations are routed round-robin, a conversation's turns stick 
      first served, up to max_batched_tokens in all: chunks with chunked prefill, else whole prompts that
      fit the budget left; "prefill_first" (SGLang) runs prefill-only steps (chunks of up to
      max_batched_tokens, or whole prompts) while prompts wait, decode steps otherwise;
-  5. its time is the roofline model's for the step's aggregates (`step_time.StepTimeModel`);
+  5. its time is the roofline model's for the step's aggregates (`step_time.StepTimeModel`), the engine's
+     fixed costs of a pass included (eager kernel launches, the per-step host overhead);
   6. a finished prefill emits a token (the first: TTFT); a sequence finishes when all its output is out.
 Runs of pure decode steps with nothing to admit are advanced in one jump to the next arrival, completion or
 page shortage (the step time is affine in the context along the run: the sum is the trapezoid, exact within
@@ -47,7 +48,7 @@ import numpy as np
 from roofline.model import memory as mem
 from roofline.model.engine import Setup
 from roofline.errors import RooflineError
-from roofline.model.step_time import StepTimeModel
+from roofline.model.step_time import StepTimeModel, with_engine_costs
 from roofline.specs.workload import Requests, Workload, sample_requests
 
 SAMPLES = 200
@@ -595,7 +596,8 @@ def _pct(x: np.ndarray) -> dict:
 
 def step_time_model(s: Setup, w: Workload, r: Requests, cfg: SimSettings) -> StepTimeModel:
     """The step-time table, sized to the largest pass this run can form (a preempted request re-prefills its
-    prompt and what it generated)."""
+    prompt and what it generated), with the fixed costs of a pass the engine settings imply."""
+    s = with_engine_costs(s, cfg.memory)
     longest = int((r.history_tokens + r.new_tokens
                    + (r.output_tokens if cfg.memory.preemption != "none" else 0)).max())
     t_max = cfg.memory.max_batched_tokens + cfg.memory.max_seqs

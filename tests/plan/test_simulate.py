@@ -8,6 +8,7 @@ from roofline.specs.hardware import load_gpu
 from roofline.model.memory import MemorySettings
 from roofline.specs.models import load_model
 from roofline.model.phases import attention_terms, decode_time_sum, prefill
+from roofline.model.step_time import with_engine_costs
 from roofline.plan.simulate import DoesNotFit, SimSettings, _window_terms, simulate
 from roofline.specs.workload import SLO, LengthDist, Workload
 
@@ -22,6 +23,7 @@ def test_near_zero_load_latency_is_analytic(model, tp):
     s = make_setup(load_gpu("h100-sxm"), load_model(model), tp)
     w = Workload(1e-4, LengthDist("fixed", value=1500), LengthDist("fixed", value=300))
     res = simulate(s, w, 40, seed=3)  # 10,000 s apart on average: the median request runs alone
+    s = with_engine_costs(s, MemorySettings())  # the simulator pays the default engine's fixed costs, as analyze
     ttft = float(total_time_s(prefill(s, 1, 1500)))
     tpot = float(decode_time_sum(s, 1, 1500, 300)) / 299  # 299 decode steps after the prefill's first token
     assert res["ttft_s"]["p50"] == pytest.approx(ttft, rel=1e-6)
