@@ -8,7 +8,7 @@ memory) and must be UTF-8 text. `read_json` adds JSON parsing that never recurse
 than `max_depth` is refused before the parser sees it), refuses NaN, Infinity and numbers beyond a float's range
 (not JSON numbers) and, by default, a key given twice in one object. Every failure is one RooflineError that
 names the file and says what to do. `to_jsonable` makes a result JSON-ready (what `--format json` prints and the
-Python API returns)."""
+Python API returns); `show` spells a value from a file, cut short, for the error that names it."""
 from __future__ import annotations
 
 import json
@@ -48,6 +48,20 @@ def to_jsonable(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
+
+
+def show(x: Any, max_chars: int = 60) -> str:
+    """A value as JSON spells it (repr where JSON cannot), cut to `max_chars` characters, for an error message."""
+    try:
+        text = json.dumps(x)
+    except (TypeError, ValueError):
+        text = repr(x)
+    return clip(text, max_chars)
+
+
+def clip(text: str, max_chars: int = 60) -> str:
+    """`text` cut to `max_chars` characters, the last three "..." when it was longer."""
+    return text if len(text) <= max_chars else text[:max_chars - 3] + "..."
 
 
 # ------------------------------------------------------------------------------------------------ reading a file

@@ -100,6 +100,12 @@ FLAGS: dict[str, str] = {
     "dp_overlap": "--dp-overlap", "tokens": "--tokens", "compute": "--precision", "grads": "--grads",
     "master": "--master", "optimizer": "--optimizer-states", "attention_kernel": "--attention-kernel",
     "budget_flops": "--budget-flops", "requests_per_s": "--rate",
+    # roofline search (plan/search.py, plan/executors.py): its axes are plural; its `gpus` is --gpu, checked
+    # in cli/search.py, since train's `gpus` (a count) is --gpus
+    "models": "--model", "workloads": "--workload", "prices": "--price", "engines": "--engine",
+    "precisions": "--precision", "max_gpus": "--max-gpus", "kv_cache_fractions": "--kv-cache-fraction",
+    "top": "--top", "sim_requests": "--sim-requests", "executor": "--executor", "workers": "--workers",
+    "results_dir": "--results-dir", "resume": "--resume", "address": "--address",
 }
 _ARGUMENT = re.compile(r"`(\w+)(?:=([^`]*))?`")
 

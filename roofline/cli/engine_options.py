@@ -40,10 +40,6 @@ GraphsOpt = Annotated[Optional[bool], typer.Option("--cuda-graphs/--no-cuda-grap
 MemUtilOpt = Annotated[Optional[float], typer.Option("--memory-utilization", hidden=True,
                                                      help="Alias of --kv-cache-fraction.")]
 
-#: library argument -> flag, for the errors these options raise
-ENGINE_FLAGS = {"engine": "--engine", "max_seqs": "--max-seqs", "max_batched_tokens": "--max-batched-tokens",
-                "kv_cache_fraction": "--kv-cache-fraction", "page_tokens": "--page-tokens"}
-
 _OPTIONS = (("engine", EngineOpt, DEFAULT_ENGINE), ("max_seqs", MaxSeqsOpt, None),
             ("max_batched_tokens", MaxTokensOpt, None), ("kv_cache_fraction", FractionOpt, None),
             ("page_tokens", PageOpt, None), ("chunked_prefill", ChunkedOpt, None), ("cuda_graphs", GraphsOpt, None),

@@ -1,16 +1,16 @@
 """`roofline search`: parse the axes, run the search (roofline.plan.executors) locally or on Ray, render."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from roofline.cli.capacity import _fmt, _layout, _prices
 from roofline.cli.common import FormatOpt, comma_list, err, ints, out, path_option
 from roofline.errors import RooflineError
 from roofline.plan.executors import run_search
-from roofline.plan.options import DEFAULT_GPUS, gpu_prices
+from roofline.plan.options import DEFAULT_GPUS
 from roofline.plan.search import SearchSpace
 from roofline.report.render import Format, emit, table
 from roofline.specs.engines import DEFAULT_ENGINE, load_engine
@@ -19,32 +19,12 @@ from roofline.specs.hardware import load_gpu
 from roofline.specs.models import load_model
 from roofline.specs.workload import load_workload
 
-#: the search's argument names as its flags (its errors name arguments; see roofline.errors)
-SEARCH_FLAGS = {"models": "--model", "workloads": "--workload", "gpus": "--gpu", "prices": "--price",
-                "price": "--price", "engines": "--engine", "precisions": "--precision", "max_gpus": "--max-gpus",
-                "max_seqs": "--max-seqs", "max_batched_tokens": "--max-batched-tokens",
-                "kv_cache_fractions": "--kv-cache-fraction", "top": "--top", "sim_requests": "--sim-requests",
-                "executor": "--executor", "workers": "--workers", "results_dir": "--results-dir",
-                "resume": "--resume", "address": "--address", "engine": "--engine"}
-
 #: CSV columns: one row per simulated candidate
 CSV_COLUMNS = ("model", "workload", "pareto", "cheapest", "gpu", "tp", "pp", "ep", "dp_attention", "gpus_per_replica",
                "precision", "engine", "max_seqs", "max_batched_tokens", "kv_cache_fraction", "price_per_gpu_hour",
                "feasible", "sim_rate", "sim_replicas", "sim_cost_per_hour", "sim_cost_per_million_output_tokens",
                "sim_ttft_p99_s", "sim_tpot_p99_s", "sim_latency_s", "sim_output_tokens_per_s_per_gpu",
                "sim_limited_by", "screen_rate", "limited_by", "simulations", "seed")
-
-
-def _flags(e: RooflineError) -> RooflineError:
-    """The error with the search's argument names as flags."""
-    def sub(text):
-        if text is None:
-            return None
-        text = re.sub(r"`(\w+)`", lambda m: SEARCH_FLAGS.get(m.group(1), m.group(0)), text)
-        if e.param in SEARCH_FLAGS and (text.startswith(e.param + " ") or text.startswith(e.param + "=")):
-            text = SEARCH_FLAGS[e.param] + text[len(e.param):]
-        return text
-    return RooflineError(sub(e.message), hint=sub(e.hint), exit_code=e.exit_code)
 
 
 def _floats_or_default(text: Optional[str], flag: str, cast) -> tuple:
@@ -55,15 +35,6 @@ def _floats_or_default(text: Optional[str], flag: str, cast) -> tuple:
     except ValueError:
         raise RooflineError(f"{flag} takes comma-separated numbers, got {text!r}", hint="see roofline search --help",
                             exit_code=2) from None
-
-
-def _fmt(x, spec=".3g", scale=1.0):
-    return "-" if x is None else f"{x * scale:{spec}}"
-
-
-def _layout(r: dict) -> str:
-    return f"tp{r['tp']}" + (f" pp{r['pp']}" if r["pp"] > 1 else "") + \
-        (f" dp{r['dp_attention']}" if r["dp_attention"] > 1 else "") + (f" ep{r['ep']}" if r["ep"] > 1 else "")
 
 
 def _tables(doc: dict) -> list:
@@ -163,45 +134,40 @@ def search(
     """Search every GPU x layout x precision x engine x batch limit for the models and workloads: an analytic
     screen of every candidate, then simulation of the best to confirm the p99 SLOs; the cost/latency/throughput
     Pareto front and the cheapest feasible deployment per model x workload."""
+    workload = [path_option(w, "--workload") for w in workload or []]
+    fleet = path_option(fleet, "--fleet")
+    if not workload:
+        raise RooflineError("no workload given", hint="pass --workload FILE (with an \"slo\"), e.g. "
+                            "examples/workload-chat.json", exit_code=2)
+    if resume and results_dir is None:
+        raise RooflineError("--resume needs a results directory", hint="pass --results-dir DIR", exit_code=2)
+    fl = load_fleet(fleet) if fleet else None
+    names = comma_list(gpu) if gpu else (fl.gpu_names if fl else list(DEFAULT_GPUS))
+    if not names:  # here, not as the search's `gpus`: FLAGS spells that train's --gpus
+        raise RooflineError("--gpu is empty", hint="give at least one value", exit_code=2)
+    gpus = tuple(load_gpu(n) for n in names)
+    prices = {**(fl.prices if fl else {}), **_prices(price or [])}
+    missing = [g.name for g in gpus if g.name not in prices]
+    if missing:
+        raise RooflineError(f"--price has no price for {', '.join(missing)}", hint="give --price GPU=USD for "
+                            "each GPU, e.g. h100-sxm=2.49, or a fleet file with prices", exit_code=2)
+    space = SearchSpace(
+        models=tuple(load_model(m) for m in comma_list(model)),
+        workloads=tuple(load_workload(w) for w in workload), gpus=gpus,
+        prices=tuple(prices[g.name] for g in gpus), engines=tuple(load_engine(e) for e in comma_list(engine)),
+        precisions=tuple(comma_list(precision)), max_gpus=max_gpus,
+        max_seqs=tuple(ints(max_seqs, "--max-seqs", "64,128,256")),
+        max_batched_tokens=_floats_or_default(max_batched_tokens, "--max-batched-tokens", int),
+        kv_cache_fractions=_floats_or_default(kv_cache_fraction, "--kv-cache-fraction", float),
+        top=top, sim_requests=sim_requests)
+    progress = _Progress() if fmt == Format.table and err.is_terminal else None
+    if progress:
+        progress.bar.start()
     try:
-        workload = [path_option(w, "--workload") for w in workload or []]
-        fleet = path_option(fleet, "--fleet")
-        if not workload:
-            raise RooflineError("no workload given", hint="pass `workloads` FILE (with an \"slo\"), e.g. "
-                                "examples/workload-chat.json", exit_code=2, param="workloads")
-        if resume and results_dir is None:
-            raise RooflineError("resume needs a results directory", hint="pass `results_dir` DIR", exit_code=2,
-                                param="resume")
-        fl = load_fleet(fleet) if fleet else None
-        names = comma_list(gpu) if gpu else (fl.gpu_names if fl else list(DEFAULT_GPUS))
-        gpus = tuple(load_gpu(n) for n in names)
-        prices = dict(fl.prices) if fl else {}
-        prices.update(gpu_prices((*it.partition("=")[::2], it) for it in (price or [])))
-        missing = [g.name for g in gpus if g.name not in prices]
-        if missing:
-            raise RooflineError(f"prices has no price for {', '.join(missing)}", hint="give `price` GPU=USD for "
-                                "each GPU, e.g. h100-sxm=2.49, or a fleet file with prices", exit_code=2,
-                                param="prices")
-        space = SearchSpace(
-            models=tuple(load_model(m) for m in comma_list(model)),
-            workloads=tuple(load_workload(w) for w in workload), gpus=gpus,
-            prices=tuple(prices[g.name] for g in gpus), engines=tuple(load_engine(e) for e in comma_list(engine)),
-            precisions=tuple(comma_list(precision)), max_gpus=max_gpus,
-            max_seqs=tuple(ints(max_seqs, "--max-seqs", "64,128,256")),
-            max_batched_tokens=_floats_or_default(max_batched_tokens, "--max-batched-tokens", int),
-            kv_cache_fractions=_floats_or_default(kv_cache_fraction, "--kv-cache-fraction", float),
-            top=top, sim_requests=sim_requests)
-        show = fmt == Format.table and err.is_terminal
-        progress = _Progress() if show else None
+        doc = run_search(space, results_dir, executor, workers, address, resume, progress)
+    finally:
         if progress:
-            progress.bar.start()
-        try:
-            doc = run_search(space, results_dir, executor, workers, address, resume, progress)
-        finally:
-            if progress:
-                progress.bar.stop()
-    except RooflineError as e:
-        raise _flags(e) from None
+            progress.bar.stop()
     emit(doc, fmt, out, lambda: _tables(doc), lambda: _csv_rows(doc))
     if plot:
         from roofline.report.search_plot import pareto_plot

@@ -61,18 +61,18 @@ def run_notes(profile: dict | str | Path) -> list[str]:
         from roofline.measure.profile import load_profile
 
         profile = load_profile(profile)
+    def first3(ids: list[str]) -> str:
+        return ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
     notes = []
     by_reason: dict[str, list[str]] = {}
     for pid, why in (profile.get("skipped") or {}).items():
         by_reason.setdefault(str(why), []).append(pid)
     for why, ids in by_reason.items():
-        more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
-        notes.append(f"{len(ids)} points not measured ({why}): {', '.join(ids[:3])}{more}")
+        notes.append(f"{len(ids)} points not measured ({why}): {first3(ids)}")
     unstable = profile.get("unstable") or []
     if unstable:
         notes.append(f"{len(unstable)} points stayed unstable after re-measurement (their rounds disagree by more "
-                     f"than {100 * REMEASURE_DISAGREEMENT:.0f}%) and are left out of the fit: {', '.join(unstable[:3])}"
-                     + (f" and {len(unstable) - 3} more" if len(unstable) > 3 else ""))
+                     f"than {100 * REMEASURE_DISAGREEMENT:.0f}%) and are left out of the fit: {first3(unstable)}")
     c = profile.get("contention") or {}
     if c.get("detected"):
         notes.append("contention during the run: " + "; ".join(c.get("reasons") or [])

@@ -34,7 +34,7 @@ from typing import Any
 
 from roofline.errors import RooflineError
 from roofline.outfile import write_text
-from roofline.jsonfile import read_json
+from roofline.jsonfile import read_json, show
 from roofline.measure.points import FAMILIES
 from roofline.specs.precision import COMPUTE_PRECISIONS
 
@@ -116,7 +116,7 @@ def load_profile(path: str | Path) -> dict[str, Any]:
         raise RooflineError(f"profile not found: {p}", hint="run `roofline bench` first, or check the path")
     data = read_json(path, "profile", "a file written by `roofline bench` (profiles/cpu-quick-vm.json)")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        found = _show(data.get("schema")) if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+        found = show(data.get("schema")) if isinstance(data, dict) else f"a JSON {type(data).__name__}"
         raise RooflineError(f"{p} is not a roofline profile (schema {found}, expected {SCHEMA!r})",
                             hint="pass a file written by `roofline bench`")
     if data.get("version") != VERSION:
@@ -158,7 +158,7 @@ class _Check:
         self.where = where
 
     def fail(self, path: str, expected: str = "", got: Any = _ABSENT) -> RooflineError:
-        what = f"must be {expected}, got {_show(got)}" if got is not _ABSENT else \
+        what = f"must be {expected}, got {show(got)}" if got is not _ABSENT else \
             f"is missing (expected {expected})" if expected else "is missing"
         return RooflineError(f"profile {self.where}: {path} {what}", hint=HINT)
 
@@ -225,14 +225,6 @@ class _Check:
             v = self.get(d, key, path, "", required)
             if v is not _ABSENT:
                 d[key] = check(v, f"{path}.{key}" if path else key)
-
-
-def _show(x: Any) -> str:
-    try:
-        text = json.dumps(x)
-    except (TypeError, ValueError):
-        text = repr(x)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_profile(data: dict[str, Any], where: str) -> None:

@@ -136,11 +136,9 @@ def measure_block(specs: list[PointSpec], ctx: BenchContext, sampler: Callable[[
     host's memory bandwidth is in (it switches between ~35 and ~55 GB/s for seconds at a time on the shared
     VM) reaches every stream point alike, instead of the sizes measured during a fast spell alone.
     One record per spec, as `measure` returns; they share the block's telemetry."""
-    import time as _time
-
     from roofline.measure.timing import Samples
 
-    t_start = _time.perf_counter()
+    t_start = time.perf_counter()
     recs = [spec.record() for spec in specs]
     fns: list[Any] = [None] * len(specs)
     try:
@@ -156,18 +154,18 @@ def measure_block(specs: list[PointSpec], ctx: BenchContext, sampler: Callable[[
             est = {}
             for i in live:
                 fns[i]()
-                t0 = _time.perf_counter()
+                t0 = time.perf_counter()
                 fns[i]()
-                est[i] = _time.perf_counter() - t0
+                est[i] = time.perf_counter() - t0
             # as many cycles as the slowest kernel gets timed runs alone (the budget's minimum on a CPU)
             cycles = min((reps_for(est[i], ctx.budget)[1] for i in live), default=0)
             times: dict[int, list[float]] = {i: [] for i in live}
             with sampler() as smp:
                 for _ in range(cycles):
                     for i in live:
-                        t0 = _time.perf_counter()
+                        t0 = time.perf_counter()
                         fns[i]()
-                        times[i].append(_time.perf_counter() - t0)
+                        times[i].append(time.perf_counter() - t0)
             tel = smp.result()
             for i in live:
                 recs[i].update(status="ok", samples_s=times[i], telemetry=tel, params={**recs[i]["params"],
@@ -178,7 +176,7 @@ def measure_block(specs: list[PointSpec], ctx: BenchContext, sampler: Callable[[
         stream.release()
         _release(ctx)
     for r in recs:  # the block's time, shared out
-        r["wall_s"] = round((_time.perf_counter() - t_start) / len(recs), 4)
+        r["wall_s"] = round((time.perf_counter() - t_start) / len(recs), 4)
     return recs
 
 

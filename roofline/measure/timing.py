@@ -90,7 +90,7 @@ def round_disagreement(round_p25_s) -> float:
 def reference_s(point: dict) -> float:
     """The point's reference time (its summary's `ref` statistic; the median for older profiles)."""
     s = point["summary"]
-    return float(s[s.get("ref", "median_s")])
+    return float(s[s.get("ref") or "median_s"])  # "ref" absent or null: the median, as check_profile reads it
 
 
 def reps_for(estimate_s: float, budget: TimingBudget) -> tuple[int, int]:

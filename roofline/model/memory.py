@@ -17,19 +17,26 @@ cache, so a replica's KV capacity and max batch are dp times one rank's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from roofline.model.engine import PassCosts, Setup
 from roofline.errors import RooflineError
-from roofline.specs.engines import KV_RULES, EngineSpec
+from roofline.specs.engines import DEFAULT_ENGINE, KV_RULES, EngineSpec, load_engine
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.precision import bytes_per_element, embedding_bytes_per_element
 from roofline.units import GiB
 
 #: tokens per page of the paged KV cache (vLLM's default block_size): a sequence holds whole pages
 KV_PAGE_TOKENS = 16
+
+
+@lru_cache(maxsize=None)
+def _default_engine_value(name: str):
+    """A GPU-independent figure of the default engine's file (vLLM's, engines/vllm.json), with its source there."""
+    return load_engine(DEFAULT_ENGINE).value(name)
 
 
 @dataclass(frozen=True)
@@ -60,9 +67,10 @@ class MemorySettings:
     prefill_launch: str = "piecewise"
     schedule: str = "mixed"
     preemption: str = "recompute"
+    preemption_victim: str = "last_admitted"
     prefix_caching: bool = True
-    eager_launch_s: float = 3.9e-6   # vLLM's (engines/vllm.json)
-    step_overhead_s: float = 2.7e-4  # vLLM's (engines/vllm.json)
+    eager_launch_s: float = field(default_factory=lambda: _default_engine_value("eager_launch_s"))
+    step_overhead_s: float = field(default_factory=lambda: _default_engine_value("step_overhead_s"))
 
     def pass_costs(self) -> PassCosts:
         """The fixed costs of a pass these settings imply (roofline.model.phases applies them)."""
@@ -141,7 +149,7 @@ def engine_settings(spec: EngineSpec, gpu: GPUSpec, tp: int = 1, pp: int = 1, *,
         _check_count("max_batched_tokens", max_batched_tokens)
     seqs = spec.value("max_seqs", gpu) if max_seqs is None else _check_count("max_seqs", max_seqs)
     graphs = spec.value("cuda_graphs") if cuda_graphs is None else bool(cuda_graphs)
-    graph_max = min(spec.value("cuda_graph_max_batch", gpu), 2 * seqs if spec.name == "vllm" else seqs, mbt)
+    graph_max = min(spec.value("cuda_graph_max_batch", gpu), spec.value("cuda_graph_batch_per_seq") * seqs, mbt)
     if kv_cache_fraction is None:
         frac = spec.kv_cache_fraction(gpu, tp, pp, mbt, graph_max if graphs else 0)
     else:
@@ -153,6 +161,7 @@ def engine_settings(spec: EngineSpec, gpu: GPUSpec, tp: int = 1, pp: int = 1, *,
         chunked_prefill=spec.value("chunked_prefill") if chunked_prefill is None else bool(chunked_prefill),
         cuda_graphs=graphs, cuda_graph_max_batch=graph_max, prefill_launch=spec.value("prefill_launch"),
         schedule=spec.value("schedule"), preemption=spec.value("preemption"),
+        preemption_victim=spec.value("preemption_victim"),
         prefix_caching=spec.value("prefix_caching"), eager_launch_s=spec.value("eager_launch_s"),
         step_overhead_s=spec.value("step_overhead_s"))
 

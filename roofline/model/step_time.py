@@ -61,10 +61,12 @@ def exact_step_time_s(s: Setup, T, S, pairs, kv) -> np.ndarray:
     return total_time_s(step_ops(s, T, S, pairs, kv))
 
 
-def _fixed_table(s: Setup, T: np.ndarray, S: np.ndarray) -> np.ndarray:
-    """The engine's fixed costs of steps of T tokens and S sequences (the step with them minus without)."""
+def _fixed_table(s: Setup, T: np.ndarray, S: np.ndarray, bare: list[OpTime] | None = None) -> np.ndarray:
+    """The engine's fixed costs of steps of T tokens and S sequences (the step with them minus without);
+    `bare`: that step's operator times when the caller has them already."""
     p = mixed_pass(s, T, S, 0.0 * T, 0.0 * T)
-    bare = time_pass(s, p)
+    if bare is None:
+        bare = time_pass(s, p)
     return np.broadcast_to(total_time_s(with_fixed_costs(s, p, bare)) - total_time_s(bare), T.shape).astype(float)
 
 
@@ -112,14 +114,15 @@ class StepTimeModel:
         self.setup, self.t_max = setup, int(t_max)
         kinds = _classify(setup)
         grid = np.arange(self.t_max + 1, dtype=float)
-        ops = time_pass(setup, mixed_pass(setup, grid, np.maximum(grid, 1.0), 0.0 * grid, 0.0 * grid))
+        decode = np.maximum(grid, 1.0)
+        ops = time_pass(setup, mixed_pass(setup, grid, decode, 0.0 * grid, 0.0 * grid))
         ops_s = time_pass(setup, mixed_pass(setup, np.maximum(grid, 1.0), grid, 0.0 * grid, 0.0 * grid))
         self.table_T = sum((np.broadcast_to(o.time_s, grid.shape) for o, k in zip(ops, kinds) if k == "T"),
                            np.zeros_like(grid))
         self.table_S = sum((np.broadcast_to(o.time_s, grid.shape) for o, k in zip(ops_s, kinds) if k == "S"),
                            np.zeros_like(grid))
         # the engine's fixed costs per T: decode steps (S = T) and steps with prefill tokens (S < T)
-        self.fixed_decode = _fixed_table(setup, grid, np.maximum(grid, 1.0))
+        self.fixed_decode = _fixed_table(setup, grid, decode, ops)
         self.fixed_mixed = _fixed_table(setup, grid, np.maximum(grid - 0.5, 0.0))
         attn = [i for i, k in enumerate(kinds) if k == "A"]
         self.coef_decode = _fit_affine(setup, attn, True, t_max)

@@ -65,7 +65,7 @@ import numpy as np
 from roofline.errors import RooflineError
 from roofline.model.comm import collective_time
 from roofline.model.efficiency import Efficiency
-from roofline.model.engine import compute_peak, op_seconds
+from roofline.model.engine import attention_peak, compute_peak, op_seconds, tp_degrees
 from roofline.model.ops import Pass, matmul, elementwise, operators_for
 from roofline.specs.hardware import GPUSpec, load_gpu
 from roofline.specs.models import ModelConfig
@@ -214,7 +214,7 @@ def check_layout(model: ModelConfig, layout: Layout, recipe: Recipe, gpus: int |
         if v < 1:
             raise RooflineError(f"{name} must be >= 1, got {v}", hint="layout degrees and batch sizes are whole numbers >= 1", exit_code=2, param=name)
     if model.num_heads % tp:
-        ok = ", ".join(str(t) for t in (1, 2, 4, 8, 16, 32, 64) if model.num_heads % t == 0)
+        ok = ", ".join(map(str, tp_degrees(model)))
         raise RooflineError(f"tp={tp} does not divide the {model.num_heads} attention heads of {model.name}",
                             hint=f"valid TP degrees: {ok}", exit_code=2, param="tp")
     v = recipe.virtual_stages
@@ -328,6 +328,13 @@ def activation_bytes_per_layer(model: ModelConfig, layout: Layout, recipe: Recip
     return tokens * per_token + scores
 
 
+def _sharded(dense, experts, bytes_per_parameter, shard, shard_e, on: bool) -> np.ndarray:
+    """Bytes per GPU of one ZeRO-shardable state: the dense part over `shard` ranks and the experts over
+    `shard_e` when the stage shards it (`on`), else whole."""
+    return (dense * bytes_per_parameter / (shard if on else 1.0)
+            + experts * bytes_per_parameter / (shard_e if on else 1.0))
+
+
 def memory_per_gpu(model: ModelConfig, gpu: GPUSpec, layout: Layout, recipe: Recipe) -> dict:
     """Bytes per GPU of the busiest stage, by component (arrays), and whether it fits."""
     L = layout
@@ -336,15 +343,13 @@ def memory_per_gpu(model: ModelConfig, gpu: GPUSpec, layout: Layout, recipe: Rec
     shard_e = shard / L.ep
     w, g = bytes_per_element(recipe.weights), bytes_per_element(recipe.grads)
     z = recipe.zero
-    weights = dense * w / (shard if z >= 3 else 1.0) + experts * w / (shard_e if z >= 3 else 1.0)
-    if z >= 3:  # the gathered weights of the layer being computed and the prefetched next one
-        per_layer = (dense + experts) / _stage_layers(model, L.pp)
-        weights = weights + 2.0 * per_layer * w
-    grads = dense * g / (shard if z >= 2 else 1.0) + experts * g / (shard_e if z >= 2 else 1.0)
-    k = recipe.state_bytes_per_parameter
-    optimizer = dense * k / (shard if z >= 1 else 1.0) + experts * k / (shard_e if z >= 1 else 1.0)
-    per_layer = activation_bytes_per_layer(model, L, recipe)
     layers = _stage_layers(model, L.pp)
+    weights = _sharded(dense, experts, w, shard, shard_e, z >= 3)
+    if z >= 3:  # the gathered weights of the layer being computed and the prefetched next one
+        weights = weights + 2.0 * ((dense + experts) / layers) * w
+    grads = _sharded(dense, experts, g, shard, shard_e, z >= 2)
+    optimizer = _sharded(dense, experts, recipe.state_bytes_per_parameter, shard, shard_e, z >= 1)
+    per_layer = activation_bytes_per_layer(model, L, recipe)
     v = recipe.virtual_stages
     in_flight = np.minimum(L.pp, L.micro_batches)
     interleave = 1.0 + (L.pp - 1.0) / (L.pp * v) if v > 1 else 1.0
@@ -421,10 +426,10 @@ def step_time(model: ModelConfig, gpu: GPUSpec, layout: Layout, recipe: Recipe) 
     L, eff = layout, recipe.efficiency
     p = _pass(model, L, recipe)
     peak = compute_peak(gpu, recipe.compute, recipe.weights)
-    wide = [x for x in ("bf16", "fp16") if x in gpu.peak_flops_per_s]
-    attn_peak = peak if bytes_per_element(recipe.compute) > 1 or not wide else gpu.peak_flops(wide[0])
+    attn_peak = attention_peak(gpu, recipe.compute)
     peaks = {"tensor": peak, "attention": attn_peak, "vector": gpu.peak_flops("fp32")}
-    share = _stage_layers(model, L.pp) / model.num_layers  # the busiest stage's fraction of every layer operator
+    layers = _stage_layers(model, L.pp)
+    share = layers / model.num_layers  # the busiest stage's fraction of every layer operator
     fractions = attention_fractions(gpu, recipe.attention_kernel, L.seq / L.cp, model.head_dim)
     layer_fwd, attn_fwd, attn_flops, first_extra, last_extra = 0.0, 0.0, 0.0, 0.0, 0.0
     for op, n in operators_for(model):
@@ -461,7 +466,6 @@ def step_time(model: ModelConfig, gpu: GPUSpec, layout: Layout, recipe: Recipe) 
     # selective = FlashAttention's own recomputation, already inside its backward kernel (2.5x the forward FLOPs)
     recompute = {"none": 0.0 * fwd, "selective": 0.0 * fwd, "full": layer_fwd}[recipe.recompute]
     # collectives per micro-batch on the busiest stage (seconds)
-    layers = _stage_layers(model, L.pp)
     res = max(bytes_per_element(recipe.compute), 2.0)
     passes = 2.0 + (1.0 if recipe.recompute == "full" else 0.0)  # forward, backward (+ recomputed forward)
     per_layer_tp = 1.0 if model.parallel_attn_mlp else 2.0
@@ -493,8 +497,7 @@ def step_time(model: ModelConfig, gpu: GPUSpec, layout: Layout, recipe: Recipe) 
     dp_s = _dp_time(gpu, recipe.zero, dense, w, g, L.dp * L.cp, L.tp, m) \
         + _dp_time(gpu, recipe.zero, experts, w, g, L.dp * L.cp / L.ep, L.tp * L.ep, m)
     dp_exposed = _dp_exposed(recipe, dp_s, m, fwd, bwd + recompute, layers)
-    shard = np.where(recipe.zero >= 1, L.dp * L.cp, 1.0)
-    params_opt = dense / shard + experts / (shard / np.where(recipe.zero >= 1, L.ep, 1.0))
+    params_opt = _sharded(dense, experts, 1.0, L.dp * L.cp, L.dp * L.cp / L.ep, recipe.zero >= 1)
     opt_bytes = params_opt * (2.0 * recipe.state_bytes_per_parameter + g + w)
     optimizer = opt_bytes / (gpu.memory_bandwidth_bytes_per_s * eff.memory) + 4.0 * eff.kernel_overhead_s
     total = pipeline + p2p + dp_exposed + optimizer

@@ -158,7 +158,7 @@ def _ttft(s: Setup, load: _Load, prompt: float, p99: bool):
     return busy * residual + wait + n * t_q
 
 
-def _steps(s: Setup, st: WorkloadStats, u, B, c):
+def step_times(s: Setup, st: WorkloadStats, u, B, c):
     """(decode-only step time, step time with a prefill chunk of c tokens)."""
     frac = c / st.prefill_tokens
     dec_pairs, dec_kv = u * st.decode_pairs, u * st.decode_kv
@@ -189,7 +189,7 @@ def operating_curve(s: Setup, w: Workload, ms: mem.MemorySettings, hit_rate: flo
         B = u * max(st.output - 1.0, 0.0)
         c = np.clip(np.maximum(st.prefill_tokens, u * st.prefill_tokens), 1.0, np.maximum(M - B, 1.0))
         q = np.minimum(u * st.prefill_tokens / c, 1.0)
-        t_d, t_p = _steps(s, st, u, B, c)
+        t_d, t_p = step_times(s, st, u, B, c)
         if pool == "decode":
             q, t_p = np.zeros_like(q), t_d
         elif pool == "prefill":
@@ -215,12 +215,12 @@ def operating_curve(s: Setup, w: Workload, ms: mem.MemorySettings, hit_rate: flo
         return _pool_curve(s, st, u, B, c, q, t_d, t, rate, kv_p99, cap, hit, M, pool)
     # a request's TPOT: its decode steps, a Binomial share of which carry prefill chunks
     B99 = B + Z99 * np.sqrt(B)
-    d99, p99 = _steps(s, st, u, B99, np.clip(c, 1.0, np.maximum(M - B99, 1.0)))
+    d99, p99 = step_times(s, st, u, B99, np.clip(c, 1.0, np.maximum(M - B99, 1.0)))
     lu = np.log(np.clip(u, U_GRID[0], U_GRID[-1]))
     # marginal step time of a prefill token, taken on a full chunk (the big chunks make the tail)
     free = np.maximum(M - B, 1.0)
-    per_token = (_steps(s, st, u, B, free)[1] - t_d) / free
-    per_token99 = (_steps(s, st, u, B99, np.maximum(M - B99, 1.0))[1] - d99) / np.maximum(M - B99, 1.0)
+    per_token = (step_times(s, st, u, B, free)[1] - t_d) / free
+    per_token99 = (step_times(s, st, u, B99, np.maximum(M - B99, 1.0))[1] - d99) / np.maximum(M - B99, 1.0)
     tpot50 = t_d + per_token * np.minimum(u * np.interp(lu, np.log(U_GRID), st.chunk_share[0]), free)
     tpot99 = d99 + per_token99 * np.minimum(u * np.interp(lu, np.log(U_GRID), st.chunk_share[1]), free)
     load = _Load(st, u, B, t_d, t_p, q, M)
@@ -234,7 +234,7 @@ def _pool_curve(s: Setup, st: WorkloadStats, u, B, c, q, t_d, t, rate, kv_p99, c
     replica's TPOT (decode-only steps, at B and at the p99 batch; its TTFT is the prefill pool's)."""
     none = np.zeros_like(u)
     if pool == "decode":
-        tpot99 = _steps(s, st, u, B + Z99 * np.sqrt(B), np.ones_like(u))[0]
+        tpot99 = step_times(s, st, u, B + Z99 * np.sqrt(B), np.ones_like(u))[0]
         return Operating(u, rate, t, t_d, tpot99, B, none, q, kv_p99, none, none, np.full_like(u, hit), cap, st,
                          pool)
     load = _Load(st, u, B, t_d, t_d, q, M)
@@ -247,12 +247,13 @@ def _time(s: Setup, T, S, pairs, kv) -> np.ndarray:
     parallelism the step runs as m = min(pp, S) micro-batches, composed as a decode step (phases.phase_time_s).
     The engine's fixed costs of a pass on `s` are included (`step_time.step_ops`)."""
     T, S = np.maximum(T, 1e-9), np.maximum(S, 1e-9)
-    if np.all(np.asarray(s.pp) == 1):
-        ops = step_ops(s, T, S, pairs, kv)
-        return sum(np.broadcast_to(o.time_s, np.shape(T)) for o in ops)
-    m = micro_batches(s, S)
+    flat = sum(np.broadcast_to(o.time_s, np.shape(T)) for o in step_ops(s, T, S, pairs, kv))
+    pp = np.asarray(s.pp)
+    if np.all(pp == 1):
+        return flat
+    m = micro_batches(s, S)  # rows with and without stages side by side (the search's Setup mixes them)
     ops = step_ops(s, T / m, S / m, np.asarray(pairs) / m, np.asarray(kv) / m)
-    return np.broadcast_to(phase_time_s(s, ops, S, "decode"), np.shape(T))
+    return np.where(pp == 1, flat, np.broadcast_to(phase_time_s(s, ops, S, "decode"), np.shape(T)))
 
 
 def _bottleneck(s: Setup, B: float, c: float, q: float, st: WorkloadStats, u: float) -> str:

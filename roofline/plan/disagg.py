@@ -84,7 +84,7 @@ class _Pool:
             return
         self.op = operating_curve(self.setup, w, ms, pool=pool)
 
-    def capacity(self, w: Workload, ms: mem.MemorySettings, ttft_offset_s=(0.0, 0.0)) -> dict:
+    def capacity(self, w: Workload, ttft_offset_s=(0.0, 0.0)) -> dict:
         return replica_capacity(self.setup, w, self.ms, self.pool, self.op, ttft_offset_s)
 
 
@@ -126,7 +126,7 @@ def evaluate_pair(pre: _Pool, dec: _Pool, model: ModelConfig, w: Workload, ms: m
         no_net = next(g.name for g in (pre.c.gpu, dec.c.gpu) if g.scaleout_bandwidth_bytes_per_s <= 0)
         return {**row, "reason": f"{no_net} has no scale-out network (scaleout_bandwidth_bytes_per_s 0): the KV "
                                  "cache cannot leave its node"}
-    rp, rd = pre.capacity(w, ms, (t50, t99)), dec.capacity(w, ms)
+    rp, rd = pre.capacity(w, (t50, t99)), dec.capacity(w)
     row.update(prefill_max_request_rate_per_replica=rp["max_request_rate_per_replica"],
                decode_max_request_rate_per_replica=rd["max_request_rate_per_replica"],
                prefill_limited_by=rp["limited_by"], prefill_bottleneck=rp["bottleneck"],

@@ -3,8 +3,8 @@
 The plan is deterministic: stage 1's shards are fixed-size chunks of each (model, workload) pair's candidate
 index space, stage 2's are the candidates the merged stage 1 picks, one per shard; a shard's seed comes from
 the plan id and its index (`search.shard_seed`), never from time or the worker. A worker computes a shard
-and returns its document; the driver writes it to `results_dir/<stage>/shard-NNNNNN.json` atomically (a
-temporary file, then a rename), so the directory always holds whole shards. `manifest.json` records the plan
+and returns its document; the driver writes it to `results_dir/<stage>/shard-NNNNNN.json` atomically (`roofline.outfile`:
+a temporary file, then a rename), so the directory always holds whole shards. `manifest.json` records the plan
 id: a resumed run skips the shards already written and refuses a directory that holds another plan. The
 merges read the shard files back, so a resumed run and an uninterrupted one, or a local and a Ray run, write
 the same bytes to `result.json`.
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from roofline.errors import RooflineError
+from roofline.outfile import write_text
 from roofline.plan import search
 
 EXECUTORS = ("local", "ray")
@@ -79,19 +80,6 @@ def shard_path(results_dir: Path, shard: Shard) -> Path:
     return Path(results_dir) / shard.stage / f"shard-{shard.index:06d}.json"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def prepare(results_dir: Path, space: search.SearchSpace, resume: bool) -> None:
     """Create or check `results_dir`: a new directory gets the manifest; an existing search is continued only
     with `resume` and only when it is the same plan."""
@@ -111,7 +99,7 @@ def prepare(results_dir: Path, space: search.SearchSpace, resume: bool) -> None:
                                 hint="resume with the same models, workloads and axes, or choose another directory",
                                 exit_code=2, param="resume")
         return
-    write_atomic(manifest, search.to_json({"plan_id": plan_id, "space": space.describe()}))
+    write_text(manifest, search.to_json({"plan_id": plan_id, "space": space.describe()}), overwrite=True)
 
 
 class Runner:
@@ -153,7 +141,7 @@ class Runner:
         self.counts["screened"] += res.get("screened", 0)
         self.counts["simulations"] += res.get("simulations", 0)
         if written:
-            write_atomic(shard_path(self.dir, sh), text)
+            write_text(shard_path(self.dir, sh), text, overwrite=True)
             self.finished += 1
             self.done += 1
         if self.progress:
@@ -201,7 +189,12 @@ class Runner:
             raise RooflineError("the ray executor needs Ray", hint='install it: pip install "roofline[ray]"',
                                 exit_code=2, param="executor") from None
         if not ray.is_initialized():
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            except (ValueError, ConnectionError) as e:  # a malformed or unreachable address
+                raise RooflineError(f"cannot start Ray at address {self.address!r}: {e}", hint="pass `address` "
+                                    "auto or HOST:PORT of a running cluster, or leave it out", exit_code=2,
+                                    param="address") from None
         task = ray.remote(max_retries=MAX_ATTEMPTS - 1, retry_exceptions=True)(run_shard)
         space_ref = ray.put(self.space)
         running = {task.remote(space_ref, self.plan_id, sh, self.fault): sh for sh in todo}
@@ -241,7 +234,7 @@ def run_search(space: search.SearchSpace, results_dir: str | Path | None = None,
         cands = search.simulation_list(space, merged)
         sims = runner.run([Shard("simulate", i, c) for i, c in enumerate(cands)])
         text = search.to_json(search.final_result(space, plan_id, merged, [d["result"] for d in sims]))
-        write_atomic(results_dir / RESULT, text)
+        write_text(results_dir / RESULT, text, overwrite=True)
         return json.loads(text)
     finally:
         if tmp is not None:

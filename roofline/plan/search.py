@@ -43,10 +43,9 @@ from roofline.errors import RooflineError
 from roofline.model import memory as mem
 from roofline.model.efficiency import Efficiency
 from roofline.model.engine import TP_DEGREES, Setup, attention_peak, compute_peak, make_setup
-from roofline.model.phases import micro_batches, phase_time_s
-from roofline.model.step_time import step_ops, with_engine_costs
+from roofline.model.step_time import with_engine_costs
 from roofline.model.sweep import valid_layouts
-from roofline.plan.capacity import U_GRID, Z99, workload_stats
+from roofline.plan.capacity import U_GRID, Z99, step_times, workload_stats
 from roofline.plan.simulate import DoesNotFit, SimSettings, simulate
 from roofline.specs.engines import EngineSpec
 from roofline.specs.hardware import GPUSpec
@@ -219,20 +218,6 @@ def _stats(model: ModelConfig, w: Workload):
     return workload_stats(model, w, 1.0)
 
 
-def _step_s(s: Setup, T, S, pairs, kv) -> np.ndarray:
-    """A step's time (the step of `capacity`): one pass, or with pipeline stages m = min(pp, S)
-    micro-batches composed as a decode step; rows with and without stages side by side. The engine's fixed
-    costs of a pass on `s` are included (`step_time.step_ops`)."""
-    T, S = np.maximum(T, 1e-9), np.maximum(S, 1e-9)
-    flat = sum(np.broadcast_to(o.time_s, np.shape(T)) for o in step_ops(s, T, S, pairs, kv))
-    pp = np.asarray(s.pp)
-    if np.all(pp == 1):
-        return flat
-    m = micro_batches(s, S)
-    ops = step_ops(s, T / m, S / m, np.asarray(pairs) / m, np.asarray(kv) / m)
-    return np.where(pp == 1, flat, np.broadcast_to(phase_time_s(s, ops, S, "decode"), np.shape(T)))
-
-
 def _rows_setup(sp: SearchSpace, model: ModelConfig, gpu: GPUSpec, repeat: int) -> tuple[Setup, np.ndarray]:
     """A Setup whose rows are layout x precision (each repeated `repeat` times) and which rows the GPU runs."""
     layouts, sets = sp.layouts(model), [PrecisionSet.parse(p) for p in sp.precisions]
@@ -280,17 +265,9 @@ def curves(sp: SearchSpace, pair: int, gpu_i: int, eng_i: int, M: float) -> Curv
     c = np.clip(np.maximum(st.prefill_tokens, u * st.prefill_tokens), 1.0, free)
     c99 = np.clip(c, 1.0, free99)
     q = np.minimum(u * st.prefill_tokens / c, 1.0)
-    dec_pairs, dec_kv = u * st.decode_pairs, u * st.decode_kv
-
-    def steps(b, chunk):
-        frac = chunk / st.prefill_tokens
-        t_d = _step_s(s, b, b, dec_pairs, dec_kv)
-        t_p = _step_s(s, b + chunk, b + np.maximum(frac, 1.0), dec_pairs + frac * st.prefill_pairs,
-                      dec_kv + frac * st.prefill_kv)
-        return t_d, t_p, (t_p - t_d) / chunk
-
-    t_d, t_p, per_tok = steps(B, c)
-    d99, _, per_tok99 = steps(B99, c99)
+    t_d, t_p = step_times(s, st, u, B, c)
+    d99, p99 = step_times(s, st, u, B99, c99)
+    per_tok, per_tok99 = (t_p - t_d) / c, (p99 - d99) / c99
     t = (1.0 - q) * t_d + q * t_p
     lu = np.log(np.clip(u, U_GRID[0], U_GRID[-1]))
     share50 = np.interp(lu, np.log(U_GRID), st.chunk_share[0])

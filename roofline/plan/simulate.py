@@ -160,7 +160,7 @@ class _Replica:
         self.mixed = ms.schedule == "mixed"
         self.optimistic = ms.preemption != "none"
         self.swap = ms.preemption == "swap"
-        self.lifo = ms.engine != "sglang"
+        self.lifo = ms.preemption_victim == "last_admitted"
         kv_token = float(mem.kv_cache_bytes_per_token(sm.setup))
         self.swap_bytes_per_token = kv_token
         self.swap_s_per_token = kv_token / float(sm.setup.gpu.pcie_bandwidth_bytes_per_s)

@@ -183,18 +183,21 @@ def _comm_inputs(gpu: GPUSpec, model: ModelConfig, sc: Scenario, eff: Efficiency
             if op.unit != "link":
                 continue
             size = float(np.asarray(op.formula(p).comm_bytes))
-            lat = spb = 0.0
-            if size > 0:
-                t1, t2 = (collective_time(gpu, op.collective, k * size, op.group(p), op.span(p),
-                                          custom_allreduce=s.custom_allreduce) for k in (1.0, 2.0))
-                spb = float(np.asarray(t2.time_s) - np.asarray(t1.time_s)) / size
-                lat = float(np.asarray(t1.time_s)) - spb * size
-                how = f"{np.asarray(t1.algorithm)} on {np.asarray(t1.link)}"
-            else:
-                how = "none at this layout"
+            lat, spb, how = (fit_collective(gpu, op.collective, size, op.group(p), op.span(p), s.custom_allreduce)
+                             if size > 0 else (0.0, 0.0, "none at this layout"))
             rows += [(f"cl_{prefix}_{op.name}", f"{prefix} {op.name}: latency ({how})", lat, "s"),
                      (f"cb_{prefix}_{op.name}", f"{prefix} {op.name}: seconds per byte", spb, "s/byte")]
     return rows
+
+
+def fit_collective(gpu: GPUSpec, collective: str, size: float, group, span,
+                   custom_allreduce: bool) -> tuple[float, float, str]:
+    """(latency_s, seconds per byte, how) of `model/comm.py`'s time of a collective fitted at `size` and
+    2 x `size` bytes (`size` > 0): the workbooks' live collective time is latency + bytes x seconds-per-byte."""
+    t1, t2 = (collective_time(gpu, collective, k * size, group, span, custom_allreduce=custom_allreduce)
+              for k in (1.0, 2.0))
+    spb = float(np.asarray(t2.time_s) - np.asarray(t1.time_s)) / size
+    return float(np.asarray(t1.time_s)) - spb * size, spb, f"{np.asarray(t1.algorithm)} on {np.asarray(t1.link)}"
 
 
 def _write_inputs(wb: Workbook, rows: list) -> None:
@@ -245,18 +248,34 @@ def _widths(ws, widths) -> None:
         ws.column_dimensions[chr(65 + i)].width = w
 
 
-def _named_block(ws, title: str, rows: list[tuple[str, str, str, str]], cells: dict, prefix: str,
-                 start: int = 1) -> int:
-    """Write (key, label, formula, unit) rows under a title; record each value cell as cells[prefix.key]."""
-    ws.cell(start, 1, title).font = BOLD
-    r = start + 1
-    for key, label, formula, unit in rows:
-        ws.cell(r, 1, label)
-        ws.cell(r, 2, formula)
-        ws.cell(r, 3, unit)
-        cells[f"{prefix}.{key}"] = f"'{ws.title}'!B{r}"
-        r += 1
-    return r
+class RowWriter:
+    """(label, formula, unit) rows written top-down from row `r`; `add` returns the value cell ($B$r) and,
+    given a key, records it as cells[prefix.key]."""
+
+    def __init__(self, ws, cells: dict, prefix: str, r: int = 1):
+        self.ws, self.cells, self.prefix, self.r = ws, cells, prefix, r
+
+    def title(self, text: str) -> None:
+        self.ws.cell(self.r, 1, text).font = BOLD
+        self.r += 1
+
+    def add(self, key: str, label: str, formula: str, unit: str = "") -> str:
+        self.ws.cell(self.r, 1, label)
+        self.ws.cell(self.r, 2, formula)
+        self.ws.cell(self.r, 3, unit)
+        if key:
+            self.cells[f"{self.prefix}.{key}"] = f"'{self.ws.title}'!B{self.r}"
+        self.r += 1
+        return f"$B${self.r - 1}"
+
+
+def _named_block(ws, title: str, rows: list[tuple[str, str, str, str]], cells: dict, prefix: str) -> None:
+    """Write (key, label, formula, unit) rows under a title from row 1; record each value cell as
+    cells[prefix.key]."""
+    w = RowWriter(ws, cells, prefix)
+    w.title(title)
+    for row in rows:
+        w.add(*row)
 
 
 def _write_memory(wb: Workbook, model: ModelConfig, cells: dict) -> None:
@@ -293,6 +312,9 @@ def _write_memory(wb: Workbook, model: ModelConfig, cells: dict) -> None:
     ws.cell(11, 2).number_format = "0.0%"
 
 
+#: the effective peak of each compute unit over the Inputs sheet's names
+PEAKS = {"tensor": "in_peak*IF(in_a<=1,in_eff_c8,in_eff_c)", "attention": "in_attn_peak*in_eff_c",
+         "vector": "in_fp32*in_eff_v"}
 PASS_COLUMNS = ("operator", "unit", "count", "kernels", "flops", "bytes_read", "bytes_written",
                 "arithmetic_intensity_flops_per_byte", "compute_s", "memory_s", "overhead_s", "time_s", "bound")
 
@@ -372,9 +394,7 @@ def _op_row(ws, r: int, op, count: int, f, cells: dict, prefix: str) -> None:
         ws.cell(r, 12, f"=IF(({comm})>0,C{r}*D{r}*({lat}+({comm})*{spb}+in_eager*$B$13),0)")
         ws.cell(r, 13, "interconnect")
     else:
-        peak = {"tensor": "in_peak*IF(in_a<=1,in_eff_c8,in_eff_c)", "attention": "in_attn_peak*in_eff_c",
-                "vector": "in_fp32*in_eff_v"}[op.unit]
-        ws.cell(r, 9, f"=E{r}/({peak})")
+        ws.cell(r, 9, f"=E{r}/({PEAKS[op.unit]})")
         ws.cell(r, 10, f"=(F{r}+G{r})/(in_bw*in_eff_m)")
         eager = "$B$14" if op.unit == "attention" else "$B$13"
         ws.cell(r, 11, f"=C{r}*D{r}*(in_overhead+in_eager*{eager})")

@@ -23,23 +23,19 @@ from dataclasses import dataclass
 
 import numpy as np
 from openpyxl import Workbook
-from openpyxl.styles import Font, PatternFill
-from openpyxl.workbook.defined_name import DefinedName
 
 from roofline.errors import RooflineError
-from roofline.model.comm import collective_time
-from roofline.model.engine import compute_peak
+from roofline.model.engine import attention_peak, compute_peak
 from roofline.model.ops import operators_for
 from roofline.model.training import (ATTENTION_CORE, Layout, Recipe, _SKIPPED, attention_fractions, fact,
                                      parameters_per_gpu)
 from roofline.report.formulas import OPERATOR_FORMULAS, PassRefs
+from roofline.report.spreadsheet import BOLD, HEAD, PEAKS as SERVING_PEAKS, RowWriter, _widths, fit_collective, \
+    write_input_rows
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
 from roofline.specs.precision import EMBEDDING_MIN_BYTES, bytes_per_element
 
-BOLD = Font(bold=True)
-HEAD = PatternFill("solid", fgColor="DDEBF7")
-INPUT = PatternFill("solid", fgColor="FFF2CC")
 INPUTS_SHEET = "Training inputs"
 SHEET = "Training"
 #: the serving names the operator formulas use that training sets itself (tp, precisions; KV = activations)
@@ -60,14 +56,11 @@ def _training(expr: str) -> str:
 
 
 def _fit(gpu: GPUSpec, collective: str, size: float, group: float, span: float) -> tuple[float, float, str]:
-    """(latency_s, seconds per byte, how) of `model/comm.py`'s time at `size` and 2 x `size` (NCCL, no custom
-    all-reduce, span at least the group: as `model/training._coll`)."""
+    """`fit_collective` as `model/training._coll` times it (NCCL, no custom all-reduce, span at least the
+    group); nothing to fit without bytes or a group."""
     if size <= 0 or group <= 1:
         return 0.0, 0.0, "none at this layout"
-    t1, t2 = (collective_time(gpu, collective, k * size, group, max(span, group), custom_allreduce=False)
-              for k in (1.0, 2.0))
-    spb = (float(np.asarray(t2.time_s)) - float(np.asarray(t1.time_s))) / size
-    return float(np.asarray(t1.time_s)) - spb * size, spb, f"{np.asarray(t1.algorithm)} on {np.asarray(t1.link)}"
+    return fit_collective(gpu, collective, size, group, max(span, group), custom_allreduce=False)
 
 
 def _collectives(gpu: GPUSpec, model: ModelConfig, L: Layout, recipe: Recipe) -> list:
@@ -103,16 +96,15 @@ def _inputs(gpu: GPUSpec, model: ModelConfig, L: Layout, recipe: Recipe) -> list
     eff = recipe.efficiency
     fr = attention_fractions(gpu, recipe.attention_kernel, L.seq / L.cp, model.head_dim)
     b = model.parameter_breakdown()
-    wide = [x for x in ("bf16", "fp16") if x in gpu.peak_flops_per_s]
     peak = compute_peak(gpu, recipe.compute, recipe.weights)
-    attn_peak = peak if bytes_per_element(recipe.compute) > 1 or not wide else gpu.peak_flops(wide[0])
     v = lambda x: float(np.asarray(x))  # noqa: E731
     return [
         ("#", f"GPU {gpu.display_name} (datasheet, dense peaks)"),
         ("mem", "memory per GPU", gpu.memory_bytes, "bytes"),
         ("bw", "HBM bandwidth", gpu.memory_bandwidth_bytes_per_s, "bytes/s"),
         ("peak", f"tensor peak at the compute precision ({recipe.compute})", peak, "FLOP/s"),
-        ("attn_peak", "attention peak (16-bit when the compute is 8-bit)", attn_peak, "FLOP/s"),
+        ("attn_peak", "attention peak (16-bit when the compute is 8-bit)", attention_peak(gpu, recipe.compute),
+         "FLOP/s"),
         ("fp32", "fp32 (vector) peak", gpu.peak_flops("fp32"), "FLOP/s"),
         ("#", f"Efficiency ({eff.source})"),
         ("eff_c", "tensor compute efficiency (16-bit and wider)", float(eff.compute), "fraction"),
@@ -161,32 +153,9 @@ def _inputs(gpu: GPUSpec, model: ModelConfig, L: Layout, recipe: Recipe) -> list
 
 
 def _write_inputs(wb: Workbook, rows: list) -> None:
-    from roofline.report.spreadsheet import write_input_rows  # spreadsheet imports this module when it is called
     ws = wb.create_sheet(INPUTS_SHEET)
     write_input_rows(wb, ws, rows, "tr_")
-    for col, width in zip("ABCD", (70, 22, 10, 18)):
-        ws.column_dimensions[col].width = width
-
-
-class _Sheet:
-    """Rows of (label, formula, unit) written top-down; `add` returns the value cell and records it by key."""
-
-    def __init__(self, ws, cells: dict):
-        self.ws, self.cells, self.r = ws, cells, 1
-
-    def title(self, text: str) -> None:
-        self.ws.cell(self.r, 1, text).font = BOLD
-        self.r += 1
-
-    def add(self, key: str, label: str, formula: str, unit: str = "") -> str:
-        self.ws.cell(self.r, 1, label)
-        self.ws.cell(self.r, 2, formula)
-        self.ws.cell(self.r, 3, unit)
-        ref = f"$B${self.r}"
-        if key:
-            self.cells[f"training.{key}"] = f"'{SHEET}'!B{self.r}"
-        self.r += 1
-        return ref
+    _widths(ws, (70, 22, 10, 18))
 
 
 def _activation_per_layer(model: ModelConfig, c: dict) -> str:
@@ -207,15 +176,15 @@ def _activation_per_layer(model: ModelConfig, c: dict) -> str:
     return (f'=IF(tr_recompute="full",{c["T"]}*in_h*{e}*{rep},{c["T"]}*({per_token})+{scores})')
 
 
-PEAKS = {"tensor": "tr_peak*IF(tr_a<=1,tr_eff_c8,tr_eff_c)", "attention": "tr_attn_peak*tr_eff_c",
-         "vector": "tr_fp32*tr_eff_v"}
+#: the serving sheets' peaks over the Training inputs' names
+PEAKS = {unit: f.replace("in_", "tr_") for unit, f in SERVING_PEAKS.items()}
 OP_COLUMNS = ("operator", "unit", "count", "kernels", "role", "flops", "bytes", "compute_s", "memory_s",
               "overhead_s", "time_s")
 
 
-def _op_table(ws, start: int, model: ModelConfig, refs: PassRefs, fused: bool, cells: dict) -> tuple[int, dict]:
+def _op_table(ws, start: int, model: ModelConfig, refs: PassRefs, fused: bool, cells: dict) -> dict:
     """One forward pass of one micro-batch per operator (per GPU, every layer: the stage's share is applied
-    below); returns the next free row and, per role, the list of time (or FLOP) cells."""
+    below); returns, per role, the list of time (or FLOP) cells."""
     for j, name in enumerate(OP_COLUMNS, start=1):
         c = ws.cell(start, j, name)
         c.font, c.fill = BOLD, HEAD
@@ -246,7 +215,7 @@ def _op_table(ws, start: int, model: ModelConfig, refs: PassRefs, fused: bool, c
         roles[role].append(f"F{r}" if role == "fused" else f"K{r}")
         cells[f"training.op.{name}.time_s"] = f"'{SHEET}'!K{r}"
         r += 1
-    return r, roles
+    return roles
 
 
 def _sum(refs: list[str]) -> str:
@@ -264,7 +233,7 @@ def write_training_sheets(wb: Workbook, gpu: GPUSpec, model: ModelConfig, spec: 
                             exit_code=2, param="ep")
     _write_inputs(wb, _inputs(gpu, model, L, recipe))
     ws = wb.create_sheet(SHEET)
-    s = _Sheet(ws, cells)
+    s = RowWriter(ws, cells, "training")
     s.title(f"Training {model.name} on {gpu.display_name}: the busiest pipeline stage (inputs: '{INPUTS_SHEET}')")
     c = {"s": s.add("seq_per_rank", "sequence per context-parallel rank", "=tr_seq/tr_cp", "tokens")}
     c["T"] = s.add("tokens", "tokens per micro-batch per GPU (T)", f"=tr_mb*{c['s']}", "tokens")
@@ -306,9 +275,9 @@ def write_training_sheets(wb: Workbook, gpu: GPUSpec, model: ModelConfig, spec: 
     s.r += 1
     refs = PassRefs(T=c["T"], S=c["S"], pairs=c["pairs"], reads=c["T"], heads=c["heads"], kvh=c["kvh"],
                     emb=c["emb"], decode=False)
-    fused = bool(_inputs_fused(gpu, model, L, recipe))
+    fused = attention_fractions(gpu, recipe.attention_kernel, L.seq / L.cp, model.head_dim) is not None
     op_start = s.r + 28
-    end, roles = _op_table(ws, op_start, model, refs, fused, cells)
+    roles = _op_table(ws, op_start, model, refs, fused, cells)
     s.title("Step time (one optimizer step, the busiest stage); operators of one forward pass below")
     attn_flops = s.add("", "attention-core FLOPs on the stage (fused kernel)", f"=({_sum(roles['fused'])})*{c['share']}",
                        "FLOP")
@@ -329,7 +298,7 @@ def write_training_sheets(wb: Workbook, gpu: GPUSpec, model: ModelConfig, spec: 
     bwd = s.add("backward_micro_s", "backward (2 x forward; the attention core at its own ratio)",
                 f"=2*({fwd}-{attn_fwd})+{attn_bwd}", "s")
     rec = s.add("", "recomputed forward (full recomputation)", f'=IF(tr_recompute="full",{layer},0)', "s")
-    passes = f'(2+IF(tr_recompute="full",1,0))'
+    passes = '(2+IF(tr_recompute="full",1,0))'
     per_layer_tp = 1 if model.parallel_attn_mlp else 2
     tp_s = s.add("", "TP / sequence-parallel collectives",
                  f"={passes}*{per_layer_tp}*{c['layers']}*(tr_cl_tp_ar+{c['T']}*in_h*{c['res']}*tr_cb_tp_ar)", "s")
@@ -370,12 +339,6 @@ def write_training_sheets(wb: Workbook, gpu: GPUSpec, model: ModelConfig, spec: 
         raise AssertionError("the step-time block overlaps the operator table")  # a layout bug, not user input
     ws.cell(op_start - 1, 1, "Forward pass of one micro-batch, per operator (all layers; x the stage's share above)"
             ).font = BOLD
-    for col, width in zip("ABCDEFGHIJK", (62, 18, 8, 8, 10, 16, 16, 14, 14, 14, 14)):
-        ws.column_dimensions[col].width = width
+    _widths(ws, (62, 18, 8, 8, 10, 16, 16, 14, 14, 14, 14))
     for r in range(2, op_start):
         ws.cell(r, 2).number_format = "#,##0.000000"
-    del end
-
-
-def _inputs_fused(gpu: GPUSpec, model: ModelConfig, L: Layout, recipe: Recipe) -> bool:
-    return attention_fractions(gpu, recipe.attention_kernel, L.seq / L.cp, model.head_dim) is not None

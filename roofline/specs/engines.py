@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from roofline.errors import RooflineError
-from roofline.specs.hardware import GPUSpec, _fail, _is_number, _parse_json, _parse_sources
+from roofline.jsonfile import read_text
+from roofline.specs.hardware import GPUSpec, _check_fields, _fail, _is_number, _parse_json, _parse_sources
 
 SCHEMA_VERSION = 1
 EXAMPLE_FILE = "engines/vllm.json"
@@ -47,6 +48,9 @@ PREFILL_LAUNCHES = ("graph", "piecewise", "eager")
 SCHEDULES = ("mixed", "prefill_first")
 POLICIES = ("fcfs", "priority", "lpm")
 PREEMPTIONS = ("recompute", "swap", "none")
+#: which running request a full KV cache preempts: the most recently admitted (vLLM), or the decoding one with
+#: the fewest generated tokens, ties to the longest prompt (SGLang's retract_decode)
+PREEMPTION_VICTIMS = ("last_admitted", "fewest_generated")
 
 # figure -> kind; "int" a positive whole number, "bytes" a number >= 0, a tuple: one of those strings
 _FIGURES: dict[str, Any] = {
@@ -58,10 +62,12 @@ _FIGURES: dict[str, Any] = {
     "page_tokens": "int",
     "cuda_graphs": "bool",
     "cuda_graph_max_batch": "int",
+    "cuda_graph_batch_per_seq": "int",  # captured graph batch = min(max, this x max_seqs, max_batched_tokens)
     "prefill_launch": PREFILL_LAUNCHES,
     "schedule": SCHEDULES,
     "scheduling_policy": POLICIES,
     "preemption": PREEMPTIONS,
+    "preemption_victim": PREEMPTION_VICTIMS,
     "prefix_caching": "bool",
     "eager_launch_s": "seconds",
     "step_overhead_s": "seconds",
@@ -161,14 +167,9 @@ def list_engines() -> list[str]:
 
 
 def load_engine_file(path: str | Path) -> EngineSpec:
+    """An engine file the user names, read by the one validating reader (`jsonfile.read_text`)."""
     p = Path(path).expanduser()
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RooflineError(f"cannot read engine file {p}: {exc}",
-                            hint=f"pass a built-in engine name ({', '.join(list_engines())}) or the path of a "
-                                 f"JSON file like {EXAMPLE_FILE}", exit_code=2, param="engine") from exc
-    return parse_engine(text, str(p.resolve()))
+    return parse_engine(read_text(p, "engine file", EXAMPLE_FILE), str(p.resolve()))
 
 
 def _builtin_dir():
@@ -197,15 +198,7 @@ def _load_builtin(name: str) -> EngineSpec:
 def parse_engine(text: str, where: str) -> EngineSpec:
     """Parse and validate an engine file's JSON text; `where` (the file) and the field name every error."""
     data = _parse_json(text, where)
-    for name in _REQUIRED:
-        if name not in data:
-            raise RooflineError(f"{where}: missing field '{name}'", hint=f"add it; {EXAMPLE_FILE} is a complete example")
-    allowed = (*_REQUIRED, *_OPTIONAL)
-    for name in data:
-        if name not in allowed:
-            close = difflib.get_close_matches(name, allowed, n=1)
-            raise RooflineError(f"{where}: unknown field '{name}'", hint=(f"did you mean '{close[0]}'? " if close
-                                                                          else "") + f"allowed fields: {', '.join(allowed)}")
+    _check_fields(data, where, _REQUIRED, _OPTIONAL, EXAMPLE_FILE)
     if data["schema_version"] != SCHEMA_VERSION:
         raise _fail(where, "schema_version", str(SCHEMA_VERSION), data["schema_version"], EXAMPLE_FILE)
     for name in _TEXT:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from roofline.errors import RooflineError
-from roofline.jsonfile import read_json
+from roofline.jsonfile import clip, read_json
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,7 @@ _HINT = "see examples/fleet.json for a complete fleet file"
 
 
 def _bad(where: str, field: str, expected: str, found) -> RooflineError:
-    text = repr(found)
-    text = text if len(text) <= 60 else text[:57] + "..."
-    return RooflineError(f"{where}: field '{field}' must be {expected}, found {text}", hint=_HINT)
+    return RooflineError(f"{where}: field '{field}' must be {expected}, found {clip(repr(found))}", hint=_HINT)
 
 
 def _price_ok(v) -> bool:

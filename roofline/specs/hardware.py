@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import difflib
 import importlib.resources
-import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from roofline.errors import RooflineError
-from roofline.jsonfile import parse_json, read_text
+from roofline.jsonfile import parse_json, read_text, show
 from roofline.specs.precision import COMPUTE_PRECISIONS
 
 SCHEMA_VERSION = 1
@@ -254,17 +253,9 @@ def _looks_like_path(x: str | Path) -> bool:
 
 def _fail(where: str, fieldname: str, expected: str, found: Any, example: str = EXAMPLE_FILE) -> RooflineError:
     return RooflineError(
-        f"{where}: field '{fieldname}': expected {expected}, found {_show(found)}",
+        f"{where}: field '{fieldname}': expected {expected}, found {show(found, 80)}",
         hint=f"fix the value in the file; {example} is a complete example",
     )
-
-
-def _show(x: Any) -> str:
-    try:
-        text = json.dumps(x)
-    except (TypeError, ValueError):
-        text = repr(x)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _parse_json(text: str, where: str) -> dict[str, Any]:
@@ -275,14 +266,16 @@ def _parse_json(text: str, where: str) -> dict[str, Any]:
     return data
 
 
-def _check_fields(data: dict[str, Any], where: str) -> None:
-    for name in _REQUIRED:
+def _check_fields(data: dict[str, Any], where: str, required: tuple[str, ...] = _REQUIRED,
+                  optional: tuple[str, ...] = _OPTIONAL, example: str = EXAMPLE_FILE) -> None:
+    """Every `required` top-level field present, none beyond `required` and `optional` (a close name suggested)."""
+    for name in required:
         if name not in data:
             raise RooflineError(
                 f"{where}: missing field '{name}'",
-                hint=f"add it; {EXAMPLE_FILE} is a complete example",
+                hint=f"add it; {example} is a complete example",
             )
-    allowed = (*_REQUIRED, *_OPTIONAL)
+    allowed = (*required, *optional)
     for name in data:
         if name not in allowed:
             close = difflib.get_close_matches(name, allowed, n=1)

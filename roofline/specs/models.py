@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from roofline.errors import RooflineError
-from roofline.jsonfile import parse_json, read_json
+from roofline.jsonfile import parse_json, read_json, show
 
 CATALOG_DIR = "model_catalog"
 CONFIG_FILE = "config.json"
@@ -304,7 +303,7 @@ class _Fields:
         )
 
     def bad(self, key: str, expected: str, value: Any) -> RooflineError:
-        return RooflineError(f"{self.source}: field '{key}' must be {expected}, got {_show(value)}",
+        return RooflineError(f"{self.source}: field '{key}' must be {expected}, got {show(value)}",
                              hint=f"fix the value in the config.json; {EXAMPLE_FILE} is a complete example")
 
     def integer(self, *keys: str, default: Any = _REQUIRED, lo: int = 0, hi: int = MAX_WIDTH) -> Any:
@@ -343,15 +342,6 @@ class _Fields:
         if not isinstance(value, str):
             raise self.bad(key, "a string", value)
         return value
-
-
-def _show(value: Any) -> str:
-    """A value as the file spells it, cut to 60 characters."""
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # ======================================================================================
@@ -580,7 +570,7 @@ def parse_config(config: Mapping[str, Any], name: str, source: str | None = None
     parser = _FAMILIES.get(model_type) if isinstance(model_type, str) else None
     if parser is None:
         raise RooflineError(
-            f"{source}: unsupported model_type {_show(model_type)}",
+            f"{source}: unsupported model_type {show(model_type)}",
             hint=f"supported model_type values: {', '.join(SUPPORTED_MODEL_TYPES)}",
         )
     raw = {k: v for k, v in config.items() if not str(k).startswith("_")}
@@ -635,7 +625,7 @@ def _provenance(config: Mapping[str, Any], name: str, source: str) -> dict[str, 
 
 
 def _provenance_error(source: str, key: str, expected: str, value: Any) -> RooflineError:
-    return RooflineError(f"{source}: field '{key}' must be {expected}, got {_show(value)}",
+    return RooflineError(f"{source}: field '{key}' must be {expected}, got {show(value)}",
                          hint=f"fix the value in the config.json; {EXAMPLE_FILE} is a complete example")
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from roofline.errors import RooflineError
-from roofline.jsonfile import read_json, read_text
+from roofline.jsonfile import clip, read_json, read_text
 
 HOURS_PER_DAY = 24
 _KINDS = {"fixed": ("value",), "uniform": ("min", "max"), "lognormal": ("median", "sigma"), "empirical": ()}
@@ -149,13 +149,8 @@ _FLOAT_MAX = sys.float_info.max
 
 
 def _err(where: str, field_: str, expected: str, found) -> RooflineError:
-    return RooflineError(f"{where}: field '{field_}' must be {expected}, found {_show(found)}",
+    return RooflineError(f"{where}: field '{field_}' must be {expected}, found {clip(repr(found))}",
                          hint="see examples/workload-chat.json for a complete workload file", exit_code=1)
-
-
-def _show(x) -> str:
-    text = repr(x)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _is_number(v) -> bool:
@@ -252,7 +247,7 @@ def read_histogram_csv(path: Path) -> tuple[tuple[int, ...], tuple[float, ...]]:
                     header = True
                     continue
                 raise RooflineError(f"{path}: line {i}: expected two numbers 'tokens,count', found "
-                                    f"{_show(','.join(row))}", hint=_HIST_HINT) from None
+                                    f"{clip(repr(','.join(row)))}", hint=_HIST_HINT) from None
             if not (1 <= t <= MAX_TOKENS and t.is_integer() and 0 <= w <= MAX_HISTOGRAM_COUNT):  # NaN fails too
                 raise RooflineError(f"{path}: line {i}: tokens must be a whole number from 1 to {MAX_TOKENS:,} and "
                                     f"count a number from 0 to {MAX_HISTOGRAM_COUNT:g}, found {row[0]},{row[1]}",

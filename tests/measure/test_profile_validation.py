@@ -261,6 +261,19 @@ def test_negative_kernel_overhead_no_longer_gives_negative_ttft(tmp_path):
     assert "Hint: fix that field" in err
 
 
+def test_a_null_reference_statistic_means_the_median(tmp_path):
+    """Regression (CI's hypothesis run found it): `summary.ref: null` passed the check as "absent" but
+    `validate` then looked up `summary[None]` and raised KeyError. Absent and null both mean the median."""
+    doc = copy.deepcopy(BASE)
+    i = next(i for i, p in enumerate(doc["points"]) if p["status"] == "ok" and p["family"] != "launch")
+    doc["points"][i]["summary"]["ref"] = None
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    code, out, err = _run(["validate", str(tmp_path / "p.json"), "--format", "json"])
+    assert code == 0, err
+    row = next(r for r in json.loads(out)["points"] if r["id"] == doc["points"][i]["id"])
+    assert row["measured_s"] == doc["points"][i]["summary"]["median_s"]
+
+
 def test_report_rejects_a_bad_profile_cleanly(tmp_path):
     doc = copy.deepcopy(BASE)
     doc["ceilings"]["peak_flops_per_s"]["bf16"] = "fast"

@@ -59,7 +59,8 @@ def test_sglang_retracts_fewest_generated_longest_prompt():
     # page_tokens 1 (SGLang): 100 pages; prompts 30, 40, 20 prefilled in one step, then all decode: tokens
     # in cache 90 + 3 per step, so step 4 (93 + 3 + 3 + 3 = 102 > 100 after 3 steps) has no room: equal
     # generated tokens, so the longest prompt (request 1, 40 + 3 = 43 in cache) is retracted, to the back
-    t = _run([30, 40, 20], [20, 20, 20], 100, page_tokens=1, engine="sglang", schedule="prefill_first")
+    t = _run([30, 40, 20], [20, 20, 20], 100, page_tokens=1, engine="sglang", schedule="prefill_first",
+             preemption_victim="fewest_generated")
     assert t.preemptions == 1 and t.preempt_recompute_tokens == 43
     assert t.done_s[1] > max(t.done_s[0], t.done_s[2])
     assert t.generated_tokens == 60
