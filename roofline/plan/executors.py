@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -102,6 +103,26 @@ def prepare(results_dir: Path, space: search.SearchSpace, resume: bool) -> None:
     write_text(manifest, search.to_json({"plan_id": plan_id, "space": space.describe()}), overwrite=True)
 
 
+#: seconds to wait for a TCP connection to a Ray head (ray.init itself waits minutes on a dead address)
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _check_reachable(address: str | None) -> None:
+    """Fail fast on a Ray address no cluster answers: None, "auto" and "local" are Ray's to resolve;
+    HOST:PORT (or ray://HOST:PORT) must accept a TCP connection within CONNECT_TIMEOUT_S."""
+    if address is None or address in ("auto", "local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    hint = "pass `address` auto or the HOST:PORT a running Ray head prints, or leave it out"
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RooflineError(f"address {address!r} is not HOST:PORT", hint=hint, exit_code=2, param="address")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise RooflineError(f"no Ray cluster answers at address {address!r} ({e.strerror or e})", hint=hint,
+                            exit_code=2, param="address") from None
+
+
 class Runner:
     """Runs shards on one executor, writes their files, reports progress, honours stop_after."""
 
@@ -114,6 +135,8 @@ class Runner:
         if workers is not None and workers < 1:
             raise RooflineError(f"workers must be >= 1, got {workers}", hint="processes of the local executor",
                                 exit_code=2, param="workers")
+        if executor == "ray":
+            _check_reachable(address)
         self.space, self.dir, self.executor = space, Path(results_dir), executor
         self.workers = workers or os.cpu_count() or 1
         self.address, self.progress, self.stop_after, self.fault = address, progress, stop_after, fault
@@ -225,9 +248,9 @@ def run_search(space: search.SearchSpace, results_dir: str | Path | None = None,
         tmp = results_dir = tempfile.mkdtemp(prefix="roofline-search-")
     try:
         results_dir = Path(results_dir)
+        runner = Runner(space, results_dir, executor, workers, address, progress, stop_after, fault)  # checks first
         results_dir.mkdir(parents=True, exist_ok=True)
         prepare(results_dir, space, resume)
-        runner = Runner(space, results_dir, executor, workers, address, progress, stop_after, fault)
         plan_id = space.plan_id()
         screened = runner.run([Shard("screen", i, p) for i, p in enumerate(search.screen_shards(space))])
         merged = search.merge_screen(space, [d["result"] for d in screened])

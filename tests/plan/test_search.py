@@ -204,10 +204,23 @@ BASE = ["search", "--model", "llama-3.1-8b", "--workload", str(SUMMARIZE), "--gp
     (["--resume"], "Error: --resume needs a results directory"),
     (["--kv-cache-fraction", "x"], "Error: --kv-cache-fraction takes comma-separated numbers"),
     (["--engine", "nosuch"], "Error: unknown engine 'nosuch'"),
+    (["--gpu", ","], "Error: --gpu is empty"),
 ])
 def test_cli_bad_axes(capsys, args, message):
     assert main(BASE + args) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("address, message", [
+    ("nope", "Error: --address 'nope' is not HOST:PORT"),
+    ("127.0.0.1:1", "Error: no Ray cluster answers at address '127.0.0.1:1'"),  # nothing listens on port 1
+])
+def test_cli_dead_ray_address_fails_fast(capsys, address, message):
+    """ray.init waits minutes on an address no cluster answers; the search checks it first (5 s at most)."""
+    pytest.importorskip("ray")
+    assert main(BASE + ["--executor", "ray", "--address", address]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Hint: pass --address auto or the HOST:PORT a running Ray head prints" in err
 
 
 def test_cli_no_workload(capsys):
