@@ -20,7 +20,6 @@ from roofline.cli.engine_options import engine_options
 from roofline.cli.capacity import RateOpt, WorkloadOpt, _prices
 from roofline.errors import RooflineError
 from roofline.model.memory import EngineKnobs
-from roofline.specs.engines import list_engines
 from roofline.specs.hardware import load_gpu
 from roofline.specs.models import load_model
 from roofline.specs.precision import PRECISION_SET_RULE, PrecisionSet
@@ -133,13 +132,8 @@ def _command(name: str, **opts) -> str:
     parts = ["roofline", name]
     for k, v in opts.items():
         if isinstance(v, EngineKnobs):  # --engine and the knobs set
-            parts += ["--engine", v.spec.name if v.spec.name in list_engines() else v.spec.path]
-            for knob in ("max_seqs", "max_batched_tokens", "kv_cache_fraction", "page_tokens"):
-                if getattr(v, knob) is not None:
-                    parts += [f"--{knob.replace('_', '-')}", str(getattr(v, knob))]
-            for knob in ("chunked_prefill", "cuda_graphs"):
-                if getattr(v, knob) is not None:
-                    parts.append(f"--{'' if getattr(v, knob) else 'no-'}{knob.replace('_', '-')}")
+            from roofline.report.document import engine_args
+            parts += engine_args(v)
             continue
         if v is None:
             continue

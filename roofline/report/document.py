@@ -142,16 +142,22 @@ def capacity_command(spec: ReportSpec) -> str:
         if getattr(w.slo, k) is not None:
             parts += [f"--{k.replace('_', '-')}", format(getattr(w.slo, k), ".15g")]
     parts += [x for g, usd in spec.prices.items() for x in ("--price", f"{g}={format(usd, '.15g')}")]
-    if (k := spec.engine) is not None:  # the engine and the knobs set, as the report's own command spells them
-        from roofline.specs.engines import list_engines
-        parts += ["--engine", k.spec.name if k.spec.name in list_engines() else str(k.spec.path)]
-        for knob in ("max_seqs", "max_batched_tokens", "kv_cache_fraction", "page_tokens"):
-            if getattr(k, knob) is not None:
-                parts += [f"--{knob.replace('_', '-')}", str(getattr(k, knob))]
-        for knob in ("chunked_prefill", "cuda_graphs"):
-            if getattr(k, knob) is not None:
-                parts.append(f"--{'' if getattr(k, knob) else 'no-'}{knob.replace('_', '-')}")
+    if spec.engine is not None:  # the engine and the knobs set, as the report's own command spells them
+        parts += engine_args(spec.engine)
     return shlex.join(parts)
+
+
+def engine_args(knobs) -> list[str]:
+    """`--engine` and every knob set in `knobs` (model.memory.EngineKnobs), as a command line spells them."""
+    from roofline.specs.engines import list_engines
+    args = ["--engine", knobs.spec.name if knobs.spec.name in list_engines() else str(knobs.spec.path)]
+    for knob in ("max_seqs", "max_batched_tokens", "kv_cache_fraction", "page_tokens"):
+        if getattr(knobs, knob) is not None:
+            args += [f"--{knob.replace('_', '-')}", str(getattr(knobs, knob))]
+    for knob in ("chunked_prefill", "cuda_graphs"):
+        if getattr(knobs, knob) is not None:
+            args.append(f"--{'' if getattr(knobs, knob) else 'no-'}{knob.replace('_', '-')}")
+    return args
 
 
 def capacity_result(spec: ReportSpec) -> dict | None:
