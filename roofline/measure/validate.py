@@ -80,11 +80,14 @@ def _bare_roofline_s(p: dict, spec) -> float | None:
     return float(roofline_s(p["flops"], p["bytes_read"] + p["bytes_written"], peak, spec.memory_bandwidth_bytes_per_s))
 
 
-def _memory_bound(p: dict, spec) -> bool:
-    """Below the ridge point of its precision (stream kernels: always)."""
+def _memory_bound(p: dict, spec) -> bool | None:
+    """Below the ridge point of its precision (stream kernels: always); None where the profile has no peak
+    for its precision (an interrupted run, or a ceiling left out), so no ridge to compare with."""
     if p["family"] not in ("gemm", "attention", "layer"):
         return True
     peak = spec.peak_flops_per_s.get(p["precision"]) or spec.peak_flops_per_s.get("fp32")
+    if not peak:
+        return None
     return p["flops"] / max(p["bytes_read"] + p["bytes_written"], 1.0) < peak / spec.memory_bandwidth_bytes_per_s
 
 

@@ -274,6 +274,13 @@ def test_a_null_reference_statistic_means_the_median(tmp_path):
     assert row["measured_s"] == doc["points"][i]["summary"]["median_s"]
 
 
+def test_a_missing_fp32_peak_is_no_traceback(tmp_path):
+    """Regression (the full mutation sweep, 10,654 cases, found it): without `ceilings.peak_flops_per_s.fp32`
+    validate divided None by the bandwidth; analyze says which peak is missing, validate leaves those points'
+    side of the ridge unknown."""
+    run_case(mutated(("ceilings", "peak_flops_per_s", "fp32"), "missing"), str(tmp_path))
+
+
 def test_report_rejects_a_bad_profile_cleanly(tmp_path):
     doc = copy.deepcopy(BASE)
     doc["ceilings"]["peak_flops_per_s"]["bf16"] = "fast"
