@@ -32,7 +32,12 @@ Step time (one optimizer step, the busiest stage):
   causal forward and its backward (2.5 x the forward FLOPs, FlashAttention-2 arXiv:2307.08691, recomputing the
   scores inside) run at the table's fraction of the 16-bit peak for the sequence length and head dim; elsewhere
   at the GEMM fraction. Recomputation adds a forward of the layers (`full`); `selective` adds nothing, because
-  FlashAttention's recomputation is inside its backward kernel.
+  FlashAttention's recomputation is inside its backward kernel. `attention_kernel="unfused"` is attention before
+  FlashAttention (Megatron-LM 2021-2022: Q K^T written to memory, one fused scale-mask-softmax kernel, dropout,
+  P V): the whole s x s square is scored (masked, not skipped), the score matrix's traffic is timed on the
+  bandwidth roof (written by Q K^T, read and written by the softmax and by dropout with its 1-byte mask, read by
+  P V), the backward is 2 x the forward, and `selective` recomputation re-runs the attention core's forward
+  (Korthikanti et al. 2022).
 - TP / sequence-parallel collectives (2 per layer per pass, 1 with a parallel attention+MLP block), CP
   all-gather of K/V (forward) and reduce-scatter of their gradients (backward), EP all-to-all dispatch and
   combine (forward and backward), timed by model/comm.py with NCCL (no serving custom all-reduce), not
@@ -66,7 +71,7 @@ from roofline.errors import RooflineError
 from roofline.model.comm import collective_time
 from roofline.model.efficiency import Efficiency
 from roofline.model.engine import attention_peak, compute_peak, op_seconds, tp_degrees
-from roofline.model.ops import Pass, matmul, elementwise, operators_for
+from roofline.model.ops import OpCost, Pass, matmul, elementwise, operators_for
 from roofline.specs.hardware import GPUSpec, load_gpu
 from roofline.specs.models import ModelConfig
 from roofline.specs.precision import bytes_per_element
@@ -75,7 +80,10 @@ DATA_FILE = "training.json"
 RECOMPUTE = ("none", "selective", "full")
 ZERO_STAGES = (0, 1, 2, 3)
 #: fused attention kernels with a measured throughput table (specs/data/training.json, "attention_kernels")
-ATTENTION_KERNELS = ("flash2", "flash3")
+ATTENTION_KERNELS = ("flash2", "flash3", "unfused")
+#: the attention of pre-FlashAttention Megatron (2021-2022 runs): Q K^T written to memory, one fused
+#: scale-mask-softmax kernel, P V read back (no measured table: timed as GEMMs and memory traffic)
+UNFUSED = "unfused"
 #: operators of the attention core, recomputed by selective recomputation
 ATTENTION_CORE = ("attn_scores", "attn_softmax", "attn_context")
 #: serving operators training does not run (the KV-cache write) or times itself (links, the last-token LM head)
@@ -135,7 +143,7 @@ class Recipe:
     dropout: bool = False          # dropout masks stored (GPT-3-era recipes); modern LLM pretraining has none
     virtual_stages: int = 1        # interleaved schedule: model chunks per GPU (1 = plain 1F1B)
     dp_overlap: float = 1.0        # fraction of data-parallel communication that may hide behind compute (see _dp_exposed)
-    attention_kernel: str = "flash2"  # fused attention kernel whose measured throughput times attention (flash2 | flash3)
+    attention_kernel: str = "flash2"  # flash2 | flash3 (measured throughput tables) | unfused (pre-FlashAttention)
     reserve_fraction: float = 0.0  # allocator fragmentation: fraction of GPU memory held back
     efficiency: Efficiency = field(default_factory=Efficiency)
 
@@ -156,8 +164,9 @@ class Recipe:
                                 hint="1 = 1F1B; v > 1 = interleaved schedule", exit_code=2, param="virtual_stages")
         if self.attention_kernel not in ATTENTION_KERNELS:
             raise RooflineError(f"attention_kernel must be one of {', '.join(ATTENTION_KERNELS)}, got "
-                                f"{self.attention_kernel!r}", hint="the fused attention kernels with a measured "
-                                "throughput table in specs/data/training.json", exit_code=2, param="attention_kernel")
+                                f"{self.attention_kernel!r}", hint="flash2 / flash3 (measured throughput tables in "
+                                "specs/data/training.json) or unfused (attention before FlashAttention)", exit_code=2,
+                                param="attention_kernel")
         for name in ("dp_overlap", "reserve_fraction"):
             v = getattr(self, name)
             if not (math.isfinite(v) and 0.0 <= v <= (1.0 if name == "dp_overlap" else 0.9)):
@@ -382,8 +391,10 @@ def _pass(model: ModelConfig, layout: Layout, recipe: Recipe) -> Pass:
     tokens = L.micro_batch * s
     a = bytes_per_element(recipe.compute)
     moe_ep = np.where(L.ep > 1, L.ep, 1.0)
-    return Pass(model=model, tokens=tokens, seqs=L.micro_batch, attn_pairs=L.micro_batch * L.seq * (L.seq + 1.0)
-                / 2.0 / L.cp, kv_read_tokens=tokens, tp=L.tp, w_bytes=np.asarray(bytes_per_element(recipe.weights)),
+    # causal pairs s(s+1)/2 per sequence; the unfused kernel scores the whole s x s square and masks it
+    pairs = L.seq * L.seq if recipe.attention_kernel == UNFUSED else L.seq * (L.seq + 1.0) / 2.0
+    return Pass(model=model, tokens=tokens, seqs=L.micro_batch, attn_pairs=L.micro_batch * pairs / L.cp,
+                kv_read_tokens=tokens, tp=L.tp, w_bytes=np.asarray(bytes_per_element(recipe.weights)),
                 a_bytes=np.asarray(a), kv_bytes=np.asarray(a), ep=moe_ep, dp=moe_ep)
 
 
@@ -430,7 +441,8 @@ def step_time(model: ModelConfig, gpu: GPUSpec, layout: Layout, recipe: Recipe) 
     peaks = {"tensor": peak, "attention": attn_peak, "vector": gpu.peak_flops("fp32")}
     layers = _stage_layers(model, L.pp)
     share = layers / model.num_layers  # the busiest stage's fraction of every layer operator
-    fractions = attention_fractions(gpu, recipe.attention_kernel, L.seq / L.cp, model.head_dim)
+    unfused = recipe.attention_kernel == UNFUSED
+    fractions = None if unfused else attention_fractions(gpu, recipe.attention_kernel, L.seq / L.cp, model.head_dim)
     layer_fwd, attn_fwd, attn_flops, first_extra, last_extra = 0.0, 0.0, 0.0, 0.0, 0.0
     for op, n in operators_for(model):
         if op.unit == "link" or op.name in _SKIPPED:
@@ -450,7 +462,17 @@ def step_time(model: ModelConfig, gpu: GPUSpec, layout: Layout, recipe: Recipe) 
         if op.name in ATTENTION_CORE:
             attn_fwd = attn_fwd + t * share
     ratio = fact("attention", "backward_flops_ratio")
-    if fractions is not None:  # the measured fused kernel: forward and backward at their own fractions of peak
+    if unfused:  # the score matrix crosses memory: written by Q K^T, read and written by the softmax (and by
+        # dropout, with its 1-byte mask), read by P V; its backward moves it twice (no recomputation inside)
+        scores = p.attn_pairs * p.heads
+        rw = 2.0 if recipe.dropout else 1.0
+        mask = 1.0 if recipe.dropout else 0.0
+        mat = OpCost(0.0 * scores, (rw + 1.0) * scores * p.a_bytes, ((rw + 1.0) * p.a_bytes + mask) * scores,
+                     kernels=rw)
+        t_mat = _op_time(gpu, "vector", mat, peaks, eff, p.a_bytes) * layers
+        layer_fwd, attn_fwd = layer_fwd + t_mat, attn_fwd + t_mat
+        attn_bwd = 2.0 * attn_fwd
+    elif fractions is not None:  # the measured fused kernel: forward and backward at their own fractions of peak
         attn_fwd = attn_flops / (attn_peak * fractions[0])
         attn_bwd = ratio * attn_flops / (attn_peak * fractions[1])
         layer_fwd = layer_fwd + attn_fwd
@@ -463,8 +485,10 @@ def step_time(model: ModelConfig, gpu: GPUSpec, layout: Layout, recipe: Recipe) 
     ends = np.where(L.pp > 1, np.maximum(first_extra, last_extra), first_extra + last_extra)
     fwd = layer_fwd + ends
     bwd = 2.0 * (fwd - attn_fwd) + attn_bwd
-    # selective = FlashAttention's own recomputation, already inside its backward kernel (2.5x the forward FLOPs)
-    recompute = {"none": 0.0 * fwd, "selective": 0.0 * fwd, "full": layer_fwd}[recipe.recompute]
+    # selective = FlashAttention's own recomputation, already inside its backward kernel (2.5x the forward FLOPs);
+    # with the unfused kernel it is the attention core's forward, run again (Korthikanti et al. 2022, Section 5)
+    selective = attn_fwd if unfused else 0.0 * fwd
+    recompute = {"none": 0.0 * fwd, "selective": selective, "full": layer_fwd}[recipe.recompute]
     # collectives per micro-batch on the busiest stage (seconds)
     res = max(bytes_per_element(recipe.compute), 2.0)
     passes = 2.0 + (1.0 if recipe.recompute == "full" else 0.0)  # forward, backward (+ recomputed forward)

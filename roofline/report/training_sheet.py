@@ -27,7 +27,7 @@ from openpyxl import Workbook
 from roofline.errors import RooflineError
 from roofline.model.engine import attention_peak, compute_peak
 from roofline.model.ops import operators_for
-from roofline.model.training import (ATTENTION_CORE, Layout, Recipe, _SKIPPED, attention_fractions, fact,
+from roofline.model.training import (ATTENTION_CORE, UNFUSED, Layout, Recipe, _SKIPPED, attention_fractions, fact,
                                      parameters_per_gpu)
 from roofline.report.formulas import OPERATOR_FORMULAS, PassRefs
 from roofline.report.spreadsheet import BOLD, HEAD, PEAKS as SERVING_PEAKS, RowWriter, _widths, fit_collective, \
@@ -94,7 +94,8 @@ def _collectives(gpu: GPUSpec, model: ModelConfig, L: Layout, recipe: Recipe) ->
 
 def _inputs(gpu: GPUSpec, model: ModelConfig, L: Layout, recipe: Recipe) -> list:
     eff = recipe.efficiency
-    fr = attention_fractions(gpu, recipe.attention_kernel, L.seq / L.cp, model.head_dim)
+    fr = None if recipe.attention_kernel == UNFUSED else \
+        attention_fractions(gpu, recipe.attention_kernel, L.seq / L.cp, model.head_dim)
     b = model.parameter_breakdown()
     peak = compute_peak(gpu, recipe.compute, recipe.weights)
     v = lambda x: float(np.asarray(x))  # noqa: E731
@@ -238,7 +239,9 @@ def write_training_sheets(wb: Workbook, gpu: GPUSpec, model: ModelConfig, spec: 
     c = {"s": s.add("seq_per_rank", "sequence per context-parallel rank", "=tr_seq/tr_cp", "tokens")}
     c["T"] = s.add("tokens", "tokens per micro-batch per GPU (T)", f"=tr_mb*{c['s']}", "tokens")
     c["S"] = s.add("", "sequences per micro-batch (S)", "=tr_mb")
-    c["pairs"] = s.add("", "causal query-key pairs per micro-batch", "=tr_mb*tr_seq*(tr_seq+1)/2/tr_cp")
+    unfused = recipe.attention_kernel == UNFUSED
+    c["pairs"] = s.add("", "query-key pairs per micro-batch (the whole square: unfused attention)", "=tr_mb*tr_seq*tr_seq/tr_cp") \
+        if unfused else s.add("", "causal query-key pairs per micro-batch", "=tr_mb*tr_seq*(tr_seq+1)/2/tr_cp")
     c["heads"] = s.add("", "query heads per GPU", "=in_heads/tr_tp")
     c["kvh"] = s.add("", "KV heads per GPU", "=MAX(in_kvh/tr_tp,1)")
     c["emb"] = s.add("", "embedding / LM-head bytes per element", f"=MAX(tr_w,{EMBEDDING_MIN_BYTES:g})", "bytes")
@@ -275,7 +278,7 @@ def write_training_sheets(wb: Workbook, gpu: GPUSpec, model: ModelConfig, spec: 
     s.r += 1
     refs = PassRefs(T=c["T"], S=c["S"], pairs=c["pairs"], reads=c["T"], heads=c["heads"], kvh=c["kvh"],
                     emb=c["emb"], decode=False)
-    fused = attention_fractions(gpu, recipe.attention_kernel, L.seq / L.cp, model.head_dim) is not None
+    fused = not unfused and attention_fractions(gpu, recipe.attention_kernel, L.seq / L.cp, model.head_dim) is not None
     op_start = s.r + 28
     roles = _op_table(ws, op_start, model, refs, fused, cells)
     s.title("Step time (one optimizer step, the busiest stage); operators of one forward pass below")
@@ -286,6 +289,15 @@ def write_training_sheets(wb: Workbook, gpu: GPUSpec, model: ModelConfig, spec: 
                          f"={attn_flops}/(tr_attn_peak*tr_f_fwd)", "s")
         attn_bwd = s.add("", "attention core backward (fused kernel)",
                          f"=tr_bwd_ratio*{attn_flops}/(tr_attn_peak*tr_f_bwd)", "s")
+    elif unfused:  # the score matrix through memory (model/training.py step_time), backward twice the forward
+        rw = "(1+tr_dropout)"
+        mat = s.add("", "score matrix written, softmaxed (and dropped out) and read back, the stage's layers",
+                    f"={c['layers']}*({c['pairs']}*{c['heads']}*(2*({rw}+1)*tr_a+tr_dropout)/(tr_bw*tr_eff_m)"
+                    f"+{rw}*tr_overhead)", "s")
+        attn_fwd = s.add("attention_forward_s", "attention core forward (unfused)",
+                         f"=({_sum(roles['attention'])})*{c['share']}+{mat}", "s")
+        attn_bwd = s.add("", "attention core backward (2 x forward: no recomputation inside)", f"=2*{attn_fwd}",
+                         "s")
     else:  # no measured table for this GPU: the attention operators on the roofline, backward at the FLOP ratio
         attn_fwd = s.add("attention_forward_s", "attention core forward",
                          f"=({_sum(roles['attention'])})*{c['share']}", "s")
@@ -297,7 +309,9 @@ def write_training_sheets(wb: Workbook, gpu: GPUSpec, model: ModelConfig, spec: 
                 f"={layer}+IF(tr_pp>1,MAX({first_t},{last_t}),{first_t}+{last_t})", "s")
     bwd = s.add("backward_micro_s", "backward (2 x forward; the attention core at its own ratio)",
                 f"=2*({fwd}-{attn_fwd})+{attn_bwd}", "s")
-    rec = s.add("", "recomputed forward (full recomputation)", f'=IF(tr_recompute="full",{layer},0)', "s")
+    rec = s.add("", "recomputed forward (full; selective: the unfused attention core)",
+                f'=IF(tr_recompute="full",{layer},IF(tr_recompute="selective",{attn_fwd},0))', "s") if unfused else \
+        s.add("", "recomputed forward (full recomputation)", f'=IF(tr_recompute="full",{layer},0)', "s")
     passes = '(2+IF(tr_recompute="full",1,0))'
     per_layer_tp = 1 if model.parallel_attn_mlp else 2
     tp_s = s.add("", "TP / sequence-parallel collectives",

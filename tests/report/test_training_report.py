@@ -33,6 +33,9 @@ CASES = [
      dict(zero=3, recompute="full")),
     ("h100-sxm", "mixtral-8x7b", dict(tp=4, pp=4, dp=2, micro_batch=1, global_batch=64, seq=4096),
      dict(zero=0, recompute="none")),
+    # pre-FlashAttention Megatron: the score matrix through memory, selective recomputation re-runs the core
+    ("a100-sxm-80gb", "llama-3.1-8b", dict(tp=2, pp=2, dp=2, micro_batch=2, global_batch=32, seq=2048),
+     dict(attention_kernel="unfused", virtual_stages=2)),
 ]
 #: what the sheet computes, against roofline.train's keys (memory per GPU is `memory_per_gpu_bytes` there)
 KEYS = ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_per_layer_bytes", "activations_bytes",
