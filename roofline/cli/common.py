@@ -91,7 +91,7 @@ FLAGS: dict[str, str] = {
     "page_tokens": "--page-tokens",
     "rate_per_s": "--rate", "turns": "--turns", "think_time_s": "--think-time-s", "ttft_p99_s": "--ttft-p99-s",
     "tpot_p99_s": "--tpot-p99-s", "price": "--price", "pp": "--pp", "ep": "--ep", "dp_attention": "--dp-attention",
-    "ep_imbalance": "--ep-imbalance", "requests": "--requests", "replicas": "--replicas",
+    "ep_imbalance": "--ep-imbalance", "requests": "--requests", "replicas": "--replicas", "seed": "--seed",
     "disaggregated": "--disaggregated", "prefill_gpus": "--prefill-gpu",
     "decode_gpus": "--decode-gpu", "force": "--force",
     # roofline train (model/training.py, plan/training.py)

@@ -3,6 +3,7 @@ step time, MFU and checkpoints; `--search` for the best layouts; `--budget-flops
 compute-optimal sizing."""
 from __future__ import annotations
 
+import math
 from typing import Annotated, Optional
 
 import typer
@@ -102,6 +103,20 @@ def _sizing_tables(s: dict) -> list:
     return [table("Compute-optimal size (Hoffmann et al. 2022)", ["", ""], rows, justify_right=False)]
 
 
+def _gpu_hours_flops(gpu_hours: float, r: dict) -> float:
+    """The FLOPs that --budget-gpu-hours buys at the planned layout's MFU, refused (naming --budget-gpu-hours, not
+    the --budget-flops it converts to) unless a positive number inside the sizing fit's FLOP range."""
+    from roofline.plan.training import MAX_BUDGET_FLOPS, MIN_BUDGET_FLOPS
+    per_hour = 3600.0 * r["peak_flops_per_s"] * r["mfu"]
+    flops = gpu_hours * per_hour if math.isfinite(gpu_hours) and gpu_hours > 0 else math.nan
+    if not (math.isfinite(flops) and MIN_BUDGET_FLOPS <= flops <= MAX_BUDGET_FLOPS):
+        lo, hi = (b / per_hour if per_hour > 0 else math.inf for b in (MIN_BUDGET_FLOPS, MAX_BUDGET_FLOPS))
+        raise RooflineError(f"--budget-gpu-hours must be between {lo:.3g} and {hi:.3g} here ({MIN_BUDGET_FLOPS:g} "
+                            f"to {MAX_BUDGET_FLOPS:g} FLOPs at MFU {r['mfu']:.1%}), got {gpu_hours:g}",
+                            hint="give the GPU-hours of the training budget, e.g. 1e6", exit_code=2)
+    return flops
+
+
 def register(app: typer.Typer) -> None:
     """Add `roofline train` to `app`."""
 
@@ -131,8 +146,10 @@ def register(app: typer.Typer) -> None:
         dp_overlap: Annotated[float, typer.Option("--dp-overlap", help="Assumed fraction of data-parallel "
                                                   "communication that may hide behind compute (0-1; FSDP prefetch "
                                                   "under ZeRO 3).")] = 1.0,
-        attention_kernel: Annotated[str, typer.Option("--attention-kernel", help="Fused attention kernel whose "
-                                                      "measured throughput times attention: flash2 or flash3.")] = "flash2",
+        attention_kernel: Annotated[str, typer.Option("--attention-kernel", help="Attention kernel: flash2 or "
+                                                      "flash3 (timed from their measured throughput), or unfused "
+                                                      "(before FlashAttention: the score matrix through memory, as "
+                                                      "2021-2022 Megatron).")] = "flash2",
         tokens: Annotated[Optional[float], typer.Option("--tokens", help="Train on this many tokens: time, "
                                                         "GPU-hours, energy.")] = None,
         storage_bandwidth_gbps: Annotated[Optional[float], typer.Option("--storage-bandwidth-gbps", help="Checkpoint "
@@ -171,7 +188,11 @@ def register(app: typer.Typer) -> None:
             emit({"model": m.name, "gpu": g.name, "gpus": gpus, "layouts": rows}, fmt, out,
                  lambda: _search_tables(rows, f"Best layouts: {m.name} on {gpus} {g.name}"), lambda: rows)
             return
-        if dp is None:
+        if dp is None:  # derived from --gpus: the degrees it divides by must be whole numbers >= 1 first
+            for flag, v in (("--tp", tp), ("--pp", pp), ("--cp", cp), ("--gpus", gpus)):
+                if v is not None and v < 1:
+                    raise RooflineError(f"{flag} must be >= 1, got {v}", hint="layout degrees and GPU counts are "
+                                        "whole numbers >= 1", exit_code=2)
             base = tp * pp * cp
             total = gpus if gpus is not None else base
             if total % base:
@@ -185,8 +206,7 @@ def register(app: typer.Typer) -> None:
         if budget_flops is not None or budget_gpu_hours is not None:
             if budget_flops is not None and budget_gpu_hours is not None:
                 raise RooflineError("give --budget-flops or --budget-gpu-hours, not both", hint="one budget at a time: a FLOP count or GPU-hours", exit_code=2)
-            flops = budget_flops if budget_flops is not None else \
-                budget_gpu_hours * 3600.0 * r["peak_flops_per_s"] * r["mfu"]
+            flops = budget_flops if budget_flops is not None else _gpu_hours_flops(budget_gpu_hours, r)
             s = tr.compute_optimal(flops, sizing)
             s["fleet"] = tr.fleet_days(flops, r["gpus"], r["peak_flops_per_s"], r["mfu"])
             emit(s, fmt, out, lambda: _sizing_tables(s), lambda: [{k: v for k, v in s.items() if k != "fleet"}])

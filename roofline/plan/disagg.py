@@ -122,10 +122,11 @@ def evaluate_pair(pre: _Pool, dec: _Pool, model: ModelConfig, w: Workload, ms: m
     size = kv_transfer_bytes(model, kv_p, np.asarray(context))
     t50, t99 = (float(x) for x in kv_transfer_s(pre.c.gpu, dec.c.gpu, size, lanes))
     row.update(kv_transfer_bytes=float(size[1]), kv_transfer_s=t99, kv_transfer_p50_s=t50)
-    if not math.isfinite(t99):
+    if not math.isfinite(t99):  # no time at all (None), not inf: the table and CSV printed "inf"
         no_net = next(g.name for g in (pre.c.gpu, dec.c.gpu) if g.scaleout_bandwidth_bytes_per_s <= 0)
-        return {**row, "reason": f"{no_net} has no scale-out network (scaleout_bandwidth_bytes_per_s 0): the KV "
-                                 "cache cannot leave its node"}
+        return {**row, "kv_transfer_s": None, "kv_transfer_p50_s": None,
+                "reason": f"{no_net} has no scale-out network (scaleout_bandwidth_bytes_per_s 0): the KV cache "
+                          "cannot leave its node"}
     rp, rd = pre.capacity(w, (t50, t99)), dec.capacity(w)
     row.update(prefill_max_request_rate_per_replica=rp["max_request_rate_per_replica"],
                decode_max_request_rate_per_replica=rd["max_request_rate_per_replica"],

@@ -8,6 +8,7 @@ from roofline.errors import RooflineError
 from roofline.model.efficiency import Efficiency
 from roofline.model.engine import check_tp
 from roofline.plan.capacity import Candidate, candidates
+from roofline.specs.fleet import MAX_PRICE_PER_GPU_HOUR
 from roofline.specs.hardware import GPUSpec, load_gpu
 from roofline.specs.models import ModelConfig
 
@@ -54,15 +55,17 @@ def check_tp_degrees(tps: Sequence[int], model: ModelConfig, shown: str | None =
 
 
 def check_price(value: str | float, item: str) -> float:
-    """A price in USD per GPU-hour (>= 0, finite) from a number or its text; `item` is how the user wrote
-    the GPU=USD pair (for the message). RooflineError, exit 2, otherwise."""
+    """A price in USD per GPU-hour (0 to MAX_PRICE_PER_GPU_HOUR, as in a fleet file: a higher one overflowed
+    the cost of a large fleet to inf) from a number or its text; `item` is how the user wrote the GPU=USD pair
+    (for the message). RooflineError, exit 2, otherwise."""
     try:
         usd = float(value)
     except (TypeError, ValueError):
         raise RooflineError(f"price {item!r} is not GPU=USD_PER_HOUR", hint="e.g. `price=h100-sxm=2.49`",
                             exit_code=2, param="price") from None
-    if not 0.0 <= usd < float("inf"):
-        raise RooflineError(f"price {item!r}: the price must be >= 0 USD per GPU-hour, got {value}",
+    if not 0.0 <= usd <= MAX_PRICE_PER_GPU_HOUR:
+        raise RooflineError(f"price {item!r}: the price must be between 0 and {MAX_PRICE_PER_GPU_HOUR:g} USD per "
+                            f"GPU-hour, got {value}",
                             hint="e.g. `price=h100-sxm=2.49`", exit_code=2, param="price")
     return usd
 

@@ -46,8 +46,9 @@ from roofline.model.engine import TP_DEGREES, Setup, attention_peak, compute_pea
 from roofline.model.step_time import with_engine_costs
 from roofline.model.sweep import valid_layouts
 from roofline.plan.capacity import U_GRID, Z99, step_times, workload_stats
-from roofline.plan.simulate import DoesNotFit, SimSettings, simulate
+from roofline.plan.simulate import DoesNotFit, SimSettings, check_work, simulate
 from roofline.specs.engines import EngineSpec
+from roofline.specs.fleet import MAX_PRICE_PER_GPU_HOUR
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
 from roofline.specs.precision import PrecisionSet, bytes_per_element
@@ -166,6 +167,10 @@ def check_space(sp: SearchSpace) -> None:
     if len(sp.prices) != len(sp.gpus):
         raise RooflineError("prices must give one price per GPU", hint="one USD per GPU-hour figure per `gpus` "
                             "entry", exit_code=2, param="prices")
+    for price in sp.prices:  # the bound a fleet file and `price` have: a higher one overflows a fleet's cost
+        if isinstance(price, bool) or not 0.0 <= float(price) <= MAX_PRICE_PER_GPU_HOUR:
+            raise RooflineError(f"prices must be between 0 and {MAX_PRICE_PER_GPU_HOUR:g} USD per GPU-hour, got "
+                                f"{price}", hint="e.g. 2.49 for an H100", exit_code=2, param="prices")
     if not 1 <= sp.max_gpus <= TP_DEGREES[-1]:
         raise RooflineError(f"max_gpus must be between 1 and {TP_DEGREES[-1]}, got {sp.max_gpus}",
                             hint="GPUs of one replica, e.g. 8 or 16", exit_code=2, param="max_gpus")
@@ -184,6 +189,7 @@ def check_space(sp: SearchSpace) -> None:
         if int(v) != v or v < lo:
             raise RooflineError(f"{name} must be a whole number >= {lo}, got {v}", hint="see the search's "
                                 "docstring", exit_code=2, param=name)
+    check_work(int(sp.sim_requests), 1, "sim_requests")  # the ceiling every simulation checks, named as here
     for m in sp.models:
         if not model_layouts(m, sp.max_gpus):
             raise RooflineError(f"max_gpus={sp.max_gpus}: no layout of {m.name} fits in {sp.max_gpus} GPUs",

@@ -52,6 +52,9 @@ from roofline.model.step_time import StepTimeModel, with_engine_costs
 from roofline.specs.workload import Requests, Workload, sample_requests
 
 SAMPLES = 200
+#: the most samples one replica keeps: a run that drains long after its last arrival (an overload) halves
+#: them and doubles the interval beyond it, so memory and time stay bounded (even)
+MAX_SAMPLES = 50 * SAMPLES
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class ReplicaTrace:
     swapped_bytes: float = 0.0  # per GPU, out and back in
     peak_pages: int = 0  # most pages held at once (in-flight and idle conversations)
     generated_tokens: int = 0
+    sample_dt: float = 0.0  # the interval of `samples` (doubled past MAX_SAMPLES; 0: the run's own)
 
 
 def _window_terms(model):
@@ -216,7 +220,7 @@ class _Replica:
         return ReplicaTrace(list(self.idx), self.first, self.done, self.arrive, self.samples, self.steps,
                             self.hits, self.misses, self.recompute, self.prefill_tok, self.evictions, self.rejected,
                             self.total_pages, self.win_tokens, self.preemptions, self.preempt_recompute,
-                            self.swapped_bytes, self.total_pages - self.min_free, self.generated)
+                            self.swapped_bytes, self.total_pages - self.min_free, self.generated, self.sample_dt)
 
     def _next_arrival(self) -> float:
         na = self.starts[-1][0] if self.starts else math.inf
@@ -224,10 +228,17 @@ class _Replica:
         return na if na < nl else nl
 
     def _sample(self, queue: int) -> None:
-        """Record (batch, pages in use, idle pages, queue) at every sample time up to the clock."""
+        """Record (batch, pages in use, idle pages, queue) at every sample time up to the clock. At MAX_SAMPLES
+        rows every other one is dropped and the interval doubled (the next sample time stays: MAX_SAMPLES / 2
+        rows at 0, 2 dt, ... leave the next at MAX_SAMPLES x dt), so that an overloaded run, whose clock runs far
+        past the arrivals the interval was sized on, neither exhausts memory nor loops for hours."""
         row = (self.B, self.total_pages - self.free - self.lru_pages, self.lru_pages, queue)
+        samples = self.samples
         while self.next_sample <= self.clock:
-            self.samples.append(row)
+            if len(samples) >= MAX_SAMPLES:
+                del samples[1::2]
+                self.sample_dt *= 2.0
+            samples.append(row)
             self.next_sample += self.sample_dt
 
     def _idle_until_next_arrival(self) -> None:
@@ -629,10 +640,11 @@ def check_fits(s: Setup, r: Requests, total_pages: int, page_tokens: int) -> Non
 MAX_REQUESTS, MAX_REPLICAS = 10_000_000, 100_000
 
 
-def check_work(requests: int, replicas: int) -> None:
+def check_work(requests: int, replicas: int, requests_name: str = "requests") -> None:
     """RooflineError (exit 2) before any allocation when the run would exceed the work ceilings
-    (ROOFLINE_MAX_REQUESTS, ROOFLINE_MAX_REPLICAS override MAX_REQUESTS, MAX_REPLICAS)."""
-    for name, value, default, env in (("requests", requests, MAX_REQUESTS, "ROOFLINE_MAX_REQUESTS"),
+    (ROOFLINE_MAX_REQUESTS, ROOFLINE_MAX_REPLICAS override MAX_REQUESTS, MAX_REPLICAS). `requests_name`: the
+    caller's name of its requests argument (the search's `sim_requests`), the one the error names."""
+    for name, value, default, env in ((requests_name, requests, MAX_REQUESTS, "ROOFLINE_MAX_REQUESTS"),
                                       ("replicas", replicas, MAX_REPLICAS, "ROOFLINE_MAX_REPLICAS")):
         try:
             limit = int(os.environ.get(env, default))
@@ -704,12 +716,16 @@ def _littles_law(arrive: np.ndarray, done: np.ndarray, e2e: np.ndarray, window) 
 
 
 def _over_time(traces: list[ReplicaTrace], replicas: int, sample_dt: float) -> dict:
-    """Batch per replica, KV utilisation and queue length at the sample times, and their mean/max."""
-    ns = max(len(t.samples) for t in traces)
+    """Batch per replica, KV utilisation and queue length at the sample times, and their mean/max (replicas
+    whose samples were thinned at different intervals brought to the coarsest, a power of two apart)."""
+    dt = max([t.sample_dt for t in traces] + [sample_dt])
+    rows = [np.asarray(t.samples, dtype=float).reshape(-1, 4)[::max(round(dt / (t.sample_dt or sample_dt)), 1)]
+            for t in traces]
+    ns = max(len(a) for a in rows)
     smp = np.zeros((ns, 4))
-    for t in traces:
-        a = np.asarray(t.samples, dtype=float).reshape(-1, 4)
+    for a in rows:
         smp[:len(a)] += a
+    sample_dt = dt
     pages_total = max(traces[0].total_pages * replicas, 1)
     util = (smp[:, 1] + smp[:, 2]) / pages_total
     batch = smp[:, 0] / replicas

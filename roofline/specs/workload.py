@@ -469,7 +469,11 @@ def arrival_times(w: Workload, n: int, rng: np.random.Generator, rate_scale: flo
 def sample_requests(w: Workload, n_requests: int, seed: int = 0, rate_scale: float = 1.0,
                     start_hour: int = 0) -> Requests:
     """Exactly n_requests requests: conversations of w.turns turns, the last one cut short if w.turns does not
-    divide n_requests. Arrivals start at hour `start_hour` of the daily curve (see arrival_times)."""
+    divide n_requests. Arrivals start at hour `start_hour` of the daily curve (see arrival_times). `seed`: a
+    whole number >= 0 (numpy's generators take no negative seed)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise RooflineError(f"seed must be a whole number >= 0, got {seed!r}", hint="any whole number from 0 up: "
+                            "the same seed gives the same requests", exit_code=2, param="seed")
     rng = np.random.default_rng(seed)
     n_conv = max(1, -(-n_requests // w.turns))
     k = w.turns

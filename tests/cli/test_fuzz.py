@@ -265,6 +265,11 @@ FOUND = [
     ["models", "/dev/zero"],  # MemoryError: read to the end of an endless device
     ["capacity", "--rate", "5e-324"],
     ["simulate", "--think-time-s", "inf", "--turns", "3"],
+    ["train", "--tp", "0"],  # ZeroDivisionError: --gpus % (tp x pp x cp) before the layout was checked
+    ["train", "--pp", "0", "--gpus", "8"],
+    ["simulate", "--rate", "1", "--requests", "50", "--seed", "-1"],  # ValueError: numpy takes no negative seed
+    ["capacity", "--model", "llama-3.2-1b", "--rate", "1", "--disaggregated", "--tp", "1", "--precision", "bf16",
+     "--profile", str(ROOT / "profiles" / "cpu-quick-vm.json")],  # "inf" KV transfer: a CPU has no network
 ]
 
 

@@ -53,3 +53,22 @@ def test_train_budget(run_cli):
     assert r["parameters"] > 1e10 and r["fleet"]["days"] > 0
     code, _, err = run_cli("train", "--budget-flops", "1e20", "--budget-gpu-hours", "10")
     assert code == 2 and "not both" in err
+
+
+def test_train_degrees_below_one_are_refused_before_dividing(run_cli):
+    """--tp 0 (or --pp 0, --cp 0) used to raise ZeroDivisionError deriving the data-parallel degree from --gpus."""
+    for flag in ("--tp", "--pp", "--cp"):
+        code, _, err = run_cli("train", flag, "0")
+        assert code == 2 and f"Error: {flag} must be >= 1, got 0" in err and "Traceback" not in err
+    code, _, err = run_cli("train", "--gpus", "-8")
+    assert code == 2 and "Error: --gpus must be >= 1, got -8" in err
+
+
+def test_train_budget_gpu_hours_out_of_range_names_its_own_flag(run_cli):
+    """A GPU-hour budget outside the fit's FLOP range used to be refused as `--budget-flops ... got 2.2e-282`,
+    a flag and a number the user never gave."""
+    for hours in ("1e-300", "1e30", "0", "-1", "nan", "inf"):
+        code, _, err = run_cli("train", "--budget-gpu-hours", hours)
+        assert code == 2 and "Error: --budget-gpu-hours must be between" in err and "--budget-flops" not in err, err
+    code, out, err = run_cli("train", "--gpus", "8", "--budget-gpu-hours", "1e6", "--format", "json")
+    assert code == 0 and json.loads(out)["fleet"]["gpu_hours"] > 0, err

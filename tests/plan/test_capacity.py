@@ -136,7 +136,9 @@ ONE = ["--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--tp", "1", "--precision
     (["capacity", "--model", "llama-3.1-8b", "--rate", "5", "--tp", "3,5"], 2,
      "Error: --tp 3,5: none of these degrees divides the 32 attention heads of llama-3.1-8b"),
     (["capacity", "--rate", "5", "--price", "h100-sxm=-1"], 2,
-     "Error: --price 'h100-sxm=-1': the price must be >= 0 USD per GPU-hour, got -1"),
+     "Error: --price 'h100-sxm=-1': the price must be between 0 and 1e+06 USD per GPU-hour, got -1"),
+    (["capacity", "--rate", "1e7", "--price", "h100-sxm=1e308"], 2,  # the fleet's cost used to print as $inf/h
+     "Error: --price 'h100-sxm=1e308': the price must be between 0 and 1e+06 USD per GPU-hour, got 1e308"),
     (["capacity", "--rate", "5", "--ttft-p99-s", "-1"], 2, "Error: --ttft-p99-s must be a finite number > 0, got -1.0"),
     (["capacity", "--rate", "5", "--prompt", "0"], 2, "Error: --prompt must be >= 1 token, got 0"),
     (["capacity", "--workload", "examples/workload-chat.json", "--tpot-p99-s", "0.01"], 2,

@@ -100,6 +100,8 @@ def test_infeasible_pairs_come_with_a_reason(pre, dec, model, words):
     r = _pair(pre=pre, dec=dec, model=model)
     assert not r["feasible"] and words in r["reason"]
     assert r.get("gpus") is None
+    if words == "no scale-out network":  # no time at all, never inf (the table and CSV printed "inf")
+        assert r["kv_transfer_s"] is None and r["kv_transfer_p50_s"] is None
 
 
 def test_a_transfer_longer_than_the_ttft_slo_names_the_network():

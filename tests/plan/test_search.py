@@ -127,6 +127,18 @@ def test_bad_axes_are_usage_errors():
     assert e.value.param == "prices"
 
 
+def test_too_many_sim_requests_name_sim_requests_before_any_work():
+    """2**63-1 used to pass the space's check and be refused by the simulator as `requests` (the CLI then named
+    simulate's --requests, a flag search does not have)."""
+    with pytest.raises(RooflineError) as e:
+        small_space(sim_requests=2 ** 63 - 1)
+    assert e.value.exit_code == 2 and e.value.param == "sim_requests"
+    assert e.value.message.startswith("sim_requests must be between 1 and 10,000,000")
+    with pytest.raises(RooflineError) as e:  # as `price` and a fleet file: 1e308 overflowed a fleet's cost
+        small_space(prices=(2.5, 1e308))
+    assert e.value.exit_code == 2 and e.value.param == "prices"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # executors: byte-identical results, retries, resume
 

@@ -123,3 +123,28 @@ def test_window_terms_match_phases(model):
     got = np.array([terms(float(ci), float(xi)) for ci, xi in zip(c, x)])
     np.testing.assert_allclose(got[:, 0], pairs, rtol=1e-12)
     np.testing.assert_allclose(got[:, 1], reads, rtol=1e-12)
+
+
+def test_an_overload_far_past_its_arrivals_keeps_few_samples():
+    """The sample interval is sized on the arrivals (here 2,000 requests at 1e7/s: 0.2 ms, 1 us apart), but the
+    run drains for ~100 s: it used to keep ~1e8 samples (4.7 GB, 13 s; a CPU profile ran out of memory). Past
+    MAX_SAMPLES the samples are thinned and the interval doubled, the time axis still spanning the run."""
+    from roofline.plan import simulate as sim
+    res = simulate(S8B, CHAT, 2000, seed=0, rate_per_s=1e7)
+    ts = res["timeseries"]
+    assert sim.MAX_SAMPLES // 2 <= len(ts["time_s"]) <= sim.MAX_SAMPLES
+    assert ts["time_s"][-1] <= res["duration_s"] < ts["time_s"][-1] + 2 * (ts["time_s"][1] - ts["time_s"][0])
+    assert res["queue_length"]["max"] > 1000 and 0 < res["batch_size"]["mean"] <= res["batch_size"]["max"]
+
+
+def test_thinned_samples_agree_with_every_sample(monkeypatch):
+    """Replicas thinned at different intervals are brought to the coarsest; the means barely move."""
+    from roofline.plan import simulate as sim
+    thin = simulate(S8B, CHAT, 1500, replicas=3, seed=0, rate_per_s=1e4)
+    monkeypatch.setattr(sim, "MAX_SAMPLES", 10 ** 9)
+    full = simulate(S8B, CHAT, 1500, replicas=3, seed=0, rate_per_s=1e4)
+    assert len(thin["timeseries"]["time_s"]) < len(full["timeseries"]["time_s"])
+    for k in ("batch_size", "queue_length", "kv_cache_utilization"):
+        assert thin[k]["mean"] == pytest.approx(full[k]["mean"], rel=0.01)
+        assert thin[k]["max"] == full[k]["max"]
+    assert thin["ttft_s"] == full["ttft_s"]
