@@ -59,10 +59,15 @@ def plan(model: ModelConfig, gpu: GPUSpec, layout: Layout, recipe: Recipe, gpus:
     return out
 
 
+#: the most training tokens planned: 1e20 is 10,000x the largest runs published (~1.5e16 tokens)
+MAX_TOKENS = 1e20
+
+
 def training_time(tokens: float, tokens_per_s: float, gpus: int, tdp_w: float) -> dict:
     """Time, GPU-hours and energy at TDP to train on `tokens`."""
-    if not (math.isfinite(tokens) and tokens > 0):
-        raise RooflineError(f"tokens must be a positive number, got {tokens}", hint="give the number of training tokens, e.g. 1e12", exit_code=2, param="tokens")
+    if not (math.isfinite(tokens) and 0 < tokens <= MAX_TOKENS):
+        raise RooflineError(f"tokens must be a positive number up to {MAX_TOKENS:g}, got {tokens:g}",
+                            hint="give the number of training tokens, e.g. 1e12", exit_code=2, param="tokens")
     s = tokens / tokens_per_s
     return {"train_tokens": tokens, "train_time_s": s, "train_days": s / 86400.0, "gpu_hours": s * gpus / 3600.0,
             "energy_j": s * gpus * tdp_w, "energy_mwh": s * gpus * tdp_w / 3.6e9}
@@ -80,6 +85,10 @@ def checkpoint(model: ModelConfig, recipe: Recipe, storage_bytes_per_s: float | 
         raise RooflineError(f"storage_bytes_per_s must be positive, got {storage_bytes_per_s}", hint="give the storage write bandwidth, e.g. 10 GB/s", exit_code=2,
                             param="storage_bytes_per_s")
     write = size / storage_bytes_per_s
+    if not math.isfinite(write):
+        raise RooflineError(f"a storage bandwidth of {storage_bytes_per_s:g} bytes/s makes the {size:.3g}-byte "
+                            "checkpoint's write time overflow", hint="give the storage write bandwidth, e.g. 10 GB/s",
+                            exit_code=2, param="storage_bytes_per_s")
     out["write_time_s"] = write
     if mtbf_s is not None:
         if not (math.isfinite(mtbf_s) and mtbf_s > 0):
@@ -133,6 +142,9 @@ def search(model: ModelConfig, gpu: GPUSpec, gpus: int, global_batch: int, seq: 
     memory, ranked by predicted tokens/s (one vectorized evaluation of the whole grid)."""
     if gpus < 1:
         raise RooflineError(f"gpus must be >= 1, got {gpus}", hint="give a GPU count >= 1", exit_code=2, param="gpus")
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise RooflineError(f"top must be a whole number >= 1, got {top}", hint="how many layouts to show, e.g. 10",
+                            exit_code=2, param="top")
     pps = [p for p in range(1, model.num_layers + 1) if gpus % p == 0]
     grid = np.array([(t, p, c, mb) for t in TP_CHOICES for p in pps for c in CP_CHOICES for mb in MICRO_BATCH_CHOICES
                      if gpus % (t * p * c) == 0], dtype=float)
@@ -140,12 +152,17 @@ def search(model: ModelConfig, gpu: GPUSpec, gpus: int, global_batch: int, seq: 
         raise RooflineError(f"no layout of {gpus} GPUs to search", hint="use a GPU count divisible by the tensor/pipeline/context degrees searched (e.g. a multiple of 8)", exit_code=2, param="gpus")
     tp, pp, cp, mb = grid.T
     dp = gpus / (tp * pp * cp)
+    full = Layout.of(tp=tp, pp=pp, dp=dp, cp=cp, ep=np.full_like(tp, ep), micro_batch=mb, global_batch=global_batch,
+                     seq=seq)
+    keep = layout_ok(model, full, recipe)  # only these are timed: an ep that does not divide dp x cp has no groups
+    if not keep.any():
+        return []
+    tp, pp, cp, mb, dp = tp[keep], pp[keep], cp[keep], mb[keep], dp[keep]
     lay = Layout.of(tp=tp, pp=pp, dp=dp, cp=cp, ep=np.full_like(tp, ep), micro_batch=mb, global_batch=global_batch,
                     seq=seq)
-    ok = layout_ok(model, lay, recipe)
     with np.errstate(divide="ignore", invalid="ignore"):
         r = evaluate(model, gpu, lay, recipe)
-    good = ok & r["fits"] & np.isfinite(r["step_time_s"])
+    good = r["fits"] & np.isfinite(r["step_time_s"])
     idx = np.flatnonzero(good)
     idx = idx[np.argsort(-r["tokens_per_s"][idx], kind="stable")][:top]
     cols = ("tokens_per_s", "step_time_s", "tflops_per_gpu", "mfu", "hfu", "total_bytes", "bubble_fraction")

@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import pytest
 
 
 def test_train_json_keys(run_cli):
@@ -72,3 +73,29 @@ def test_train_budget_gpu_hours_out_of_range_names_its_own_flag(run_cli):
         assert code == 2 and "Error: --budget-gpu-hours must be between" in err and "--budget-flops" not in err, err
     code, out, err = run_cli("train", "--gpus", "8", "--budget-gpu-hours", "1e6", "--format", "json")
     assert code == 0 and json.loads(out)["fleet"]["gpu_hours"] > 0, err
+
+
+@pytest.mark.parametrize("args, message", [
+    # a huge token count overflowed the energy row into a 300-digit number
+    (["--tokens", "1e308"], "Error: --tokens must be a positive number up to 1e+20, got 1e+308"),
+    # a subnormal bandwidth gave an infinite write time and a null interval
+    (["--storage-bandwidth-gbps", "5e-324", "--mtbf-h", "1"],
+     "Error: a storage bandwidth of 4.94066e-315 bytes/s makes the 1.12e+11-byte checkpoint's write time overflow"),
+    # --top was never checked: -5 printed a wrong list, 0 said that no layout fits
+    (["--search", "--gpus", "8", "--top", "-5"], "Error: --top must be a whole number >= 1, got -5"),
+    (["--search", "--gpus", "8", "--top", "0"], "Error: --top must be a whole number >= 1, got 0"),
+])
+def test_train_out_of_range_inputs(run_cli, args, message):
+    code, out, err = run_cli("train", *args)
+    assert code == 2 and out == "" and err.startswith(message) and "\nHint: " in err
+
+
+def test_train_search_with_expert_parallelism(run_cli):
+    """Regression: with --ep 2 the grid's layouts whose dp x cp ep does not divide reached the communication
+    model with half a rank per group ("group must be a whole number >= 0, got 0.5", exit 1); only the layouts
+    that pass the layout check are timed now."""
+    code, out, err = run_cli("train", "--model", "mixtral-8x7b", "--gpus", "16", "--ep", "2", "--search",
+                             "--global-batch", "64", "--format", "json")
+    assert code == 0, err
+    layouts = json.loads(out)["layouts"]
+    assert layouts and all((r["dp"] * r["cp"]) % 2 == 0 and r["ep"] == 2 for r in layouts)
