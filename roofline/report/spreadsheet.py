@@ -97,6 +97,24 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1e3, 6)
 
 
+def device_rows(gpu: GPUSpec, compute: str, weights: str, eff: Efficiency) -> list:
+    """The GPU's peaks and bandwidth at the compute precision, and the efficiency: the input rows the serving and
+    the training sheets share (their formulas read `mem`, `bw`, `peak`, `attn_peak`, `fp32`, `eff_*`, `overhead`)."""
+    return [
+        ("mem", "memory per GPU", gpu.memory_bytes, "bytes"),
+        ("bw", "HBM bandwidth", gpu.memory_bandwidth_bytes_per_s, "bytes/s"),
+        ("peak", f"tensor peak at the compute precision ({compute})", compute_peak(gpu, compute, weights), "FLOP/s"),
+        ("attn_peak", "attention peak (16-bit when the compute is 8-bit)", attention_peak(gpu, compute), "FLOP/s"),
+        ("fp32", "fp32 (vector) peak", gpu.peak_flops("fp32"), "FLOP/s"),
+        ("#", f"Efficiency ({eff.source})"),
+        ("eff_c", "tensor compute efficiency (16-bit and wider; attention)", float(eff.compute), "fraction"),
+        ("eff_c8", "tensor compute efficiency, 8-bit compute", float(eff.compute_8bit), "fraction"),
+        ("eff_v", "vector compute efficiency", float(eff.vector), "fraction"),
+        ("eff_m", "memory bandwidth efficiency", float(eff.memory), "fraction"),
+        ("overhead", "per-kernel launch overhead", float(eff.kernel_overhead_s), "s"),
+    ]
+
+
 def _inputs(gpu: GPUSpec, model: ModelConfig, sc: Scenario, eff: Efficiency) -> list:
     """(key, label, value, unit) rows and ('#', section title) headers of the Inputs sheet (the traffic, SLO
     and price inputs are on the Summary)."""
@@ -106,19 +124,7 @@ def _inputs(gpu: GPUSpec, model: ModelConfig, sc: Scenario, eff: Efficiency) -> 
     return [
         ("#", "GPU (datasheet, dense peaks)"),
         ("gpu", "GPU", gpu.display_name, ""),
-        ("mem", "memory per GPU", gpu.memory_bytes, "bytes"),
-        ("bw", "HBM bandwidth", gpu.memory_bandwidth_bytes_per_s, "bytes/s"),
-        ("peak", f"tensor peak at the compute precision ({sc.activations})",
-         compute_peak(gpu, sc.activations, sc.weights), "FLOP/s"),
-        ("attn_peak", "attention peak (16-bit when the activations are 8-bit)", attention_peak(gpu, sc.activations),
-         "FLOP/s"),
-        ("fp32", "fp32 (vector) peak", gpu.peak_flops("fp32"), "FLOP/s"),
-        ("#", f"Efficiency ({eff.source})"),
-        ("eff_c", "tensor compute efficiency (16-bit and wider; attention)", float(eff.compute), "fraction"),
-        ("eff_c8", "tensor compute efficiency, 8-bit activations", float(eff.compute_8bit), "fraction"),
-        ("eff_v", "vector compute efficiency", float(eff.vector), "fraction"),
-        ("eff_m", "memory bandwidth efficiency", float(eff.memory), "fraction"),
-        ("overhead", "per-kernel launch overhead", float(eff.kernel_overhead_s), "s"),
+        *device_rows(gpu, sc.activations, sc.weights, eff),
         ("#", f"Model {m.name} (architecture fixed; dimensions editable)"),
         ("layers", "layers", m.num_layers, ""), ("h", "hidden size", m.hidden_size, ""),
         ("heads", "attention heads", m.num_heads, ""), ("kvh", "KV heads", m.num_kv_heads, ""),

@@ -25,13 +25,12 @@ import numpy as np
 from openpyxl import Workbook
 
 from roofline.errors import RooflineError
-from roofline.model.engine import attention_peak, compute_peak
 from roofline.model.ops import operators_for
 from roofline.model.training import (ATTENTION_CORE, UNFUSED, Layout, Recipe, _SKIPPED, attention_fractions, fact,
                                      parameters_per_gpu)
 from roofline.report.formulas import OPERATOR_FORMULAS, PassRefs
-from roofline.report.spreadsheet import BOLD, HEAD, PEAKS as SERVING_PEAKS, RowWriter, _widths, fit_collective, \
-    write_input_rows
+from roofline.report.spreadsheet import BOLD, HEAD, PEAKS as SERVING_PEAKS, RowWriter, _widths, device_rows, \
+    fit_collective, write_input_rows
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
 from roofline.specs.precision import EMBEDDING_MIN_BYTES, bytes_per_element
@@ -97,22 +96,10 @@ def _inputs(gpu: GPUSpec, model: ModelConfig, L: Layout, recipe: Recipe) -> list
     fr = None if recipe.attention_kernel == UNFUSED else \
         attention_fractions(gpu, recipe.attention_kernel, L.seq / L.cp, model.head_dim)
     b = model.parameter_breakdown()
-    peak = compute_peak(gpu, recipe.compute, recipe.weights)
     v = lambda x: float(np.asarray(x))  # noqa: E731
     return [
         ("#", f"GPU {gpu.display_name} (datasheet, dense peaks)"),
-        ("mem", "memory per GPU", gpu.memory_bytes, "bytes"),
-        ("bw", "HBM bandwidth", gpu.memory_bandwidth_bytes_per_s, "bytes/s"),
-        ("peak", f"tensor peak at the compute precision ({recipe.compute})", peak, "FLOP/s"),
-        ("attn_peak", "attention peak (16-bit when the compute is 8-bit)", attention_peak(gpu, recipe.compute),
-         "FLOP/s"),
-        ("fp32", "fp32 (vector) peak", gpu.peak_flops("fp32"), "FLOP/s"),
-        ("#", f"Efficiency ({eff.source})"),
-        ("eff_c", "tensor compute efficiency (16-bit and wider)", float(eff.compute), "fraction"),
-        ("eff_c8", "tensor compute efficiency, 8-bit compute", float(eff.compute_8bit), "fraction"),
-        ("eff_v", "vector compute efficiency", float(eff.vector), "fraction"),
-        ("eff_m", "memory bandwidth efficiency", float(eff.memory), "fraction"),
-        ("overhead", "per-kernel launch overhead", float(eff.kernel_overhead_s), "s"),
+        *device_rows(gpu, recipe.compute, recipe.weights, eff),
         ("f_fwd", "fused attention forward: fraction of the attention peak at this sequence",
          0.0 if fr is None else v(fr[0]), "fraction"),
         ("f_bwd", "fused attention backward: fraction of the attention peak at this sequence",
