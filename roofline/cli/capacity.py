@@ -43,7 +43,8 @@ TtftOpt = Annotated[Optional[float], typer.Option("--ttft-p99-s", help="SLO: p99
 TpotOpt = Annotated[Optional[float], typer.Option("--tpot-p99-s", help="SLO: p99 time per output token (s).")]
 
 
-def _prices(items: list[str]) -> dict[str, float]:
+def parse_prices(items: list[str]) -> dict[str, float]:
+    """--price GPU=USD items as {gpu: USD per GPU-hour} (checked by plan.options.gpu_prices)."""
     return gpu_prices((*it.partition("=")[::2], it) for it in items)
 
 
@@ -64,11 +65,12 @@ def _workload(workload: Optional[Path], rate: Optional[float], *overrides) -> Wo
     return workload_from_options(workload, rate, *overrides)
 
 
-def _fmt(x, spec=".3g", scale=1.0, unit=""):
+def fmt_or_dash(x, spec=".3g", scale=1.0, unit=""):
+    """`x` x `scale` in `spec` with `unit`, or "-" for no value (None)."""
     return "-" if x is None else f"{x * scale:{spec}}{unit}"
 
 
-def _layout(r: dict) -> str:
+def layout_label(r: dict) -> str:
     """'tp4', 'tp4 ep4', 'tp1 dp8 ep8'."""
     return f"tp{r['tp']}" + (f" pp{r['pp']}" if r.get("pp", 1) > 1 else "") + \
         (f" dp{r['dp_attention']}" if r.get("dp_attention", 1) > 1 else "") + \
@@ -87,10 +89,10 @@ def _capacity_tables(res: dict, show_all: bool = False) -> list:
     hidden = len(res["candidates"]) - len(shown)
     if hidden:
         head += f"; {hidden} infeasible candidate(s) not shown (--all lists them with the reason)"
-    rows = [[r["gpu"], _layout(r), r["precision"], _fmt(r["max_request_rate_per_replica"]), r.get("replicas", "-"),
-             r.get("gpus", "-"), _fmt(r.get("cost_per_hour"), ".2f"), _fmt(r.get("cost_per_million_output_tokens"), ".3f"),
-             _fmt(r.get("headroom"), ".0%"), r.get("limited_by") or "-", r.get("bottleneck") or "-",
-             _fmt(r.get("batch"), ".0f"), _fmt(r.get("tpot_p99_s"), ".1f", 1e3), _fmt(r.get("ttft_p99_s"), ".0f", 1e3),
+    rows = [[r["gpu"], layout_label(r), r["precision"], fmt_or_dash(r["max_request_rate_per_replica"]), r.get("replicas", "-"),
+             r.get("gpus", "-"), fmt_or_dash(r.get("cost_per_hour"), ".2f"), fmt_or_dash(r.get("cost_per_million_output_tokens"), ".3f"),
+             fmt_or_dash(r.get("headroom"), ".0%"), r.get("limited_by") or "-", r.get("bottleneck") or "-",
+             fmt_or_dash(r.get("batch"), ".0f"), fmt_or_dash(r.get("tpot_p99_s"), ".1f", 1e3), fmt_or_dash(r.get("ttft_p99_s"), ".0f", 1e3),
              r.get("reason", "")] for r in shown]
     out_tables = [table(head, ["GPU", "layout", "precision", "req/s/replica", "replicas", "GPUs", "$/h", "$/1M out",
                                "headroom", "limited by", "bottleneck", "batch", "TPOT p99 ms", "TTFT p99 ms",
@@ -110,13 +112,13 @@ def _capacity_tables(res: dict, show_all: bool = False) -> list:
     plan = res.get("fleet_plan")
     if plan:
         cost = ("cost unknown (unpriced GPUs; fewest GPUs)" if plan["cost_per_hour"] is None else
-                f"${plan['cost_per_hour']:.2f}/h, ${_fmt(plan['cost_per_million_output_tokens'], '.3f')}/1M output "
+                f"${plan['cost_per_hour']:.2f}/h, ${fmt_or_dash(plan['cost_per_million_output_tokens'], '.3f')}/1M output "
                 "tokens")
         title = (f"Cheapest fleet mix: {plan['gpus']} GPUs, {cost}"
                  + (f"; AT CAPACITY: {plan['unserved_rate_per_s']:.3g} req/s unserved" if plan["at_capacity"] else ""))
         out_tables.append(table(title, ["region", "GPU", "TP", "precision", "replicas", "GPUs", "req/s", "$/h"],
                                 [[m["region"], m["gpu"], m["tp"], m["precision"], m["replicas"], m["gpus"],
-                                  _fmt(m["rate_per_s"]), _fmt(m["cost_per_hour"], ".2f")] for m in plan["mix"]]))
+                                  fmt_or_dash(m["rate_per_s"]), fmt_or_dash(m["cost_per_hour"], ".2f")] for m in plan["mix"]]))
     return out_tables
 
 
@@ -127,16 +129,16 @@ def _pool_text(r: dict, pool: str) -> str:
     """'h100-sxm tp4 fp8 x3' for one pool of a pair."""
     c = {k: r[f"{pool}_{k}"] for k in ("tp", "ep", "dp_attention")}
     n = r.get(f"{pool}_replicas")
-    return f"{r[f'{pool}_gpu']} {_layout(c)} {r[f'{pool}_precision']}" + (f" x{n}" if n else "")
+    return f"{r[f'{pool}_gpu']} {layout_label(c)} {r[f'{pool}_precision']}" + (f" x{n}" if n else "")
 
 
 def _disaggregated_tables(res: dict) -> list:
     rows = res["disaggregated"]
     shown = rows[:_DISAGG_SHOWN]
     more = f" (the first {len(shown)} of {len(rows)} pairs; --format json or csv for all)" if len(rows) > len(shown) else ""
-    body = [[_pool_text(r, "prefill"), _pool_text(r, "decode"), r.get("gpus", "-"), _fmt(r.get("cost_per_hour"), ".2f"),
-             _fmt(r.get("cost_per_million_output_tokens"), ".3f"), _fmt(r.get("ttft_p99_s"), ".0f", 1e3),
-             _fmt(r.get("kv_transfer_s"), ".1f", 1e3), _fmt(r.get("tpot_p99_s"), ".1f", 1e3),
+    body = [[_pool_text(r, "prefill"), _pool_text(r, "decode"), r.get("gpus", "-"), fmt_or_dash(r.get("cost_per_hour"), ".2f"),
+             fmt_or_dash(r.get("cost_per_million_output_tokens"), ".3f"), fmt_or_dash(r.get("ttft_p99_s"), ".0f", 1e3),
+             fmt_or_dash(r.get("kv_transfer_s"), ".1f", 1e3), fmt_or_dash(r.get("tpot_p99_s"), ".1f", 1e3),
              " / ".join(x for x in (r.get("prefill_limited_by"), r.get("prefill_bottleneck")) if x) or "-",
              " / ".join(x for x in (r.get("decode_limited_by"), r.get("decode_bottleneck")) if x) or "-",
              r.get("reason", "")] for r in shown]
@@ -149,7 +151,7 @@ def _disaggregated_tables(res: dict) -> list:
     else:
         what = (f"disaggregated, prefill {_pool_text(best, 'prefill')} + decode {_pool_text(best, 'decode')}"
                 if best["mode"] == "disaggregated" else
-                f"co-located, {best['gpu']} {_layout(best)} {best['precision']} x{best['replicas']}")
+                f"co-located, {best['gpu']} {layout_label(best)} {best['precision']} x{best['replicas']}")
         cost = ("" if best.get("cost_per_hour") is None else f", ${best['cost_per_hour']:.2f}/h, "
                 f"${best['cost_per_million_output_tokens']:.3f}/1M output tokens")
         out_tables.append(f"Cheapest of all: {what}: {best['gpus']} GPUs{cost}")
@@ -196,7 +198,7 @@ def capacity(
     w = _workload(workload, rate, prompt, output, turns, think_time_s, ttft_p99_s, tpot_p99_s)
     m = load_model(model)
     tps, precisions = _tp_degrees(tp, m), precision_list(precision)
-    overrides = _prices(price or [])
+    overrides = parse_prices(price or [])
     fl = load_fleet(fleet).with_prices(overrides) if fleet else None
     prices = {**(fl.prices if fl else {}), **overrides}
     names = gpu or (fl.gpu_names if fl else _default_gpus(profile))
@@ -269,7 +271,7 @@ def _capacity_result(m: ModelConfig, w: Workload, rows: list[dict], fl: Optional
 
 
 def _simulate_tables(res: dict) -> list:
-    lat = [[name, *(_fmt(res[k][q], ".1f", 1e3) for q in ("mean", "p50", "p90", "p99", "max"))]
+    lat = [[name, *(fmt_or_dash(res[k][q], ".1f", 1e3) for q in ("mean", "p50", "p90", "p99", "max"))]
            for name, k in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("end-to-end", "e2e_latency_s"))]
     ll = res["littles_law"]
     other = [["offered load", f"{res['offered_rate_per_s']:.3g} req/s on {res['replicas']} replica(s)"],
@@ -280,16 +282,16 @@ def _simulate_tables(res: dict) -> list:
              ["KV cache utilisation", f"mean {res['kv_cache_utilization']['mean']:.0%}, "
                                       f"max {res['kv_cache_utilization']['max']:.0%}"],
              ["queue length", f"mean {res['queue_length']['mean']:.1f}, max {res['queue_length']['max']:.0f}"],
-             ["cache hit rate", _fmt(res["cache_hit_rate"], ".1%")],
+             ["cache hit rate", fmt_or_dash(res["cache_hit_rate"], ".1%")],
              ["recompute", f"{res['recompute_tokens']:,} tokens ({res['recompute_fraction_of_prefill']:.1%} of "
                            f"prefill), {res['evictions']:,} evictions"],
-             ["Little's law", f"in flight {ll['mean_in_flight']:.3g} vs rate x latency {_fmt(ll['rate_x_latency'])}"],
+             ["Little's law", f"in flight {ll['mean_in_flight']:.3g} vs rate x latency {fmt_or_dash(ll['rate_x_latency'])}"],
              ["rejected", f"{res['rejected_requests']:,} (larger than the KV cache)"],
              ["preemptions", f"{res['preemptions']:,} ({res['preemption_mode']}; "
                              f"{res['preemption_recompute_tokens']:,} tokens recomputed), peak KV "
                              f"{res['peak_kv_cache_utilization']:.0%}"]]
     if res.get("divergence_rate_per_s") is not None or res.get("load_sweep"):
-        other.append(["latency diverges at", _fmt(res.get("divergence_rate_per_s"), ".4g", unit=" req/s")])
+        other.append(["latency diverges at", fmt_or_dash(res.get("divergence_rate_per_s"), ".4g", unit=" req/s")])
     return [table(f"Simulated {res['requests']:,} requests (ms)", ["", "mean", "p50", "p90", "p99", "max"], lat),
             table(None, ["", ""], other, justify_right=False)]
 

@@ -17,7 +17,7 @@ from roofline.cli.common import (DEFAULT_GPU, BatchOpt, ContextOpt, GpuOpt, Mode
 from roofline.cli.train import (TrainBatchOpt, TrainGpusOpt, TrainPrecisionOpt, TrainRecomputeOpt, TrainSeqOpt,
                                  TrainZeroOpt, report_training)
 from roofline.cli.engine_options import engine_options
-from roofline.cli.capacity import RateOpt, WorkloadOpt, _prices
+from roofline.cli.capacity import RateOpt, WorkloadOpt, parse_prices
 from roofline.errors import RooflineError
 from roofline.model.memory import EngineKnobs
 from roofline.specs.hardware import load_gpu
@@ -262,7 +262,7 @@ def report(
                                train_precision)
     spec = ReportSpec(g, m, sc, cmd, eff, prof, str(profile) if profile else None, compare, slo_s, training,
                       workload=w, workload_path=None if workload is None else str(workload),
-                      prices=_prices(price or []), engine=engine,
+                      prices=parse_prices(price or []), engine=engine,
                       notes=tuple(_left_out(others, sc.activations)))
     with status(f"Writing the report for {m.name} on {g.display_name}: analysis, plots, comparison, sweep"):
         path = write_report(out_dir / _safe(name or default_name(m, g)), spec)

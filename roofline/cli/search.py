@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from roofline.cli.capacity import _fmt, _layout, _prices
+from roofline.cli.capacity import fmt_or_dash, layout_label, parse_prices
 from roofline.cli.common import FormatOpt, comma_list, err, ints, out, path_option
 from roofline.errors import RooflineError
 from roofline.plan.executors import run_search
@@ -41,12 +41,12 @@ def _tables(doc: dict) -> list:
     tables = []
     for res in doc["results"]:
         front = set(res["pareto"])
-        rows = [[("* " if r["index"] in front else "  ") + r["gpu"], _layout(r), r["precision"], r["engine"],
-                 r["max_seqs"], r["max_batched_tokens"], _fmt(r["kv_cache_fraction"], ".3g"), _fmt(r["sim_rate"]),
-                 _fmt(r["screen_rate"]), r.get("sim_replicas") or "-",
-                 (r["sim_replicas"] or 0) * r["gpus_per_replica"] or "-", _fmt(r["sim_cost_per_hour"], ".2f"),
-                 _fmt(r["sim_cost_per_million_output_tokens"], ".3f"), _fmt(r["sim_ttft_p99_s"], ".0f", 1e3),
-                 _fmt(r["sim_tpot_p99_s"], ".1f", 1e3), _fmt(r["sim_output_tokens_per_s_per_gpu"], ".0f"),
+        rows = [[("* " if r["index"] in front else "  ") + r["gpu"], layout_label(r), r["precision"], r["engine"],
+                 r["max_seqs"], r["max_batched_tokens"], fmt_or_dash(r["kv_cache_fraction"], ".3g"), fmt_or_dash(r["sim_rate"]),
+                 fmt_or_dash(r["screen_rate"]), r.get("sim_replicas") or "-",
+                 (r["sim_replicas"] or 0) * r["gpus_per_replica"] or "-", fmt_or_dash(r["sim_cost_per_hour"], ".2f"),
+                 fmt_or_dash(r["sim_cost_per_million_output_tokens"], ".3f"), fmt_or_dash(r["sim_ttft_p99_s"], ".0f", 1e3),
+                 fmt_or_dash(r["sim_tpot_p99_s"], ".1f", 1e3), fmt_or_dash(r["sim_output_tokens_per_s_per_gpu"], ".0f"),
                  r["sim_limited_by"] or "-"] for r in res["simulated"]]
         title = (f"{res['model']} x {res['workload']}: {res['candidates_screened']:,} candidates screened, "
                  f"{res['candidates_feasible']:,} feasible, {len(res['simulated'])} simulated "
@@ -56,7 +56,7 @@ def _tables(doc: dict) -> list:
                                     "TTFT p99 ms", "TPOT p99 ms", "tok/s/GPU", "limited by"], rows))
         best = res["cheapest"]
         tables.append("Cheapest feasible: none confirmed by simulation" if best is None else
-                      f"Cheapest feasible: {best['gpu']} {_layout(best)} {best['precision']} {best['engine']} "
+                      f"Cheapest feasible: {best['gpu']} {layout_label(best)} {best['precision']} {best['engine']} "
                       f"max_seqs {best['max_seqs']} x{best['sim_replicas']} replicas: "
                       f"${best['sim_cost_per_hour']:.2f}/h, ${best['sim_cost_per_million_output_tokens']:.3f}/1M "
                       f"output tokens; binding limit {best['sim_limited_by']}\n")
@@ -146,7 +146,7 @@ def search(
     if not names:  # here, not as the search's `gpus`: FLAGS spells that train's --gpus
         raise RooflineError("--gpu is empty", hint="give at least one value", exit_code=2)
     gpus = tuple(load_gpu(n) for n in names)
-    prices = {**(fl.prices if fl else {}), **_prices(price or [])}
+    prices = {**(fl.prices if fl else {}), **parse_prices(price or [])}
     missing = [g.name for g in gpus if g.name not in prices]
     if missing:
         raise RooflineError(f"--price has no price for {', '.join(missing)}", hint="give --price GPU=USD for "

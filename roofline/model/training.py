@@ -465,8 +465,8 @@ def step_time(model: ModelConfig, gpu: GPUSpec, layout: Layout, recipe: Recipe) 
     if unfused:  # the score matrix crosses memory: written by Q K^T, read and written by the softmax (and by
         # dropout, with its 1-byte mask), read by P V; its backward moves it twice (no recomputation inside)
         scores = p.attn_pairs * p.heads
-        rw = 2.0 if recipe.dropout else 1.0
-        mask = 1.0 if recipe.dropout else 0.0
+        mask = 1.0 if recipe.dropout else 0.0  # dropout: one more read and write, and a 1-byte mask
+        rw = 1.0 + mask
         mat = OpCost(0.0 * scores, (rw + 1.0) * scores * p.a_bytes, ((rw + 1.0) * p.a_bytes + mask) * scores,
                      kernels=rw)
         t_mat = _op_time(gpu, "vector", mat, peaks, eff, p.a_bytes) * layers

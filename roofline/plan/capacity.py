@@ -247,13 +247,17 @@ def _time(s: Setup, T, S, pairs, kv) -> np.ndarray:
     parallelism the step runs as m = min(pp, S) micro-batches, composed as a decode step (phases.phase_time_s).
     The engine's fixed costs of a pass on `s` are included (`step_time.step_ops`)."""
     T, S = np.maximum(T, 1e-9), np.maximum(S, 1e-9)
-    flat = sum(np.broadcast_to(o.time_s, np.shape(T)) for o in step_ops(s, T, S, pairs, kv))
     pp = np.asarray(s.pp)
     if np.all(pp == 1):
-        return flat
-    m = micro_batches(s, S)  # rows with and without stages side by side (the search's Setup mixes them)
+        return sum(np.broadcast_to(o.time_s, np.shape(T)) for o in step_ops(s, T, S, pairs, kv))
+    m = micro_batches(s, S)
     ops = step_ops(s, T / m, S / m, np.asarray(pairs) / m, np.asarray(kv) / m)
-    return np.where(pp == 1, flat, np.broadcast_to(phase_time_s(s, ops, S, "decode"), np.shape(T)))
+    staged = np.broadcast_to(phase_time_s(s, ops, S, "decode"), np.shape(T))
+    if np.all(pp > 1):
+        return staged
+    # rows with and without stages side by side (the search's Setup mixes them)
+    flat = sum(np.broadcast_to(o.time_s, np.shape(T)) for o in step_ops(s, T, S, pairs, kv))
+    return np.where(pp == 1, flat, staged)
 
 
 def _bottleneck(s: Setup, B: float, c: float, q: float, st: WorkloadStats, u: float) -> str:

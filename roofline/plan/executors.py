@@ -105,6 +105,7 @@ def prepare(results_dir: Path, space: search.SearchSpace, resume: bool) -> None:
 
 #: seconds to wait for a TCP connection to a Ray head (ray.init itself waits minutes on a dead address)
 CONNECT_TIMEOUT_S = 5.0
+_ADDRESS_HINT = "pass `address` auto or the HOST:PORT a running Ray head prints, or leave it out"
 
 
 def _check_reachable(address: str | None) -> None:
@@ -113,13 +114,12 @@ def _check_reachable(address: str | None) -> None:
     if address is None or address in ("auto", "local"):
         return
     host, sep, port = address.removeprefix("ray://").rpartition(":")
-    hint = "pass `address` auto or the HOST:PORT a running Ray head prints, or leave it out"
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise RooflineError(f"address {address!r} is not HOST:PORT", hint=hint, exit_code=2, param="address")
+        raise RooflineError(f"address {address!r} is not HOST:PORT", hint=_ADDRESS_HINT, exit_code=2, param="address")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as e:
-        raise RooflineError(f"no Ray cluster answers at address {address!r} ({e.strerror or e})", hint=hint,
+        raise RooflineError(f"no Ray cluster answers at address {address!r} ({e.strerror or e})", hint=_ADDRESS_HINT,
                             exit_code=2, param="address") from None
 
 
@@ -215,9 +215,8 @@ class Runner:
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
             except (ValueError, ConnectionError) as e:  # a malformed or unreachable address
-                raise RooflineError(f"cannot start Ray at address {self.address!r}: {e}", hint="pass `address` "
-                                    "auto or HOST:PORT of a running cluster, or leave it out", exit_code=2,
-                                    param="address") from None
+                raise RooflineError(f"cannot start Ray at address {self.address!r}: {e}", hint=_ADDRESS_HINT,
+                                    exit_code=2, param="address") from None
         task = ray.remote(max_retries=MAX_ATTEMPTS - 1, retry_exceptions=True)(run_shard)
         space_ref = ray.put(self.space)
         running = {task.remote(space_ref, self.plan_id, sh, self.fault): sh for sh in todo}

@@ -8,7 +8,7 @@ from roofline.errors import RooflineError
 from roofline.model.efficiency import Efficiency
 from roofline.model.engine import check_tp
 from roofline.plan.capacity import Candidate, candidates
-from roofline.specs.fleet import MAX_PRICE_PER_GPU_HOUR
+from roofline.specs.fleet import MAX_PRICE_PER_GPU_HOUR, price_ok
 from roofline.specs.hardware import GPUSpec, load_gpu
 from roofline.specs.models import ModelConfig
 
@@ -63,7 +63,7 @@ def check_price(value: str | float, item: str) -> float:
     except (TypeError, ValueError):
         raise RooflineError(f"price {item!r} is not GPU=USD_PER_HOUR", hint="e.g. `price=h100-sxm=2.49`",
                             exit_code=2, param="price") from None
-    if not 0.0 <= usd <= MAX_PRICE_PER_GPU_HOUR:
+    if not price_ok(usd):
         raise RooflineError(f"price {item!r}: the price must be between 0 and {MAX_PRICE_PER_GPU_HOUR:g} USD per "
                             f"GPU-hour, got {value}",
                             hint="e.g. `price=h100-sxm=2.49`", exit_code=2, param="price")

@@ -48,7 +48,7 @@ from roofline.model.sweep import valid_layouts
 from roofline.plan.capacity import U_GRID, Z99, step_times, workload_stats
 from roofline.plan.simulate import DoesNotFit, SimSettings, check_work, simulate
 from roofline.specs.engines import EngineSpec
-from roofline.specs.fleet import MAX_PRICE_PER_GPU_HOUR
+from roofline.specs.fleet import MAX_PRICE_PER_GPU_HOUR, price_ok
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
 from roofline.specs.precision import PrecisionSet, bytes_per_element
@@ -168,7 +168,7 @@ def check_space(sp: SearchSpace) -> None:
         raise RooflineError("prices must give one price per GPU", hint="one USD per GPU-hour figure per `gpus` "
                             "entry", exit_code=2, param="prices")
     for price in sp.prices:  # the bound a fleet file and `price` have: a higher one overflows a fleet's cost
-        if isinstance(price, bool) or not 0.0 <= float(price) <= MAX_PRICE_PER_GPU_HOUR:
+        if isinstance(price, bool) or not price_ok(float(price)):
             raise RooflineError(f"prices must be between 0 and {MAX_PRICE_PER_GPU_HOUR:g} USD per GPU-hour, got "
                                 f"{price}", hint="e.g. 2.49 for an H100", exit_code=2, param="prices")
     if not 1 <= sp.max_gpus <= TP_DEGREES[-1]:

@@ -24,7 +24,7 @@ from roofline.report.render import columns_to_rows, dumps_json, rows_to_csv
 from roofline.report.training_section import LAYOUT_HEADERS
 from roofline.model.sweep import sweep
 from roofline.units import format_bytes, format_count, format_rate, format_time_s
-from roofline.report.verdict import analyze_verdict, best_comparison, capacity_verdict, number, slos_text
+from roofline.report.verdict import analyze_verdict, best_comparison, capacity_verdict, layout_text, number, slos_text
 from roofline.report.views import batch_fit_text, decode_step_text, latency_rows, request_text
 
 SWEEP_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -179,11 +179,6 @@ def capacity_result(spec: ReportSpec) -> dict | None:
     return {"verdict": capacity_verdict(res), **res, "command": capacity_command(spec)}
 
 
-def _layout(r: dict) -> str:
-    return f"TP{r['tp']}" + "".join(f" {k.upper()}{r[k]}" for k in ("pp", "ep") if r.get(k, 1) > 1) + \
-        (f" DP{r['dp_attention']}" if r.get("dp_attention", 1) > 1 else "")
-
-
 CAPACITY_HEADERS = ["GPU", "layout", "precision", "req/s per replica", "replicas", "GPUs", "$/h", "$/1M output",
                     "headroom", "limited by", "batch", "TPOT p99", "TTFT p99", "note"]
 
@@ -195,7 +190,7 @@ def capacity_rows(res: dict) -> list[list[str]]:
 
     def usd(x, spec=",.2f"):
         return "-" if x is None else f"${x:{spec}}"
-    return [[r["gpu"], _layout(r), r["precision"], number(r.get("max_request_rate_per_replica") or 0),
+    return [[r["gpu"], layout_text(r), r["precision"], number(r.get("max_request_rate_per_replica") or 0),
              f"{r['replicas']:,}" if r.get("replicas") else "-", f"{r['gpus']:,}" if r.get("gpus") else "-",
              usd(r.get("cost_per_hour")), usd(r.get("cost_per_million_output_tokens"), ".3g"),
              "-" if r.get("headroom") is None else f"{r['headroom']:.0%}",

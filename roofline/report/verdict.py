@@ -116,11 +116,15 @@ def best_comparison(rows: list[dict], own: str) -> dict | None:
 
 # --------------------------------------------------------------------------------------------------- capacity
 
-def _layout(r: dict, prefix: str = "") -> str:
-    tp = r[f"{prefix}tp"]
+def layout_text(r: dict, prefix: str = "") -> str:
+    """'TP4', 'TP2 PP2 EP8 DP8': a capacity row's layout (the `prefix` pool's: 'prefill_', 'decode_')."""
     extra = [f"{k.upper()}{r[prefix + k]}" for k in ("pp", "ep") if r.get(prefix + k, 1) > 1]
     extra += [f"DP{r[prefix + 'dp_attention']}"] if r.get(prefix + "dp_attention", 1) > 1 else []
-    return " ".join([f"TP{tp}"] + extra) + f" {r[prefix + 'precision'].upper()}"
+    return " ".join([f"TP{r[prefix + 'tp']}"] + extra)
+
+
+def _layout(r: dict, prefix: str = "") -> str:
+    return f"{layout_text(r, prefix)} {r[prefix + 'precision'].upper()}"
 
 
 def _limit(r: dict, slo: dict, key: str = "limited_by") -> str:

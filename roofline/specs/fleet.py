@@ -50,7 +50,7 @@ def _bad(where: str, field: str, expected: str, found) -> RooflineError:
     return RooflineError(f"{where}: field '{field}' must be {expected}, found {clip(repr(found))}", hint=_HINT)
 
 
-def _price_ok(v) -> bool:
+def price_ok(v) -> bool:
     """A price: a number from 0 to MAX_PRICE_PER_GPU_HOUR (NaN, infinities and true/false are not)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= MAX_PRICE_PER_GPU_HOUR
 
@@ -86,7 +86,7 @@ def parse_fleet(d, where: str = "fleet") -> Fleet:
     prices = {}
     gpus = _object(d.get("gpus", {}), where, "gpus", "an object of gpu -> {\"price_per_gpu_hour\": USD}")
     for g, v in gpus.items():
-        if not isinstance(v, dict) or not _price_ok(v.get("price_per_gpu_hour")):
+        if not isinstance(v, dict) or not price_ok(v.get("price_per_gpu_hour")):
             raise _bad(where, f"gpus.{g}.price_per_gpu_hour", f"a number from 0 to {MAX_PRICE_PER_GPU_HOUR:g} (USD per "
                        f"GPU-hour), written as {{\"{g}\": {{\"price_per_gpu_hour\": 2.5}}}}",
                        v.get("price_per_gpu_hour") if isinstance(v, dict) else v)
@@ -109,7 +109,7 @@ def parse_fleet(d, where: str = "fleet") -> Fleet:
                 raise _bad(where, f"regions.{r}.{g}" + (".available" if isinstance(v, dict) else ""),
                            f"a whole number of GPUs <= {MAX_GPUS:,}" if too_many else "a whole number of GPUs >= 0",
                            count)
-            if price is not None and not _price_ok(price):
+            if price is not None and not price_ok(price):
                 raise _bad(where, f"regions.{r}.{g}.price_per_gpu_hour",
                            f"a number >= 0 (at most {MAX_PRICE_PER_GPU_HOUR:g} USD per GPU-hour)", price)
             supply[(r, g)] = (int(count), None if price is None else float(price))
