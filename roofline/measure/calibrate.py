@@ -153,6 +153,7 @@ class CalibratedEfficiency(Efficiency):
     memory_samples: tuple = field(default=(), repr=False)
     attention_samples: tuple = field(default=(), repr=False)
     precision: str = ""
+    overlap_p: float | None = None  # the curves are fitted under max(compute, memory): the knee is in them
     source: str = "calibrated from a measured profile (roofline.bench.calibrate)"
 
     def __post_init__(self):

@@ -23,8 +23,9 @@ VECTOR_FAMILIES = STREAM_FAMILIES + ("launch",)
 def op_time_s(flops: float, bytes_: float, kernels: float, peak: float, bandwidth: float,
               eff: Efficiency, tensor: bool) -> float:
     """One operator, timed by engine.op_seconds (the formula engine.time_pass uses)."""
-    comp, mem, over = op_seconds("tensor" if tensor else "vector", flops, bytes_, kernels, peak, bandwidth, eff)
-    return float(np.maximum(comp, mem) + over)
+    unit = "tensor" if tensor else "vector"
+    comp, mem, over = op_seconds(unit, flops, bytes_, kernels, peak, bandwidth, eff)
+    return float(eff.roofline_s(unit, comp, mem) + over)
 
 
 def _peak(spec: GPUSpec, precision: str) -> float | None:

@@ -75,7 +75,7 @@ def _bare_roofline_s(p: dict, spec) -> float | None:
     if not peak:
         return None
     if p["family"] in ("attention", "layer"):
-        bare = Efficiency(compute=1.0, vector=1.0, memory=1.0, kernel_overhead_s=0.0)
+        bare = Efficiency(compute=1.0, vector=1.0, memory=1.0, kernel_overhead_s=0.0, overlap_p=None)
         return predict_point(p, spec, bare)
     return float(roofline_s(p["flops"], p["bytes_read"] + p["bytes_written"], peak, spec.memory_bandwidth_bytes_per_s))
 
@@ -205,7 +205,7 @@ def validate(profile: dict[str, Any]) -> dict[str, Any]:
     spec_all = measured_spec({**profile, "ceilings": ceil_all})
     sheet = datasheet_spec(profile)
     launch_s = ceil_all.get("launch_overhead_s") or 0.0
-    bare = Efficiency(compute=1.0, memory=1.0, vector=1.0, kernel_overhead_s=overhead_of(ceil_all))
+    bare = Efficiency(compute=1.0, memory=1.0, vector=1.0, kernel_overhead_s=overhead_of(ceil_all), overlap_p=None)
     cache_bytes = cache_bytes_of(profile, sheet)
     rows = []
     for p in pts:

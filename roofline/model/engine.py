@@ -19,7 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
-from roofline.model.efficiency import Efficiency
+from roofline.model.efficiency import Efficiency, roofline_s
 from roofline.errors import RooflineError
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
@@ -199,6 +199,7 @@ class OpTime:
     overhead_s: np.ndarray
     comm: CommTime | None = None  # link operators: one message's time, algorithm and link
     group: np.ndarray | None = None  # link operators: ranks in the collective
+    overlap_p: float | None = None  # tensor operators: how compute and memory combine (Efficiency.overlap_p)
 
     @cached_property
     def flops(self) -> np.ndarray:
@@ -218,7 +219,7 @@ class OpTime:
 
     @cached_property
     def time_s(self) -> np.ndarray:
-        return np.maximum(self.compute_s, self.memory_s) + self.overhead_s
+        return roofline_s(self.compute_s, self.memory_s, self.overlap_p) + self.overhead_s
 
     @property
     def bound(self) -> np.ndarray:
@@ -275,7 +276,8 @@ def time_pass(s: Setup, p: Pass) -> list[OpTime]:
             continue
         comp, mem, over = op_seconds(op.unit, c.flops, c.bytes_read + c.bytes_written, c.kernels, peaks[op.unit],
                                      bw, eff, s.a_bytes)
-        out.append(OpTime(op.name, op.unit, n, c, n * comp, n * mem, np.asarray(n * over)))
+        out.append(OpTime(op.name, op.unit, n, c, n * comp, n * mem, np.asarray(n * over),
+                          overlap_p=eff.overlap_p if op.unit == "tensor" else None))
     return out
 
 

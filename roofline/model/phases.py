@@ -198,6 +198,15 @@ def _sum_max_affine(n, c0, c1, m0, m1):
     return np.where(dd > 0, up, np.where(dd < 0, dn, flat))
 
 
+def _sum_op(n, oa: OpTime, ob: OpTime):
+    """One operator's time summed over n decode steps, from its first (oa) and last (ob) step. A tensor
+    operator (a GEMM) does not see the context, so its p-norm time (Efficiency.overlap_p) is the same at every
+    step; the others add max(compute, memory), exact for affine times."""
+    if oa.overlap_p is not None:
+        return n * 0.5 * (oa.time_s + ob.time_s)
+    return _sum_max_affine(n, oa.compute_s, ob.compute_s, oa.memory_s, ob.memory_s) + n * oa.overhead_s
+
+
 def _segment_time(s: Setup, batch, first, last):
     """Summed decode-step time over contexts first..last (inclusive), where every operator's compute and
     memory times are affine in the context. Empty segments (last < first) give 0. With pipeline
@@ -205,8 +214,7 @@ def _segment_time(s: Setup, batch, first, last):
     which one depends on m and the layout, not on the context)."""
     n = np.maximum(last - first + 1.0, 0.0)
     a, b = decode_step(s, batch, first), decode_step(s, batch, np.maximum(last, first))
-    sums = [_sum_max_affine(n, oa.compute_s, ob.compute_s, oa.memory_s, ob.memory_s) + n * oa.overhead_s
-            for oa, ob in zip(a, b)]
+    sums = [_sum_op(n, oa, ob) for oa, ob in zip(a, b)]
     latency = sum(sums)
     if np.all(np.asarray(s.pp) == 1):
         return latency

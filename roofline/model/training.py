@@ -424,7 +424,7 @@ def _lm_head(p: Pass, model: ModelConfig):
 def _op_time(gpu: GPUSpec, unit: str, c, peaks: dict, eff: Efficiency, a_bytes) -> np.ndarray:
     comp, mem, over = op_seconds(unit, c.flops, c.bytes_read + c.bytes_written, c.kernels, peaks[unit],
                                  gpu.memory_bandwidth_bytes_per_s, eff, a_bytes)
-    return np.maximum(comp, mem) + over
+    return eff.roofline_s(unit, comp, mem) + over
 
 
 def _coll(gpu, collective, size, group, span):

@@ -6,7 +6,7 @@ and deployment), Inputs (GPU, efficiency, model dimensions, precisions, deployme
 each a defined name `in_<key>`; the Summary's inputs are `in_rps`, `in_slo_ttft_ms`, `in_slo_tpot_ms`,
 `in_usd`, `in_hours`), Memory (weights, activations, KV bytes/token, KV capacity, max batch), Prefill /
 Decode / Decode mean (one row per operator of `roofline.ops`, FLOPs and bytes as formulas, time =
-MAX(compute, memory) + kernels x overhead), Sizing (TTFT, TPOT, throughput per GPU, GPUs needed by Little's
+max(compute, memory) + kernels x overhead, tensor operators the p-norm of Efficiency.overlap_p), Sizing (TTFT, TPOT, throughput per GPU, GPUs needed by Little's
 law at the fixed batch, $/h, $/month, $/1M tokens, the binding limit and its headroom) and Sweep (values, not
 formulas). Every sheet prints one page wide (`_print_setup`); the Summary on one page. The operator formulas
 mirror `roofline/ops.py`, `engine.py`, `memory.py` and `phases.py`; the tests recalculate the workbook and
@@ -14,7 +14,7 @@ compare with `analyze` (1%).
 
 The architecture (which operators, gated MLP, biases, MLA/MoE) is fixed when the workbook is written;
 every dimension, precision, batch, context, efficiency and price is an input cell. Only the formula subset
-MAX, MIN, IF, AND, OR, ABS, INT, ROUNDUP, TEXT, `&` and arithmetic is used, so Excel, LibreOffice and the
+MAX, MIN, IF, AND, OR, ABS, INT, ROUNDUP, TEXT, `&` and arithmetic (`^` included) is used, so Excel, LibreOffice and the
 `formulas` package agree. `workbook_answer` computes the Summary's answer in Python from `analyze` (what the
 `spreadsheet` command prints); the tests check that the recalculated sheet says the same.
 """
@@ -112,6 +112,8 @@ def device_rows(gpu: GPUSpec, compute: str, weights: str, eff: Efficiency) -> li
         ("eff_v", "vector compute efficiency", float(eff.vector), "fraction"),
         ("eff_m", "memory bandwidth efficiency", float(eff.memory), "fraction"),
         ("overhead", "per-kernel launch overhead", float(eff.kernel_overhead_s), "s"),
+        ("knee_p", "GEMM overlap p: time = (compute^p + memory^p)^(1/p); 0 = max(compute, memory)",
+         float(eff.overlap_p or 0.0), "p"),
     ]
 
 
@@ -382,6 +384,15 @@ def _write_pass(wb: Workbook, model: ModelConfig, title: str, new: str, cached: 
     _widths(ws, (30, 14, 8, 8, 20, 20, 20, 14, 12, 12, 12, 12, 10))
 
 
+def roofline_formula(c: str, m: str, unit: str, p: str = "in_knee_p") -> str:
+    """Efficiency.roofline_s as a formula over the cells c and m: the p-norm (input `knee_p`, 0 = max) for tensor
+    operators, max for the others."""
+    hi = f"MAX({c},{m})"
+    if unit != "tensor":
+        return hi
+    return f"IF(AND({p}>0,{hi}>0),{hi}*(1+(MIN({c},{m})/{hi})^{p})^(1/{p}),{hi})"
+
+
 def _op_row(ws, r: int, op, count: int, f, cells: dict, prefix: str) -> None:
     flops, read, write, kernels, comm = f
     ws.cell(r, 1, op.name)
@@ -397,14 +408,15 @@ def _op_row(ws, r: int, op, count: int, f, cells: dict, prefix: str) -> None:
         ws.cell(r, 10, 0)
         ws.cell(r, 11, 0)
         lat, spb = f"in_cl_{prefix}_{op.name}", f"in_cb_{prefix}_{op.name}"
-        ws.cell(r, 12, f"=IF(({comm})>0,C{r}*D{r}*({lat}+({comm})*{spb}+in_eager*$B$13),0)")
+        # a collective over one rank (latency and seconds per byte both 0) moves nothing and launches nothing
+        ws.cell(r, 12, f"=IF(AND(({comm})>0,{lat}+{spb}>0),C{r}*D{r}*({lat}+({comm})*{spb}+in_eager*$B$13),0)")
         ws.cell(r, 13, "interconnect")
     else:
         ws.cell(r, 9, f"=E{r}/({PEAKS[op.unit]})")
         ws.cell(r, 10, f"=(F{r}+G{r})/(in_bw*in_eff_m)")
         eager = "$B$14" if op.unit == "attention" else "$B$13"
         ws.cell(r, 11, f"=C{r}*D{r}*(in_overhead+in_eager*{eager})")
-        ws.cell(r, 12, f"=MAX(I{r},J{r})+K{r}")
+        ws.cell(r, 12, f"={roofline_formula(f'I{r}', f'J{r}', op.unit)}+K{r}")
         ws.cell(r, 13, f'=IF(I{r}>=J{r},"compute","memory")')
     for key, col in (("flops", "E"), ("bytes_read", "F"), ("bytes_written", "G"), ("time_s", "L")):
         cells[f"{prefix}.op.{op.name}.{key}"] = f"'{ws.title}'!{col}{r}"

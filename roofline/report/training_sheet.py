@@ -30,7 +30,7 @@ from roofline.model.training import (ATTENTION_CORE, UNFUSED, Layout, Recipe, _S
                                      parameters_per_gpu)
 from roofline.report.formulas import OPERATOR_FORMULAS, PassRefs
 from roofline.report.spreadsheet import BOLD, HEAD, PEAKS as SERVING_PEAKS, RowWriter, _widths, device_rows, \
-    fit_collective, write_input_rows
+    fit_collective, roofline_formula, write_input_rows
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
 from roofline.specs.precision import EMBEDDING_MIN_BYTES, bytes_per_element
@@ -199,7 +199,8 @@ def _op_table(ws, start: int, model: ModelConfig, refs: PassRefs, fused: bool, c
         ws.cell(r, 8, f"=F{r}/({PEAKS[unit]})")
         ws.cell(r, 9, f"=G{r}/(tr_bw*tr_eff_m)")
         ws.cell(r, 10, f"=C{r}*D{r}*tr_overhead")
-        ws.cell(r, 11, "fused kernel, below" if role == "fused" else f"=MAX(H{r},I{r})+J{r}")
+        ws.cell(r, 11, "fused kernel, below" if role == "fused"
+                else f"={roofline_formula(f'H{r}', f'I{r}', unit, 'tr_knee_p')}+J{r}")
         roles[role].append(f"F{r}" if role == "fused" else f"K{r}")
         cells[f"training.op.{name}.time_s"] = f"'{SHEET}'!K{r}"
         r += 1

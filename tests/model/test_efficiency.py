@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from roofline.errors import RooflineError
 from roofline.model import efficiency as efficiency_module
-from roofline.model.efficiency import Efficiency
+from roofline.model.efficiency import Efficiency, roofline_s
 from roofline.model.engine import op_seconds
 
-DOCUMENTED = {"compute": 0.75, "compute_8bit": 0.55, "vector": 0.50, "memory": 0.80, "kernel_overhead_s": 4e-6}
+DOCUMENTED = {"compute": 0.75, "compute_8bit": 0.55, "vector": 0.50, "memory": 0.80, "kernel_overhead_s": 4e-6,
+              "overlap_p": 2.0}
 
 
 def test_defaults_are_the_documented_ones():
@@ -91,3 +92,43 @@ def test_tensor_fraction_is_one_of_the_two_fractions(compute, c8, a_bytes):
 def test_bad_values_are_rejected(bad):
     with pytest.raises(RooflineError, match=next(iter(bad))):
         Efficiency(**bad)
+
+
+def test_a_gemm_combines_compute_and_memory_as_a_p_norm():
+    """3 us of math and 4 us of loads: sqrt(3^2 + 4^2) = 5 us at p = 2 (the corner max() would give 4 us);
+    at p = 1 nothing overlaps, 3 + 4 = 7 us; with overlap_p None it is the bare roofline, max = 4 us."""
+    assert roofline_s(3e-6, 4e-6, 2.0) == pytest.approx(5e-6, rel=1e-12)
+    assert roofline_s(3e-6, 4e-6, 1.0) == pytest.approx(7e-6, rel=1e-12)
+    assert roofline_s(3e-6, 4e-6, 3.0) == pytest.approx((27 + 64) ** (1 / 3) * 1e-6, rel=1e-12)  # 4.498 us
+    assert roofline_s(3e-6, 4e-6, None) == 4e-6
+    assert float(roofline_s(0.0, 0.0, 3.0)) == 0.0
+    assert float(roofline_s(np.inf, 1.0, 3.0)) == np.inf and float(roofline_s(np.inf, 1.0, 2.0)) == np.inf
+
+
+def test_only_tensor_operators_get_the_knee():
+    """Elementwise (vector) and attention operators keep max(): one side dominates them."""
+    e = Efficiency()
+    assert float(e.roofline_s("tensor", 3.0, 4.0)) == pytest.approx(5.0)
+    for unit in ("vector", "attention"):
+        assert float(e.roofline_s(unit, 3.0, 4.0)) == 4.0
+    assert float(e.with_overrides(overlap_p=None).roofline_s("tensor", 3.0, 4.0)) == 4.0
+
+
+@given(st.floats(0.0, 1e3), st.floats(0.0, 1e3), st.floats(1.0, 50.0), st.floats(1.0, 50.0))
+def test_the_knee_lies_between_the_roofline_and_no_overlap(c, m, p, q):
+    """max(c, m) <= p-norm <= c + m, and a larger p overlaps more (never slower)."""
+    t = float(roofline_s(c, m, p))
+    assert max(c, m) * (1 - 1e-12) <= t <= (c + m) * (1 + 1e-12)
+    lo, hi = sorted((p, q))
+    assert float(roofline_s(c, m, hi)) <= float(roofline_s(c, m, lo)) * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("bad", [0.5, 0.0, -2.0, float("nan"), float("inf"), "2"])
+def test_an_overlap_p_below_one_or_not_a_number_is_refused(bad):
+    with pytest.raises(RooflineError, match="overlap_p"):
+        Efficiency(overlap_p=bad)
+
+
+def test_a_measured_profile_keeps_max_because_its_curves_were_fitted_under_it():
+    from roofline.measure.calibrate import CalibratedEfficiency
+    assert CalibratedEfficiency().overlap_p is None

@@ -138,7 +138,9 @@ def test_an_overload_far_past_its_arrivals_keeps_few_samples():
 
 
 def test_thinned_samples_agree_with_every_sample(monkeypatch):
-    """Replicas thinned at different intervals are brought to the coarsest; the means barely move."""
+    """Replicas thinned at different intervals are brought to the coarsest; the means barely move, and the
+    thinned samples are a subset of the full ones (the same times, every other one dropped), so their maximum
+    is at most the full one's and close to it."""
     from roofline.plan import simulate as sim
     thin = simulate(S8B, CHAT, 1500, replicas=3, seed=0, rate_per_s=1e4)
     monkeypatch.setattr(sim, "MAX_SAMPLES", 10 ** 9)
@@ -146,5 +148,5 @@ def test_thinned_samples_agree_with_every_sample(monkeypatch):
     assert len(thin["timeseries"]["time_s"]) < len(full["timeseries"]["time_s"])
     for k in ("batch_size", "queue_length", "kv_cache_utilization"):
         assert thin[k]["mean"] == pytest.approx(full[k]["mean"], rel=0.01)
-        assert thin[k]["max"] == full[k]["max"]
+        assert 0.98 * full[k]["max"] <= thin[k]["max"] <= full[k]["max"]
     assert thin["ttft_s"] == full["ttft_s"]
