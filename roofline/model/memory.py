@@ -24,7 +24,7 @@ import numpy as np
 
 from roofline.model.engine import PassCosts, Setup
 from roofline.errors import RooflineError
-from roofline.specs.engines import DEFAULT_ENGINE, KV_RULES, EngineSpec, load_engine
+from roofline.specs.engines import DEFAULT_ENGINE, KV_RULES, Admission, EngineSpec, load_engine
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.precision import bytes_per_element, embedding_bytes_per_element
 from roofline.units import GiB
@@ -52,7 +52,9 @@ class MemorySettings:
     max_batched_tokens: tokens in the largest forward pass (vLLM max_num_batched_tokens, SGLang
     chunked_prefill_size, TensorRT-LLM max_num_tokens): sizes the activation workspace and a step's prefill.
     max_seqs: sequences in one step (vLLM max_num_seqs, TensorRT-LLM max_batch_size) - caps the batch and
-    sizes the fp32 logits buffer. The rest mirror the engine file's fields of the same names."""
+    sizes the fp32 logits buffer. admission: the engine's admission rule (`EngineSpec.admission`; None: the one
+    `preemption` implies, reserve-all for "none", else optimistic). The rest mirror the engine file's fields of the
+    same names."""
 
     memory_utilization: float = 0.9
     runtime_reserve_bytes: float = 1.0 * GiB
@@ -69,6 +71,7 @@ class MemorySettings:
     preemption: str = "recompute"
     preemption_victim: str = "last_admitted"
     prefix_caching: bool = True
+    admission: Admission | None = None
     eager_launch_s: float = field(default_factory=lambda: _default_engine_value("eager_launch_s"))
     step_overhead_s: float = field(default_factory=lambda: _default_engine_value("step_overhead_s"))
 
@@ -162,7 +165,8 @@ def engine_settings(spec: EngineSpec, gpu: GPUSpec, tp: int = 1, pp: int = 1, *,
         cuda_graphs=graphs, cuda_graph_max_batch=graph_max, prefill_launch=spec.value("prefill_launch"),
         schedule=spec.value("schedule"), preemption=spec.value("preemption"),
         preemption_victim=spec.value("preemption_victim"),
-        prefix_caching=spec.value("prefix_caching"), eager_launch_s=spec.value("eager_launch_s"),
+        prefix_caching=spec.value("prefix_caching"), admission=spec.admission(),
+        eager_launch_s=spec.value("eager_launch_s"),
         step_overhead_s=spec.value("step_overhead_s"))
 
 

@@ -5,14 +5,23 @@ at admission, eviction of idle conversations and recompute when they return, adm
 Per replica (conversations are routed round-robin, a conversation's turns stick to its replica), every step
 (one forward pass), with the engine's settings (`SimSettings.memory`, a `MemorySettings` from an engine file):
   1. arrivals up to the clock join the FIFO admission queue;
-  2. admission. `preemption` "none" (TensorRT-LLM's GUARANTEED_NO_EVICT): the queue head is admitted when
-     the KV cache has pages for its prompt + output (reserved up front, so a running sequence is never
-     preempted). "recompute" / "swap" (vLLM, SGLang): the head is admitted when there are pages for its
-     prompt (in page_tokens units); a decoding sequence takes one more page each time its context crosses a
-     page boundary. Either way fewer than max_seqs sequences run, and idle conversations are evicted least
-     recently used first to make room; a returning conversation whose pages are still cached prefills only
-     its new tokens (a hit, only when the engine's `prefix_caching` is on), otherwise the whole conversation
-     is recomputed;
+  2. admission, by the engine's `admission` rule (`admission_rule`). "reserve_all" (TensorRT-LLM's
+     GUARANTEED_NO_EVICT, `preemption` "none"): the queue head is admitted when the KV cache has pages for
+     its prompt + output (reserved up front, so a running sequence is never preempted). "optimistic"
+     (vLLM): the head is admitted when there are pages for its prompt (in page_tokens units); a decoding
+     sequence takes one more page each time its context crosses a page boundary. "reserve_ratio" (SGLang's
+     PrefillAdder, "conservative"): pages for the prompt as under "optimistic", and besides, in tokens,
+     prompt (the tokens to prefill) + min(output left, clip) + one page < free + idle tokens - new_token_ratio
+     x the sum over decoding requests of min(output left, clip) - the sum over admitted, still prefilling
+     ones of min(output left, clip) + one page (SGLang charges those in full in the pass that admits them);
+     a request is admitted on pages alone when nothing else is in flight (SGLang caps a request's
+     max_new_tokens so that it fits alone). The ratio starts at init, falls by the decay each decode step
+     down to the floor, becomes retract_decode's estimate after a retraction (step 3) and init again when
+     the replica is idle; admission is tried again at the events a decode run stops at (arrivals,
+     completions, page shortages). Every rule: fewer than max_seqs sequences run, and idle conversations
+     are evicted least recently used first to make room; a returning conversation whose pages are still
+     cached prefills only its new tokens (a hit, only when the engine's `prefix_caching` is on), otherwise
+     the whole conversation is recomputed;
   3. preemption, when a step's decoding sequences need more pages than are free: victims are taken until
      the rest fit. vLLM (V1 scheduler, vllm/v1/core/sched/scheduler.py: "Preempt the lowest-priority
      request ... preempted_req = self.running.pop()"; `_preempt_request` frees its blocks, sets
@@ -21,7 +30,9 @@ Per replica (conversations are routed round-robin, a conversation's turns stick 
      python/sglang/srt/managers/schedule_batch.py sorts the decode batch by (len(output_ids),
      -len(origin_input_ids)) and pops from the end; the scheduler re-queues with `waiting_queue.extend`):
      the decoding request with the fewest generated tokens (ties: the longest prompt), requeued at the
-     back. A recomputed victim re-prefills its prompt and the tokens it generated (counted as
+     back; under "reserve_ratio" new_token_ratio then becomes min(1, (tokens the remaining decoding
+     requests generated + retract_decode_steps x their count) / (their outputs + 1)). A recomputed victim
+     re-prefills its prompt and the tokens it generated (counted as
      recompute); under "swap" a decoding victim's KV goes to host memory over PCIe and comes back (the
      transfer time on the step's clock) before any new request is admitted, with no recompute;
   4. the step: `schedule` "mixed" holds every decoding sequence (1 token each) plus prefill first come
@@ -49,6 +60,7 @@ from roofline.model import memory as mem
 from roofline.model.engine import Setup
 from roofline.errors import RooflineError
 from roofline.model.step_time import StepTimeModel, with_engine_costs
+from roofline.specs.engines import Admission
 from roofline.specs.workload import Requests, Workload, sample_requests
 
 SAMPLES = 200
@@ -61,13 +73,33 @@ MAX_SAMPLES = 50 * SAMPLES
 class SimSettings:
     """How the simulated engine schedules: `chunked_prefill` and `page_tokens` (the engine's, as in `memory`
     when built from an engine), the warm-up left out of throughput, and the engine settings in effect
-    (`memory`: batch limits, `schedule`, `preemption`, `prefix_caching`, the KV-cache rule; its `engine`
-    name picks the preemption victim order, see the module docstring)."""
+    (`memory`: batch limits, `schedule`, `preemption`, `preemption_victim`, `prefix_caching`, the KV-cache
+    rule), and `admission`: the admission rule, None for the engine's (`admission_rule`)."""
 
     chunked_prefill: bool = True
     page_tokens: int = mem.KV_PAGE_TOKENS
     warmup_fraction: float = 0.1  # of the arrival span, left out of the steady-state throughput
     memory: mem.MemorySettings = mem.MemorySettings()
+    admission: Admission | None = None
+
+
+#: what `summarize` reports as "admission" for each rule
+ADMISSION_NAMES = {"reserve_all": "reserved", "optimistic": "optimistic", "reserve_ratio": "conservative"}
+
+
+def admission_rule(cfg: SimSettings) -> Admission:
+    """The admission rule in effect: `cfg.admission` when given, else the engine settings' (`cfg.memory.admission`,
+    from the engine file's `admission`), else the one `preemption` implies ("reserve_all" for "none", else
+    "optimistic"). RooflineError (exit 2) when the
+    rule contradicts `preemption`: "reserve_all" goes with "none" and only with it."""
+    ms = cfg.memory
+    adm = cfg.admission or ms.admission or Admission("reserve_all" if ms.preemption == "none" else "optimistic")
+    if (adm.rule == "reserve_all") != (ms.preemption == "none") or adm.rule not in ADMISSION_NAMES:
+        raise RooflineError(f"admission {adm.rule!r} does not go with preemption {ms.preemption!r}",
+                            hint='"reserve_all" admission is the one that never preempts: it goes with a '
+                                 '`preemption` of "none", "optimistic" and "reserve_ratio" with the others',
+                            exit_code=2, param="admission")
+    return adm
 
 
 @dataclass
@@ -137,7 +169,12 @@ class _Replica:
     Under optimistic admission `run_seqs` maps each decoding request to [join step, context at join, finish
     step, page key, tokens generated at join, prompt tokens]; its context at decode step G is context + G -
     join, and it takes a page at step G when that is a multiple of P, i.e. when (key + G) % P == 0 with key
-    = (context - join) % P; `keys[r]` counts the decoding sequences with key r."""
+    = (context - join) % P; `keys[r]` counts the decoding sequences with key r.
+
+    Under "reserve_ratio" admission `end_sum` and `out_sum` sum the decoding requests' finish steps and
+    outputs (so the output they have left at step G sums to end_sum - B G), `long` holds those whose output
+    left exceeded the clip when they joined (i -> finish step), `pending` sums min(output left, clip) + a page
+    over the admitted, still prefilling requests, and `ratio` is new_token_ratio."""
 
     __slots__ = ("n", "new", "hist", "out", "think", "turn", "conv", "has_next", "reuse", "P", "M", "max_seqs",
                  "chunked", "mixed", "optimistic", "swap", "lifo", "terms", "W", "wf", "step_time", "decode_times",
@@ -146,7 +183,8 @@ class _Replica:
                  "steps", "hits", "misses", "recompute", "prefill_tok", "evictions", "rejected", "win_tokens",
                  "remaining", "idx", "gen", "again", "run_seqs", "keys", "swapped", "swap_s_per_token",
                  "swap_bytes_per_token", "preemptions", "preempt_recompute", "swapped_bytes", "min_free",
-                 "generated")
+                 "generated", "conservative", "adm", "ratio", "clip", "end_sum", "out_sum", "long", "pending",
+                 "retracted")
 
     def __init__(self, sm: StepTimeModel, r: Requests, idx: np.ndarray, w: Workload, cfg: SimSettings,
                  sample_dt: float, total_pages: int, window: tuple[float, float]):
@@ -165,6 +203,12 @@ class _Replica:
         self.optimistic = ms.preemption != "none"
         self.swap = ms.preemption == "swap"
         self.lifo = ms.preemption_victim == "last_admitted"
+        adm = self.adm = admission_rule(cfg)
+        self.conservative = adm.rule == "reserve_ratio"
+        self.ratio, self.clip = adm.ratio_init, adm.clip_tokens
+        self.end_sum = self.out_sum = self.pending = 0
+        self.long = {}
+        self.retracted = False  # a retraction set the ratio for the coming decode step (no decay on it)
         kv_token = float(mem.kv_cache_bytes_per_token(sm.setup))
         self.swap_bytes_per_token = kv_token
         self.swap_s_per_token = kv_token / float(sm.setup.gpu.pcie_bandwidth_bytes_per_s)
@@ -242,6 +286,8 @@ class _Replica:
             self.next_sample += self.sample_dt
 
     def _idle_until_next_arrival(self) -> None:
+        if self.conservative:  # SGLang re-inits new_token_ratio when it has no batch to run
+            self.ratio, self.retracted = self.adm.ratio_init, False
         nxt = self._next_arrival()
         if nxt > self.clock:
             self.clock = nxt
@@ -278,14 +324,21 @@ class _Replica:
     def _admit(self) -> None:
         """2. Swapped-out requests come back first (none is admitted while one waits); then the queue's head is
         admitted while a sequence slot and its KV pages (evicting idle conversations, LRU first) are free:
-        pages for prompt + output (reserved), or for the prompt (optimistic). A request larger than the whole
-        KV cache is rejected with its conversation."""
+        pages for prompt + output (reserved), or for the prompt (optimistic, and under "reserve_ratio" the token
+        budget of the module docstring besides). A request larger than the whole KV cache is rejected with its
+        conversation."""
         if self.swapped and not self._swap_in():
             return
         waiting, prefilling, lru = self.waiting, self.prefilling, self.lru
         hist, new, out, again = self.hist, self.new, self.out, self.again
         P, total_pages, slots = self.P, self.total_pages, self.max_seqs - self.B
         reserve = 0 if self.optimistic else 1
+        cons = self.conservative
+        if cons:  # tokens held back for what the requests in flight will still generate
+            est = self.end_sum - self.B * self.G
+            held = self.ratio * (est - self._clip_excess() if self.long else est) + self.pending
+            busy = self.B or prefilling
+            clip = self.clip
         while waiting and len(prefilling) < slots:
             i = waiting[0]
             h = hist[i]
@@ -304,6 +357,14 @@ class _Replica:
             need = pages - own
             if need > self.free + self.lru_pages - own:
                 break
+            if cons:
+                est = out[i] - self.gen[i]
+                est = (est if est < clip else clip) + P
+                if busy and todo + est >= (self.free + self.lru_pages - own) * P - held:
+                    break
+                held += est
+                self.pending += est
+                busy = True
             waiting.popleft()
             if own:
                 del lru[self.conv[i]]
@@ -341,6 +402,11 @@ class _Replica:
             key = (ctx - G) % self.P
             self.keys[key] += 1
             self.run_seqs[i] = [G, ctx, G + left, key, gen, self.hist[i] + self.new[i]]
+            if self.conservative:
+                self.end_sum += G + left
+                self.out_sum += self.out[i]
+                if left > self.clip:
+                    self.long[i] = G + left
         heapq.heappush(self.fin, (G + left, i, ctx + left, -(-(ctx + left) // self.P) if self.optimistic else 0))
 
     def _reject(self, i: int) -> None:
@@ -354,6 +420,43 @@ class _Replica:
                 break
             j += 1
 
+    # --- "reserve_ratio" admission's bookkeeping ------------------------------------------------------------
+
+    def _clip_excess(self) -> int:
+        """What the clip cuts from the decoding requests' outputs left: the sum of min(output left, clip) is
+        end_sum - B G less this; a request whose output left falls to the clip leaves `long` for good."""
+        G, clip, long = self.G, self.clip, self.long
+        cut = 0
+        for i, g_end in list(long.items()):
+            over = g_end - G - clip
+            if over > 0:
+                cut += over
+            else:
+                del long[i]
+        return cut
+
+    def _leave(self, i: int, g_end: int) -> None:
+        """Decoding request i (finish step g_end) leaves the decode batch (preempted or swapped out; `_complete`
+        has this inline)."""
+        self.end_sum -= g_end
+        self.out_sum -= self.out[i]
+        self.long.pop(i, None)
+
+    def _unpend(self, i: int) -> None:
+        """Admitted request i leaves the prefilling ones (preempted; `_prefill_step` has this inline)."""
+        est = self.out[i] - self.gen[i]
+        self.pending -= (est if est < self.clip else self.clip) + self.P
+
+    def _decay(self, steps: int) -> None:
+        """new_token_ratio after `steps` decode steps: down by the decay a step, not below the floor; the first
+        step after a retraction keeps retract_decode's value."""
+        if self.retracted:
+            self.retracted = False
+            steps -= 1
+        if steps > 0:
+            r = self.ratio - self.adm.ratio_decay * steps
+            self.ratio = r if r > self.adm.ratio_min else self.adm.ratio_min
+
     # --- 3. preemption (optimistic admission only) ---------------------------------------------------------
 
     def _step_pages(self) -> int:
@@ -361,10 +464,14 @@ class _Replica:
         return self.keys[-self.G % self.P]
 
     def _preempt(self) -> None:
-        """Take victims (module docstring) until the next step's pages fit in free + idle pages."""
+        """Take victims (module docstring) until the next step's pages fit in free + idle pages; under
+        "reserve_ratio" new_token_ratio becomes retract_decode's estimate over the decoding requests left."""
+        retracted = False
         while self._step_pages() > self.free + self.lru_pages:
             if self.lifo and self.prefilling:
                 i, _, done, pages = self.prefilling.pop()
+                if self.conservative:
+                    self._unpend(i)
                 self.free += pages
                 self.preempt_recompute += done
                 self.recompute += done
@@ -373,7 +480,10 @@ class _Replica:
                 self.preemptions += 1
                 continue
             i = self._victim()
-            g0, ctx0, _, key, gen0, _ = self.run_seqs.pop(i)
+            g0, ctx0, g_end, key, gen0, _ = self.run_seqs.pop(i)
+            if self.conservative:
+                self._leave(i, g_end)
+                retracted = True
             steps = self.G - g0
             ctx, gen = ctx0 + steps, gen0 + steps
             self.keys[key] -= 1
@@ -394,6 +504,11 @@ class _Replica:
                 self.waiting.appendleft(i)
             else:
                 self.waiting.append(i)
+        if retracted:
+            B, G = self.B, self.G
+            r = (self.out_sum - (self.end_sum - B * G) + self.adm.retract_decode_steps * B) / (self.out_sum + 1)
+            self.ratio = r if r < 1.0 else 1.0
+            self.retracted = True
         self._drop_stale()
 
     def _victim(self) -> int:
@@ -506,13 +621,19 @@ class _Replica:
             self.C += B
             self.G += 1
             gen = B
+            if self.conservative and B:
+                self._decay(1)
         else:
             gen = 0
         if emitted:
             prefilling, fin, out, first = self.prefilling, self.fin, self.out, self.first
+            cons, clip, P = self.conservative, self.clip, self.P
             for item in emitted:
                 prefilling.popleft() if prefilling[0] is item else prefilling.remove(item)
                 i = item[0]
+                if cons:
+                    est = out[i] - self.gen[i]
+                    self.pending -= (est if est < clip else clip) + P
                 g = self.gen[i] + 1
                 if g == 1:
                     first[i] = clock
@@ -554,6 +675,12 @@ class _Replica:
         self.C = C + B * k
         self.G = G + k
         self.generated += B * k
+        if self.conservative:
+            if self.retracted:
+                self._decay(k)
+            else:
+                r = self.ratio - self.adm.ratio_decay * k
+                self.ratio = r if r > self.adm.ratio_min else self.adm.ratio_min
         if self.w0 <= clock < self.w1:
             self.win_tokens += B * k
 
@@ -561,7 +688,7 @@ class _Replica:
         """6. Sequences whose last decode step has run finish; a conversation that goes on keeps its pages
         (idle, evictable) when prefixes are cached, else frees them, and its next turn is scheduled."""
         fin, G, clock, done, has_next = self.fin, self.G, self.clock, self.done, self.has_next
-        run = self.run_seqs
+        run, cons = self.run_seqs, self.conservative
         while fin and fin[0][0] <= G:
             g_end, i, ctx_end, pages = heapq.heappop(fin)
             if ctx_end >= 0:
@@ -571,6 +698,11 @@ class _Replica:
                         continue  # preempted since: a stale entry
                     del run[i]
                     self.keys[state[3]] -= 1
+                    if cons:
+                        self.end_sum -= g_end
+                        self.out_sum -= self.out[i]
+                        if i in self.long:
+                            del self.long[i]
                 else:
                     pages = -(-(self.hist[i] + self.new[i] + self.out[i]) // self.P)
                 self.B -= 1
@@ -773,7 +905,7 @@ def summarize(traces: list[ReplicaTrace], r: Requests, w: Workload, replicas: in
         "cache_hit_rate": (hits / (hits + misses) if hits + misses else None) if w.turns > 1 else None,
         "recompute_tokens": recompute, "recompute_fraction_of_prefill": recompute / max(prefill_tok, 1),
         "evictions": sum(t.evictions for t in traces),
-        "admission": "optimistic" if ms.preemption != "none" else "reserved", "preemption_mode": ms.preemption,
+        "admission": ADMISSION_NAMES[admission_rule(cfg).rule], "preemption_mode": ms.preemption,
         "preemptions": sum(t.preemptions for t in traces),
         "preemption_recompute_tokens": sum(t.preempt_recompute_tokens for t in traces),
         "swapped_bytes_per_gpu": sum(t.swapped_bytes for t in traces),

@@ -16,6 +16,17 @@ file's, its `source` a key of the file's `sources` table (text with the URL and 
   `prefill_launch` ("graph", "piecewise" or "eager"); `schedule` ("mixed": decode and prefill share a step,
   "prefill_first": a step is all prefill while prompts wait); `scheduling_policy`; `preemption`
   ("recompute", "swap" or "none": prompt + output reserved at admission); `prefix_caching`.
+- `admission` (optional): how a request is admitted to the KV cache. "reserve_all" (prompt + output reserved,
+  the only rule with `preemption` "none"), "optimistic" (pages for the prompt; decodes take pages as they go
+  and preempt when the cache runs out), "reserve_ratio" (SGLang's PrefillAdder: the free tokens minus, for each
+  running request, new_token_ratio x min(max_new_tokens - generated, clip) must exceed the candidate's
+  prompt + min(max_new_tokens, clip) + a page). Absent: "reserve_all" where `preemption` is "none", else
+  "optimistic". "reserve_ratio" needs the ratio's figures, and only it takes them:
+  `schedule_conservativeness` (a number >= 0), `new_token_ratio_init` (x conservativeness, at most 1, the
+  ratio at start and whenever the engine is idle), `new_token_ratio_min_factor` (the floor = init x factor),
+  `new_token_ratio_decay_steps` (decode steps from init down to the floor, linearly), `new_token_clip_tokens`
+  (the clip on a request's estimated output), `retract_decode_steps` (after a retraction the ratio becomes
+  (tokens the remaining decodes generated + this x their count) / (their max_new_tokens + 1), at most 1).
 - `eager_launch_s`: host cost of one kernel launched outside a CUDA graph (on top of the per-kernel gap of
   roofline.model.efficiency); `step_overhead_s`: host work per step the GPU waits for (scheduling, input
   preparation, output processing; 0 where the engine overlaps it). roofline.model.phases applies both.
@@ -51,6 +62,8 @@ PREEMPTIONS = ("recompute", "swap", "none")
 #: which running request a full KV cache preempts: the most recently admitted (vLLM), or the decoding one with
 #: the fewest generated tokens, ties to the longest prompt (SGLang's retract_decode)
 PREEMPTION_VICTIMS = ("last_admitted", "fewest_generated")
+#: how a request is admitted to the KV cache (module docstring, `admission`)
+ADMISSIONS = ("optimistic", "reserve_all", "reserve_ratio")
 
 # figure -> kind; "int" a positive whole number, "bytes" a number >= 0, a tuple: one of those strings
 _FIGURES: dict[str, Any] = {
@@ -74,12 +87,36 @@ _FIGURES: dict[str, Any] = {
 }
 _RESERVE = ("reserve_base_bytes", "reserve_per_chunk_token_bytes", "reserve_per_graph_batch_bytes",
             "reserve_per_gpu_bytes", "reserve_floor_bytes")
+#: the figures of "reserve_ratio" admission (SGLang's new_token_ratio), each required by it and only by it
+_RATIO: dict[str, str] = {
+    "schedule_conservativeness": "number",
+    "new_token_ratio_init": "fraction",
+    "new_token_ratio_min_factor": "fraction",
+    "new_token_ratio_decay_steps": "int",
+    "new_token_clip_tokens": "int",
+    "retract_decode_steps": "int",
+}
 _TEXT = ("name", "display_name", "version", "description")
 _REQUIRED = ("schema_version", *_TEXT, "sources", *_FIGURES)
-_OPTIONAL = _RESERVE
+_OPTIONAL = (*_RESERVE, "admission", *_RATIO)
 _EXPECTED = {"int": "a positive whole number", "bytes": "a number >= 0", "seconds": "a number of seconds in [0, 1)",
-             "bool": "true or false",
+             "bool": "true or false", "number": "a number >= 0", "fraction": "a number in (0, 1]",
              "fraction-or-auto": 'a number in (0, 1] or "auto"'}
+
+
+@dataclass(frozen=True)
+class Admission:
+    """How an engine admits requests (module docstring, `admission`): `rule`, and for "reserve_ratio" the
+    new_token_ratio's start (`ratio_init`), floor (`ratio_min`) and decrease per decode step (`ratio_decay`),
+    the clip on a request's estimated output (`clip_tokens`) and the decode steps a retraction assumes each
+    remaining request still runs (`retract_decode_steps`)."""
+
+    rule: str = "optimistic"
+    ratio_init: float = 0.0
+    ratio_min: float = 0.0
+    ratio_decay: float = 0.0
+    clip_tokens: int = 0
+    retract_decode_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,6 +170,19 @@ class EngineSpec:
                    + self.value("reserve_per_gpu_bytes", gpu) * tp * pp)
         reserve = max(reserve, self.value("reserve_floor_bytes", gpu))
         return round((gpu.memory_bytes - reserve) / gpu.memory_bytes, 3)
+
+    def admission(self) -> Admission:
+        """The admission rule; for "reserve_ratio" SGLang's scheduler arithmetic (scheduler.py): init =
+        min(new_token_ratio_init x schedule_conservativeness, 1), floor = min(init x new_token_ratio_min_factor,
+        1), decay per decode step = (init - floor) / new_token_ratio_decay_steps."""
+        f = self.figures
+        rule = f.get("admission") or ("reserve_all" if f["preemption"] == "none" else "optimistic")
+        if rule != "reserve_ratio":
+            return Admission(rule)
+        init = min(f["new_token_ratio_init"] * f["schedule_conservativeness"], 1.0)
+        floor = min(init * f["new_token_ratio_min_factor"], 1.0)
+        return Admission(rule, init, floor, (init - floor) / f["new_token_ratio_decay_steps"],
+                         f["new_token_clip_tokens"], f["retract_decode_steps"])
 
     def to_dict(self) -> dict:
         """Base values (before GPU tiers) and sources, JSON-ready."""
@@ -206,7 +256,7 @@ def parse_engine(text: str, where: str) -> EngineSpec:
             raise _fail(where, name, "a non-empty string", data[name], EXAMPLE_FILE)
     sources = _parse_sources(data["sources"], where, EXAMPLE_FILE)
     figures, tiers, provenance = {}, {}, {}
-    kinds = {**_FIGURES, **{r: "bytes" for r in _RESERVE}}
+    kinds = {**_FIGURES, **{r: "bytes" for r in _RESERVE}, "admission": ADMISSIONS, **_RATIO}
     for name, kind in kinds.items():
         if name not in data:
             continue
@@ -217,8 +267,27 @@ def parse_engine(text: str, where: str) -> EngineSpec:
             raise RooflineError(f"{where}: missing field '{missing[0]}'",
                                 hint='a "kv_cache_fraction" of "auto" is computed from the reserve_* fields; '
                                      "engines/sglang.json is a complete example")
+    _check_admission(figures, where)
     return EngineSpec(data["name"], data["display_name"], data["version"], data["description"], figures, tiers,
                       provenance, where)
+
+
+def _check_admission(figures: dict, where: str) -> None:
+    """`admission` agrees with `preemption` ("reserve_all" exactly where nothing is preempted), and the ratio's
+    figures are all there under "reserve_ratio" and nowhere else."""
+    rule, preemption = figures.get("admission"), figures["preemption"]
+    if rule is not None and (rule == "reserve_all") != (preemption == "none"):
+        expected = '"reserve_all" (with a "preemption" of "none")' if preemption == "none" else \
+            f'"optimistic" or "reserve_ratio" (with a "preemption" of "{preemption}")'
+        raise _fail(where, "admission.value", expected, rule, EXAMPLE_FILE)
+    for name in _RATIO:
+        if rule == "reserve_ratio" and name not in figures:
+            raise RooflineError(f"{where}: missing field '{name}'",
+                                hint='an "admission" of "reserve_ratio" needs the new_token_ratio figures; '
+                                     "engines/sglang.json is a complete example")
+        if rule != "reserve_ratio" and name in figures:
+            raise _fail(where, name, 'no such field (it belongs with an "admission" of "reserve_ratio")',
+                        figures[name], EXAMPLE_FILE)
 
 
 def _check(x: Any, name: str, kind: Any, where: str) -> Any:
@@ -235,6 +304,8 @@ def _check(x: Any, name: str, kind: Any, where: str) -> Any:
         expected = _EXPECTED[kind]
     elif kind == "seconds":
         ok, expected = _is_number(x) and 0 <= x < 1, _EXPECTED[kind]
+    elif kind == "fraction":
+        ok, expected = _is_number(x) and 0.0 < x <= 1.0, _EXPECTED[kind]
     else:
         ok, expected = _is_number(x) and x >= 0, _EXPECTED[kind]
     if not ok:

@@ -151,7 +151,7 @@ def test_prefix_caching_follows_the_engine():
 
 def test_engine_files_drive_the_simulator():
     w = Workload(20.0, LengthDist("fixed", value=1000), LengthDist("fixed", value=200))
-    for name, admission in (("vllm", "optimistic"), ("sglang", "optimistic"), ("trtllm", "reserved")):
+    for name, admission in (("vllm", "optimistic"), ("sglang", "conservative"), ("trtllm", "reserved")):
         ms = engine_settings(load_engine(name), H100)
         res = simulate(S8B, w, 300, seed=0, cfg=SimSettings(ms.chunked_prefill, ms.page_tokens, memory=ms))
         assert res["admission"] == admission and res["preemption_mode"] == ms.preemption
