@@ -21,8 +21,10 @@ def test_every_row_names_its_source_and_states_the_number(rows):
         assert m["source_url"].startswith("https://") and m["engine_version"]
         shown = f"{m['value'] * 1000:g}" if m["metric"] == "ttft_s" else \
             f"{m['value']:.3f}" if m["metric"] == "e2e_latency_s" else f"{m['value']:,.0f}"
-        assert f"| {shown} |" in m["quote"], m["id"]  # the figure as the page's table states it
-        assert f"| {m['prompt']} |" in m["quote"]
+        # the figure as the page's table states it (grouped digits, or two decimals as bench_serving prints it)
+        assert f"| {shown} |" in m["quote"] or f"| {m['value']:.2f} |" in m["quote"], m["id"]
+        # the input length as a table cell, or as the benchmark command's fixed random input length
+        assert f"| {m['prompt']} |" in m["quote"] or f"--random-input-len {m['prompt']} " in m["quote"], m["id"]
 
 
 def test_rows_are_predicted_with_their_engine(rows):
@@ -48,10 +50,11 @@ def test_errors_per_engine_by_hand():
 def test_compare_reports_every_engine(rows):
     res = compare(rows)
     per = res["summary_by_engine"]
-    assert set(per) == {"trtllm", "vllm"}
+    assert set(per) == {"trtllm", "vllm", "sglang"}
     assert sum(e["overall"]["count"] for e in per.values()) == len(rows)
     assert set(per["trtllm"]["by_metric"]) == {"ttft_s", "output_tokens_per_s"}
     assert set(per["vllm"]["by_metric"]) == {"e2e_latency_s"}
+    assert set(per["sglang"]["by_metric"]) == {"output_tokens_per_s"}
     for e in per.values():
         assert e["overall"]["max_abs_error"] >= e["overall"]["median_abs_error"]
 
