@@ -99,25 +99,27 @@ def test_the_rule_in_effect():
     assert e.value.exit_code == 2 and e.value.param == "admission"
 
 
+def _two_decoding_then_admit(outputs, pages, free, admission=None):
+    """Prompts 100, 100, 200: the first two joined decoding at context 101 with one token out, `free` pages
+    left, then the third is offered to `_admit`."""
+    rep = _replica([100, 100, 200], outputs, pages, **({} if admission is None else {"admission": admission}))
+    rep._join(0, 101, 1)
+    rep._join(1, 101, 1)
+    rep.free = free
+    rep.waiting.append(2)
+    rep._admit()
+    return rep
+
+
 @pytest.mark.parametrize("free, admitted", [(790, True), (789, False)])
 def test_admission_budget_by_hand(free, admitted):
     # Two requests decode: prompts 100, outputs 300 and 400, one token out each (from their prefill), so
     # 299 and 399 tokens left. Ratio 0.7 holds back 0.7 x (299 + 399) = 488.6 tokens. The third request needs
     # its prompt 200 + min(100, 4096) + one page = 301 < free - 488.6: with 790 free 301.4 is left (admitted),
     # with 789 300.4 (refused). Optimistic admission takes it either way (200 pages free).
-    rep = _replica([100, 100, 200], [300, 400, 100], 1000)
-    rep._join(0, 101, 1)
-    rep._join(1, 101, 1)
-    rep.free = free
-    rep.waiting.append(2)
-    rep._admit()
+    rep = _two_decoding_then_admit([300, 400, 100], 1000, free)
     assert (len(rep.prefilling) == 1) == admitted and (len(rep.waiting) == 0) == admitted
-    opt = _replica([100, 100, 200], [300, 400, 100], 1000, admission=Admission("optimistic"))
-    opt._join(0, 101, 1)
-    opt._join(1, 101, 1)
-    opt.free = free
-    opt.waiting.append(2)
-    opt._admit()
+    opt = _two_decoding_then_admit([300, 400, 100], 1000, free, Admission("optimistic"))
     assert len(opt.prefilling) == 1
 
 
@@ -125,13 +127,7 @@ def test_admission_budget_by_hand(free, admitted):
 def test_a_request_that_exactly_fills_the_budget_waits(free, admitted):
     # ratio 0.5, 300 and 400 tokens left: 350 held back; the third needs 200 + 100 + 1 = 301, refused when
     # it equals what is left (SGLang: 'total_tokens >= self.rem_total_tokens' -> NO_TOKEN): 651 - 350 = 301
-    rep = _replica([100, 100, 200], [301, 401, 100], 1000, admission=Admission("reserve_ratio", 0.5, 0.5, 0.0,
-                                                                                   4096, 20))
-    rep._join(0, 101, 1)
-    rep._join(1, 101, 1)
-    rep.free = free
-    rep.waiting.append(2)
-    rep._admit()
+    rep = _two_decoding_then_admit([301, 401, 100], 1000, free, Admission("reserve_ratio", 0.5, 0.5, 0.0, 4096, 20))
     assert (len(rep.prefilling) == 1) == admitted
 
 
@@ -139,12 +135,7 @@ def test_a_request_that_exactly_fills_the_budget_waits(free, admitted):
 def test_the_estimate_is_clipped(free, admitted):
     # outputs 300 and 5000, 299 and 4999 left: the second clipped to 4096, 0.7 x (299 + 4096) = 3076.5 held
     # back; the third needs 200 + 100 + 1 = 301 < free - 3076.5: 3378 free leaves 301.5, 3377 leaves 300.5
-    rep = _replica([100, 100, 200], [300, 5000, 100], 10_000)
-    rep._join(0, 101, 1)
-    rep._join(1, 101, 1)
-    rep.free = free
-    rep.waiting.append(2)
-    rep._admit()
+    rep = _two_decoding_then_admit([300, 5000, 100], 10_000, free)
     assert (len(rep.prefilling) == 1) == admitted
 
 
