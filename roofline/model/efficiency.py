@@ -35,7 +35,7 @@ the maximum-throughput rows whose decode batch sits at the ridge (TensorRT-LLM 1
 -3% becomes -14%; their median 6.3% -> 6.8%): those kernels overlap better than the knee says. Checked
 afterwards on 14 TensorRT-LLM v0.9 batch-1 128-token TTFTs (H200/H100/A100/L40S, picked before any prediction):
 median error 5.9% with the knee, 6.4% under max, 11 of 14 within 15% either way; the A100 FP16 row, the one
-nearest its ridge, is -20% under max and -2% with the knee, the H100/H200 FP8 rows +2..+7% (max: -9..+1%).
+nearest its ridge, is -20% under max and -2% with the knee; the six single-GPU H100/H200 FP8 rows are -5..+7% (max: -14..0%).
 Elementwise, attention and collective operators keep max(): their one side dominates. A measured profile's
 curves are fitted under max() (`CalibratedEfficiency`, overlap_p None), so its knee is already in the fitted
 fractions.
