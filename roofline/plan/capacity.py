@@ -10,9 +10,17 @@ Let u = requests that arrive per step (rate x mean step time). Then, by Little's
   rate                  lambda(u) = u / t(u);  TPOT ~ t(u);  TTFT ~ wait + ceil(P / (M - B)) prefill steps
 
 M is the per-step token budget (max_batched_tokens). The KV cache holds each in-flight request's pages
-(prompt + output reserved at admission) and idle conversations between turns (LRU; hit rate ~ free / needed).
+(prompt + output reserved at admission) and idle conversations between turns (LRU; hit rate ~ free / needed,
+solved at each u: the hit rate sets Pe, hence the rate, hence the idle conversations' share). The requests in
+flight are a birth-death chain (`inflight_chain`): with k in flight the replica completes the curve's rate at
+that occupancy, which flattens near saturation, so a loaded replica's count spreads far wider than a Poisson
+count; admission holds at most what the KV cache (or max_seqs) fits, beyond which requests queue (their wait
+adds to TTFT). TPOT p99 is the p99 batch's decode step stretched by the prefill work arriving while it runs.
 lambda(u) is evaluated on a grid of u in one vectorized call; the answer is the largest lambda whose u keeps
-TPOT and TTFT within the SLOs, the p99 concurrency within the KV cache, q < 1 and B <= max_seqs.
+TPOT and TTFT within the SLOs, the p99 of the chain within the KV cache and max_seqs, and q < 1; saturation is
+where the mean in flight reaches what admission holds (the queue no longer drains).
+The p99s are estimates: `simulator_difference` measures them against the simulator (docs/capacity-queueing.md
+has the comparison).
 
 The same curve describes the two pools of disaggregated serving (`pool`, see `roofline.plan.disagg`): a
 prefill replica (every request leaves after its first token, so B = 0; the engine idles between arrivals, so
@@ -115,8 +123,11 @@ class Operating:
     ttft_p99_s: np.ndarray
     hit_rate: np.ndarray
     kv_capacity_tokens: float
-    stats: WorkloadStats
+    stats: WorkloadStats   # fields that depend on the hit rate are arrays over u
     pool: str = "colocated"
+    inflight_p99: np.ndarray | None = None  # p99 requests in flight or queued for admission (colocated)
+    admit_max: np.ndarray | None = None     # the most requests admission holds (KV cache or max_seqs)
+    inflight: np.ndarray | None = None      # mean requests in flight
 
 
 @dataclass(frozen=True)
@@ -173,9 +184,11 @@ def step_times(s: Setup, st: WorkloadStats, u, B, c):
 @np.errstate(invalid="ignore")
 def operating_curve(s: Setup, w: Workload, ms: mem.MemorySettings, hit_rate: float = 1.0,
                     pool: str = "colocated") -> Operating:
-    """The replica's steady state over u (requests per step); the hit rate is iterated to a fixed point.
-    `pool`: one of POOLS (a decode pool keeps no idle conversations: their next prompt goes to the prefill
-    pool, which does). Step times include the fixed costs of a pass the engine settings imply."""
+    """The replica's steady state over u (requests per step). A multi-turn workload's cache hit rate is solved
+    at each u (a fixed point: the hit rate sets the prefill work, hence the rate, hence the idle conversations'
+    share of the KV cache), at most `hit_rate`. `pool`: one of POOLS (a decode pool keeps no idle
+    conversations: their next prompt goes to the prefill pool, which does). Step times include the fixed costs
+    of a pass the engine settings imply."""
     s = with_engine_costs(s, ms)
     cap = float(mem.kv_cache_capacity_tokens(s, ms))
     M = float(ms.max_batched_tokens)
@@ -183,10 +196,15 @@ def operating_curve(s: Setup, w: Workload, ms: mem.MemorySettings, hit_rate: flo
     if pool == "prefill":
         w = replace(w, output=LengthDist("fixed", value=1))
     hit_rate = 0.0 if pool == "decode" else hit_rate
-    hit = hit_rate
-    for _ in range(6):
-        st = workload_stats(s.model, w, hit)
-        B = u * max(st.output - 1.0, 0.0)
+    top = workload_stats(s.model, w, hit_rate)
+    reuse = top.idle_tokens > 0 and hit_rate > 0
+    # the workload's statistics at a few hit rates, interpolated at each u's own
+    hits = hit_rate * np.linspace(0.0, 1.0, _HIT_POINTS) if reuse else np.array([hit_rate])
+    grid = [workload_stats(s.model, w, h) for h in hits[:-1]] + [top]
+    hit = np.full_like(u, hit_rate)
+    for _ in range(_HIT_ITERATIONS):
+        st = _stats_at(grid, hits, hit)
+        B = u * max(top.output - 1.0, 0.0)
         c = np.clip(np.maximum(st.prefill_tokens, u * st.prefill_tokens), 1.0, np.maximum(M - B, 1.0))
         q = np.minimum(u * st.prefill_tokens / c, 1.0)
         t_d, t_p = step_times(s, st, u, B, c)
@@ -196,37 +214,148 @@ def operating_curve(s: Setup, w: Workload, ms: mem.MemorySettings, hit_rate: flo
             t_d = t_p
         t = (1.0 - q) * t_d + q * t_p
         rate = u / t
-        steps_held = np.maximum(st.prefill_tokens / c, 1.0) if pool != "decode" else 1.0
+        steps_held = np.maximum(st.prefill_tokens / c, 1.0) if pool != "decode" else np.ones_like(u)
         kv_inflight = u * st.reserved_token_steps + u * steps_held * st.reserved_tokens
-        kv_p99 = kv_inflight + Z99 * np.sqrt(np.maximum(kv_inflight * st.reserved_tokens, 0.0))
-        if not (st.idle_tokens > 0 and hit_rate > 0):
+        if not reuse:
             break
-        # LRU over idle conversations: the fraction of their KV that fits in what in-flight requests leave
-        # evaluated at the load one replica carries: all of it, or as much as its KV cache allows
+        # LRU over idle conversations: the share of their KV (token-seconds) that fits in what the in-flight
+        # requests leave; with exponential think times this is also the share of conversations that return
+        # within the cache's horizon (E[min(T, H)] / E[T] = 1 - exp(-H / mean T))
         free = np.maximum(cap - kv_inflight, 0.0)
-        fits = kv_p99 <= cap
-        at = min(w.peak_rate_per_s, float(rate[fits].max()) if fits.any() else float(rate[0]))
-        new_hit = float(np.clip(np.interp(at, rate, free / np.maximum(rate * st.idle_tokens, 1e-9)),
-                                0.0, 1.0)) * hit_rate
-        if abs(new_hit - hit) < 1e-3:
+        new_hit = np.clip(free / np.maximum(rate * top.idle_tokens, 1e-9), 0.0, 1.0) * hit_rate
+        new_hit = np.where(np.isfinite(new_hit), new_hit, 0.0)
+        if np.max(np.abs(new_hit - hit)) < 1e-3:
             break
-        hit = new_hit
+        hit = 0.5 * (hit + new_hit)  # damped: a higher hit rate raises the rate, which lowers the hit rate
     if pool != "colocated":
+        kv_p99 = kv_inflight + Z99 * np.sqrt(np.maximum(kv_inflight * st.reserved_tokens, 0.0))
         return _pool_curve(s, st, u, B, c, q, t_d, t, rate, kv_p99, cap, hit, M, pool)
-    # a request's TPOT: its decode steps, a Binomial share of which carry prefill chunks
-    B99 = B + Z99 * np.sqrt(B)
+    # the requests in flight (decoding or prefilling) as a birth-death chain: arrivals at the rate, departures
+    # at the rate the curve sustains with that many in flight, admission capped by the KV cache and max_seqs
+    inflight = B + u * steps_held
+    per_request = kv_inflight / np.maximum(inflight, 1e-12)
+    n_max = np.minimum(cap / np.maximum(per_request, 1e-12), float(ms.max_seqs))
+    chain = inflight_chain(inflight, rate, np.where(q < 1.0, rate, 0.0), n_max)
+    kv_p99 = chain.n_p99 * per_request
+    # a request's TPOT: its decode steps at the p99 batch, a Binomial share of which carry prefill chunks
+    B99 = np.minimum(chain.n_p99, n_max) * B / np.maximum(inflight, 1e-12)
     d99, p99 = step_times(s, st, u, B99, np.clip(c, 1.0, np.maximum(M - B99, 1.0)))
     lu = np.log(np.clip(u, U_GRID[0], U_GRID[-1]))
+    share50, share99 = (_interp_rows(hits, np.array([np.interp(lu, np.log(U_GRID), g.chunk_share[k]) for g in grid]),
+                                     hit) for k in (0, 1))
     # marginal step time of a prefill token, taken on a full chunk (the big chunks make the tail)
     free = np.maximum(M - B, 1.0)
     per_token = (step_times(s, st, u, B, free)[1] - t_d) / free
     per_token99 = (step_times(s, st, u, B99, np.maximum(M - B99, 1.0))[1] - d99) / np.maximum(M - B99, 1.0)
-    tpot50 = t_d + per_token * np.minimum(u * np.interp(lu, np.log(U_GRID), st.chunk_share[0]), free)
-    tpot99 = d99 + per_token99 * np.minimum(u * np.interp(lu, np.log(U_GRID), st.chunk_share[1]), free)
+    # the prefill tokens a step carries arrive while it runs: x = rate x t x share per step, so a step of
+    # t = t_dec + per_token x rate x t x share lasts t_dec / (1 - per_token x rate x share), at most a full
+    # chunk (at the p99: the p99 batch's decode step and the p99 share; conservative near prefill saturation)
+    tpot50 = _with_prefill(t_d, per_token * rate * share50, per_token * free)
+    tpot99 = _with_prefill(d99, per_token99 * rate * share99, per_token99 * np.maximum(M - B99, 1.0))
     load = _Load(st, u, B, t_d, t_p, q, M)
-    ttft50 = _ttft(s, load, st.p50_prompt, False)
-    ttft99 = _ttft(s, load, st.p99_prompt, True)
-    return Operating(u, rate, t, tpot50, tpot99, B, c, q, kv_p99, ttft50, ttft99, np.full_like(u, hit), cap, st)
+    ttft50 = _ttft(s, load, st.p50_prompt, False) + chain.wait_p50_s
+    ttft99 = _ttft(s, load, st.p99_prompt, True) + chain.wait_p99_s
+    return Operating(u, rate, t, tpot50, tpot99, B, c, q, kv_p99, ttft50, ttft99, hit, cap, st, pool,
+                     chain.n_p99, n_max, inflight)
+
+
+def _with_prefill(t_dec, a, full):
+    """A decode step's time t_dec stretched by the prefill work that arrives while it runs (a: prefill
+    seconds per second of step), at most t_dec + `full` (a full chunk)."""
+    return np.where(a < 1.0, np.minimum(t_dec / np.maximum(1.0 - a, 1e-12), t_dec + full), t_dec + full)
+
+
+#: hit rates at which a multi-turn workload's statistics are sampled (interpolated in between), and the most
+#: iterations of the per-u hit-rate fixed point
+_HIT_POINTS, _HIT_ITERATIONS = 5, 12
+
+
+def _interp_rows(xs: np.ndarray, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """rows[i] holds a quantity at xs[i] over the grid of u; its value at each u's own x (linear in x)."""
+    if len(xs) == 1:
+        return rows[0] * np.ones_like(x)
+    j = np.clip(np.searchsorted(xs, x) - 1, 0, len(xs) - 2)
+    f = np.clip((x - xs[j]) / (xs[j + 1] - xs[j]), 0.0, 1.0)
+    cols = np.arange(rows.shape[1]) if rows.ndim == 2 else None
+    lo, hi = (rows[j, cols], rows[j + 1, cols]) if cols is not None else (rows[j], rows[j + 1])
+    return (1.0 - f) * lo + f * hi
+
+
+def _stats_at(grid: list[WorkloadStats], hits: np.ndarray, hit: np.ndarray) -> WorkloadStats:
+    """The workload statistics at each u's hit rate (fields that depend on it become arrays over u;
+    `chunk_share` stays the table of the highest hit rate)."""
+    if len(grid) == 1:
+        return grid[0]
+    vary = {f: _interp_rows(hits, np.array([getattr(g, f) for g in grid]), hit)
+            for f in ("prefill_tokens", "prefill_tokens_sq", "prefill_pairs", "prefill_kv", "p50_prompt",
+                      "p99_prompt")}
+    return replace(grid[-1], **vary)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The in-flight birth-death chain at each u's rate (arrays over u): `n_p99` the 99th percentile of the
+    requests in flight or waiting for admission (above n_max: the KV cache or max_seqs is full more than 1%
+    of the time), `p_full` the probability that an arrival finds admission full, the admission waits."""
+
+    n_p99: np.ndarray
+    p_full: np.ndarray
+    wait_p50_s: np.ndarray
+    wait_p99_s: np.ndarray
+
+
+#: the most states of the in-flight chain (beyond that, states are groups of requests)
+_CHAIN_STATES = 800
+
+
+@np.errstate(divide="ignore", invalid="ignore", over="ignore")
+def inflight_chain(n: np.ndarray, arrival: np.ndarray, departure: np.ndarray, n_max: np.ndarray) -> Chain:
+    """The requests in flight as a birth-death chain, for each arrival rate `arrival[j]` (per second).
+
+    The steady state at load u has n[u] requests in flight and completes `departure[u]` of them per second
+    (the operating curve's rate; 0 where it is not sustainable); so with k requests in flight the replica
+    completes mu(k) = departure interpolated at n = k per second (mu(k) = k / residence at light load; its
+    residence grows with k: longer steps, more prefill). Requests arrive at lambda = arrival[j]; admission
+    holds at most n_max[j] (the KV cache's or max_seqs' worth); beyond, they wait in a FIFO queue drained at
+    mu(n_max). Stationary law: pi(k) ~ prod_{i <= k} lambda / mu(i), a geometric tail of ratio
+    r = lambda / mu(n_max) beyond n_max (unstable, all infinite, when r >= 1). Unlike a Poisson count
+    (mu(k) proportional to k), the count spreads wide when mu(k) flattens near the rate: a replica near its
+    KV-bound throughput is full far more often than its mean occupancy suggests. An arrival finds admission
+    full with probability p_full = P(k >= n_max) and then waits an exponential time of rate mu(n_max)(1 - r)
+    (a geometric number of departures)."""
+    n, lam, n_max = np.asarray(n, float), np.asarray(arrival, float), np.asarray(n_max, float)
+    ok = departure > 0
+    nk, mk = (np.concatenate([[0.0], n[ok]]), np.concatenate([[0.0], np.asarray(departure, float)[ok]])) \
+        if ok.any() else (np.array([0.0, 1.0]), np.array([0.0, 0.0]))
+    top = float(np.nanmax(np.where(np.isfinite(n_max), n_max, 0.0), initial=1.0))
+    dk = max(1.0, top / _CHAIN_STATES)
+    k = np.arange(1, int(math.ceil(top / dk)) + 1) * dk
+    mu = np.interp(k, nk, np.maximum.accumulate(mk))  # the most the replica completes with k in flight
+    log_step = dk * (np.log(lam)[:, None] - np.log(mu)[None, :])
+    log_pi = np.concatenate([np.zeros((len(lam), 1)), np.cumsum(log_step, axis=1)], axis=1)
+    last = np.clip(np.floor(n_max / dk), 0, len(k)).astype(int)  # the state at admission's cap
+    allowed = np.arange(len(k) + 1)[None, :] <= last[:, None]
+    log_pi = np.where(allowed, log_pi, -np.inf)
+    peak = np.max(log_pi, axis=1, keepdims=True)
+    pi = np.exp(log_pi - peak)  # per state; each state > 0 stands for dk requests
+    weight = pi * np.where(np.arange(len(k) + 1) == 0, 1.0, dk)[None, :]
+    pi_full = np.take_along_axis(pi, last[:, None], axis=1)[:, 0]
+    mu_full = np.interp(n_max, nk, np.maximum.accumulate(mk))
+    r = lam / mu_full
+    stable = (r < 1.0) & np.isfinite(r)
+    tail = np.where(stable, pi_full * r / np.where(stable, 1.0 - r, 1.0), np.inf)  # the queue's states
+    z = weight.sum(axis=1) + tail
+    p_full = np.where(stable, (pi_full + tail) / z, 1.0)
+    cdf = np.cumsum(weight, axis=1) / z[:, None]
+    below = np.clip(np.argmax(cdf >= 0.99, axis=1), 0, None)
+    n_in = np.minimum(below * dk, n_max)
+    queued = np.log(p_full / 0.01) / -np.log(np.where(stable, r, 0.5))
+    n_p99 = np.where(~stable, np.inf, np.where(p_full > 0.01, n_max + queued, n_in))
+    drain = mu_full * (1.0 - r)
+
+    def wait(p):
+        return np.where(~stable, np.inf, np.maximum(np.log(p_full / (1.0 - p)), 0.0) / np.where(stable, drain, 1.0))
+    return Chain(n_p99, p_full, wait(0.5), wait(0.99))
 
 
 def _pool_curve(s: Setup, st: WorkloadStats, u, B, c, q, t_d, t, rate, kv_p99, cap, hit, M, pool) -> Operating:
@@ -293,7 +422,8 @@ def replica_capacity(s: Setup, w: Workload, ms: mem.MemorySettings | None = None
     limits = {
         "kv_capacity": kv_p99 <= op.kv_capacity_tokens,
         "prefill_budget": op.q < 0.98,
-        "max_seqs": op.batch + Z99 * np.sqrt(op.batch) <= ms.max_seqs,
+        "max_seqs": (op.inflight_p99 if op.inflight_p99 is not None else op.batch + Z99 * np.sqrt(op.batch))
+        <= ms.max_seqs,
         "tpot_p50_slo": op.tpot_p50_s <= (slo.tpot_p50_s or np.inf),
         "tpot_p99_slo": op.tpot_p99_s <= (slo.tpot_p99_s or np.inf),
         "ttft_p50_slo": ttft50 <= (slo.ttft_p50_s or np.inf),
@@ -302,7 +432,9 @@ def replica_capacity(s: Setup, w: Workload, ms: mem.MemorySettings | None = None
     limits = {k: limits[k] for k in POOL_LIMITS[pool]}
     hard = np.logical_and.reduce([limits[k] for k in ("kv_capacity", "prefill_budget", "max_seqs") if k in limits])
     ok = np.logical_and.reduce(list(limits.values()))
-    sat = _last_true(hard)
+    # saturation: the highest rate at which admission keeps up at all (the mean in flight within what it
+    # holds); the p99 limits above bind below it
+    sat = _last_true(hard if op.admit_max is None else (op.inflight <= op.admit_max) & (op.q < 0.98))
     i = _last_true(ok)
     fits = op.kv_capacity_tokens >= st.reserved_tokens
     base = {"kv_cache_capacity_tokens": op.kv_capacity_tokens, "weights_bytes": float(mem.weights_bytes(s)),
@@ -332,7 +464,9 @@ def replica_capacity(s: Setup, w: Workload, ms: mem.MemorySettings | None = None
 
 def _slo_bottleneck(s: Setup, op: Operating, i: int) -> str:
     q = 1.0 if op.pool == "prefill" else float(op.q[i])  # a prefill replica's step slots are prefill steps
-    return _bottleneck(s, float(op.batch[i]), float(op.chunk[i]), q, op.stats, float(op.u[i]))
+    st = replace(op.stats, **{f: float(np.broadcast_to(v, op.u.shape)[i]) for f, v in vars(op.stats).items()
+                              if isinstance(v, np.ndarray)})
+    return _bottleneck(s, float(op.batch[i]), float(op.chunk[i]), q, st, float(op.u[i]))
 
 
 def _last_true(mask: np.ndarray) -> int:
@@ -464,21 +598,36 @@ def predict(s: Setup, w: Workload, rate_per_s: float, ms: mem.MemorySettings | N
 # ---------------------------------------------------------------------------------------------------------
 # the analytic p99 against the simulator
 
-#: requests simulated per load by `simulator_difference` (a few seconds for a 70B deployment on 2 cores)
-CHECK_REQUESTS = 2000
+#: requests simulated per load by `simulator_difference` at least, and at most; between, enough for the run to
+#: reach its steady state (a multi-turn workload's idle conversations fill the KV cache over several think times)
+CHECK_REQUESTS, CHECK_REQUESTS_MAX = 2000, 20_000
+#: think times a multi-turn check runs for (arrivals), so that the cache of idle conversations settles
+CHECK_THINK_TIMES = 20
+#: how far (relative) the simulator may be from an analytic figure for `simulator_difference` to call it close
+CLOSE = 0.10
+
+
+def check_requests(w: Workload, rate_per_s: float) -> int:
+    """Requests `simulator_difference` simulates per load at `rate_per_s`: CHECK_REQUESTS, or more for a
+    multi-turn workload with prefix reuse (arrivals over CHECK_THINK_TIMES think times), at most
+    CHECK_REQUESTS_MAX."""
+    steady = rate_per_s * CHECK_THINK_TIMES * w.think_time_s if w.turns > 1 and w.prefix_reuse else 0.0
+    return int(min(max(CHECK_REQUESTS, math.ceil(steady)), CHECK_REQUESTS_MAX))
 
 
 def simulator_difference(c: Candidate, model: ModelConfig, w: Workload, ms: mem.MemorySettings | mem.EngineKnobs,
-                         row: dict, requests: int = CHECK_REQUESTS, seed: int = 0) -> dict:
+                         row: dict, requests: int | None = None, seed: int = 0) -> dict:
     """How far the analytic p99s and maximum throughput of a feasible row are from the discrete-event
     simulator's (`roofline.plan.simulate`, which follows the engine's admission, preemption and batch
     composition): one replica simulated at the row's max rate (TTFT and TPOT p99) and at 1.5x its saturation
-    rate (the throughput it settles at), at a constant rate. `relative` = simulated / analytic - 1."""
+    rate (the throughput it settles at), at a constant rate, `requests` requests each (default
+    `check_requests`). `relative` = simulated / analytic - 1; `close`: every figure within CLOSE."""
     from roofline.plan.simulate import SimSettings, simulate
     ms = mem.resolve_settings(ms, c.gpu, c.tp, c.pp)
     s = candidate_setup(c, model)
     cfg = SimSettings(ms.chunked_prefill, ms.page_tokens, memory=ms)
     w = replace(w, daily_curve=None)
+    requests = requests or check_requests(w, row["max_request_rate_per_replica"])
     at = simulate(s, w, requests, 1, seed, cfg, rate_per_s=row["max_request_rate_per_replica"])
     sat_rate = row["saturation_rate_per_replica"]
     over = simulate(s, w, requests, 1, seed, cfg, rate_per_s=1.5 * sat_rate)
@@ -487,8 +636,10 @@ def simulator_difference(c: Candidate, model: ModelConfig, w: Workload, ms: mem.
     def pair(analytic, simulated):
         rel = None if not analytic or simulated is None else simulated / analytic - 1.0
         return {"analytic": analytic, "simulated": simulated, "relative": rel}
+    figures = {"ttft_p99_s": pair(row["ttft_p99_s"], at["ttft_s"]["p99"]),
+               "tpot_p99_s": pair(row["tpot_p99_s"], at["tpot_s"]["p99"]),
+               "max_throughput_output_tokens_per_s": pair(sat_tokens, over["throughput_output_tokens_per_s"])}
+    close = all(f["relative"] is not None and abs(f["relative"]) <= CLOSE for f in figures.values())
     return {"gpu": c.gpu.name, "tp": c.tp, "precision": c.precision, "requests": requests,
-            "rate_per_s": row["max_request_rate_per_replica"], "preemptions": at["preemptions"],
-            "ttft_p99_s": pair(row["ttft_p99_s"], at["ttft_s"]["p99"]),
-            "tpot_p99_s": pair(row["tpot_p99_s"], at["tpot_s"]["p99"]),
-            "max_throughput_output_tokens_per_s": pair(sat_tokens, over["throughput_output_tokens_per_s"])}
+            "rate_per_s": row["max_request_rate_per_replica"], "preemptions": at["preemptions"], **figures,
+            "close": close}

@@ -17,9 +17,11 @@ precision) and the step's token budget M, not on the other batch limits, so they
 candidate is then a handful of array operations: the highest load at which its KV cache (capacity from
 `roofline.model.memory` with its engine's rule and knobs) holds the p99 concurrency, its max_seqs holds the
 p99 batch, and the SLOs and the prefill budget hold; the rate there; the replicas the workload's peak rate
-needs; the cost. Two simplifications against `capacity.replica_capacity`: a multi-turn workload's cache hit
-rate is taken as 1 (optimistic: a screen must not drop good candidates; stage 2 confirms), and the extra
-time a step spends on prefill tokens is linear in the chunk.
+needs; the cost. Three simplifications against `capacity.replica_capacity`, each optimistic (a screen must not
+drop good candidates; stage 2 confirms): a multi-turn workload's cache hit rate is taken as 1 (capacity solves
+it per load), the p99 concurrency is the Poisson B + Z99 sqrt(B) (capacity's `inflight_chain` spreads wider near
+a KV-bound saturation, and adds the wait past admission's cap to TTFT), and the extra time a step spends on
+prefill tokens is linear in the chunk.
 
 Stage 2 (`simulate_candidate`) runs the discrete-event simulator (`roofline.plan.simulate`) on the top
 candidates per model x workload and finds the highest constant rate per replica at which the simulated p50/p99
