@@ -15,10 +15,11 @@ import typer
 
 from roofline.errors import RooflineError
 from roofline.model.memory import EngineKnobs, check_memory_utilization
-from roofline.specs.engines import DEFAULT_ENGINE, load_engine
+from roofline.specs.engines import DEFAULT_ENGINE, list_engines, load_engine
 
-EngineOpt = Annotated[str, typer.Option("--engine", help="Serving engine: vllm, trtllm or sglang (its KV-cache "
-                                        "rule, batch limits, chunking, page size, CUDA graphs; see engines/*.json) "
+EngineOpt = Annotated[str, typer.Option("--engine", help=f"Serving engine: {', '.join(list_engines())} (its "
+                                        "KV-cache rule, batch limits, chunking, page size, CUDA graphs; see "
+                                        "engines/*.json; vllm-v0 and sglang-0.4.6 are older releases' defaults) "
                                         "or an engine file path.")]
 MaxSeqsOpt = Annotated[Optional[int], typer.Option("--max-seqs", help="Most sequences in one step (vLLM "
                                                    "max_num_seqs) [default: the engine's on this GPU].")]

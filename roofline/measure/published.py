@@ -32,7 +32,8 @@ Errors are summarised overall, per metric, and per scope: `single_gpu` (one GPU 
 p90 absolute errors.
 
 Each entry is predicted with its engine's settings and fixed costs when `engine` names a built-in engine
-(vllm, trtllm or trt-llm, sglang: engines/*.json), else with the default engine's; errors are also summarised
+(vllm, trtllm or trt-llm, sglang: engines/*.json), in the release its `engine_version` names where an engine
+file covers it (`engine_for`: sglang-0.4.6, vllm-v0), else with the default engine's; errors are also summarised
 per engine (`summary_by_engine`: count, median and max |error|). The per-engine set
 `published_engines.json` (batch-1 TTFT and maximum-load throughput, loaded by `load_engine_measurements`)
 has the same format.
@@ -55,7 +56,7 @@ from roofline.model.efficiency import Efficiency
 from roofline.errors import RooflineError
 from roofline.jsonfile import read_json
 from roofline.model.memory import engine_settings
-from roofline.specs.engines import ALIASES as ENGINE_ALIASES, load_engine
+from roofline.specs.engines import ALIASES as ENGINE_ALIASES, engine_release, load_engine
 from roofline.specs.hardware import list_gpus, load_gpu
 from roofline.specs.models import list_models, load_model
 from roofline.specs.precision import check_precision
@@ -134,12 +135,17 @@ def load_engine_measurements() -> list[dict]:
 
 
 def engine_for(m: dict):
-    """The EngineSpec an entry's `engine` names (vllm, trtllm/trt-llm, sglang), or None for another engine
-    (NIM, gpt-fast: predicted with the default engine settings)."""
+    """The EngineSpec of the release an entry was measured with: among the built-in files of the engine its
+    `engine` names (vllm, trtllm/trt-llm, sglang), the one whose `versions` range contains the first version
+    number of its `engine_version` text (`engines.parse_version`: 'between v0.4.6 and v0.4.6.post2' -> 0.4.6
+    -> sglang-0.4.6; '0.7.3 (ROCm build ...)' -> vllm-v0); the engine's own file where no range contains it or
+    the text names no version ('not stated'); None for another engine (NIM, gpt-fast: predicted with the
+    default engine settings)."""
     try:
-        return load_engine(m["engine"])
+        load_engine(m["engine"])
     except RooflineError:
         return None
+    return engine_release(m["engine"], m.get("engine_version", ""))
 
 
 def load_measurements(path: str | Path | None = None) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Serving-engine files (`engines/*.json`: vllm, trtllm, sglang) loaded into a frozen, validated `EngineSpec`.
+"""Serving-engine files (`engines/*.json`: vllm, trtllm, sglang, and older versions of an engine whose defaults
+differ: vllm-v0, sglang-0.4.6) loaded into a frozen, validated `EngineSpec`.
 
 An engine file says how a serving engine uses a GPU, each figure `{"value", "source", "note"}` like a GPU spec
 file's, its `source` a key of the file's `sources` table (text with the URL and what it says):
@@ -7,10 +8,11 @@ file's, its `source` a key of the file's `sources` table (text with the URL and 
   total memory - weights - activations - runtime), "free_fraction" (TensorRT-LLM's free_gpu_memory_fraction:
   fraction x (total - weights - activations - runtime)), "static_fraction" (SGLang's mem_fraction_static:
   fraction x total - weights - runtime; activations and CUDA graphs live in the 1 - fraction reserve).
-- `kv_cache_fraction`: the fraction, or "auto" where the engine computes it (SGLang: 1 - reserve / total,
-  reserve = `reserve_base_bytes` + `reserve_per_chunk_token_bytes` x max(chunk, 2048) +
-  `reserve_per_graph_batch_bytes` x `cuda_graph_max_batch` + `reserve_per_gpu_bytes` x tp x pp, at least
-  `reserve_floor_bytes`).
+- `kv_cache_fraction`: the fraction, or "auto" where the engine computes it per deployment: its tiers (below,
+  by GPU memory and tensor-parallel size) where one applies, and where the value in effect is "auto", 1 -
+  reserve / total (SGLang), reserve = `reserve_base_bytes` + `reserve_per_chunk_token_bytes` x max(chunk,
+  2048) + `reserve_per_graph_batch_bytes` x `cuda_graph_max_batch` + `reserve_per_gpu_bytes` x tp x pp, at
+  least `reserve_floor_bytes`.
 - `max_seqs`, `max_batched_tokens`: sequences and tokens in one step; `chunked_prefill`; `page_tokens` (KV
   block size); `cuda_graphs`, `cuda_graph_max_batch` (the largest decode batch replayed from a graph);
   `prefill_launch` ("graph", "piecewise" or "eager"); `schedule` ("mixed": decode and prefill share a step,
@@ -34,12 +36,21 @@ file's, its `source` a key of the file's `sources` table (text with the URL and 
 A numeric figure may carry `tiers`: `[{"min_memory_bytes", "value", "except_gpus"?}]`, GPU-dependent defaults
 (vLLM's larger batches on >= 70 GiB GPUs other than the A100); the last tier whose memory the GPU reaches, and
 whose `except_gpus` (substrings of the GPU's name) it does not match, replaces the value (`EngineSpec.value`).
-A bad file is one RooflineError naming the file and the field.
+The tiers of `kv_cache_fraction` may also carry `min_tp` (the tier applies from that tensor-parallel size
+on: SGLang 0.4.6's mem_fraction_static by TP size); no other figure may, as only the fraction is resolved
+with the deployment's tp.
+
+`versions` (optional) says which releases of which built-in engine a file describes: `{"engine", "from",
+"before"?, "source"}`, `from` included, `before` excluded (absent: and later), each a version number such as
+"0.4.6" or "0.4.6.post2" (`parse_version`). `engine_release(name, version_text)` picks, among the built-in
+files, the one of engine `name` whose range contains the version; the engine's own file (`name`.json) where
+none does or the text names no version. A bad file is one RooflineError naming the file and the field.
 """
 from __future__ import annotations
 
 import difflib
 import importlib.resources
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -98,7 +109,7 @@ _RATIO: dict[str, str] = {
 }
 _TEXT = ("name", "display_name", "version", "description")
 _REQUIRED = ("schema_version", *_TEXT, "sources", *_FIGURES)
-_OPTIONAL = (*_RESERVE, "admission", *_RATIO)
+_OPTIONAL = (*_RESERVE, "admission", *_RATIO, "versions")
 _EXPECTED = {"int": "a positive whole number", "bytes": "a number >= 0", "seconds": "a number of seconds in [0, 1)",
              "bool": "true or false", "number": "a number >= 0", "fraction": "a number in (0, 1]",
              "fraction-or-auto": 'a number in (0, 1] or "auto"'}
@@ -127,10 +138,42 @@ class Tier:
     min_memory_bytes: float
     value: Any
     except_gpus: tuple[str, ...] = ()
+    min_tp: int = 1
 
-    def applies(self, gpu: GPUSpec) -> bool:
+    def applies(self, gpu: GPUSpec, tp: int = 1) -> bool:
         name = f"{gpu.name} {gpu.display_name}".lower()
-        return gpu.memory_bytes >= self.min_memory_bytes and not any(x.lower() in name for x in self.except_gpus)
+        return (gpu.memory_bytes >= self.min_memory_bytes and tp >= self.min_tp
+                and not any(x.lower() in name for x in self.except_gpus))
+
+
+#: a release number in free text: "0.4.6", "v0.4.6.post2", "0.7.3"; major.minor[.patch][.postN]
+_VERSION = re.compile(r"(?<![\w.])v?(\d+)\.(\d+)(?:\.(\d+))?(?:\.?post(\d+))?")
+
+
+def parse_version(text: str) -> tuple[int, int, int, int] | None:
+    """The first release number in `text` as (major, minor, patch, post), ordered like PEP 440 releases
+    (post -1: none, so 0.4.6 < 0.4.6.post0 < 0.4.6.post2 < 0.4.7); None where `text` names none. Pre-release
+    and local suffixes are ignored ("0.5.0rc1" -> 0.5.0); a date such as 2025-05-01 is not a version.
+    '~0.2.6 (Dec 2023)' -> (0, 2, 6, -1); 'between v0.4.6 and v0.4.6.post2' -> (0, 4, 6, -1)."""
+    m = _VERSION.search(text or "")
+    if m is None:
+        return None
+    major, minor, patch, post = m.groups()
+    return int(major), int(minor), int(patch or 0), -1 if post is None else int(post)
+
+
+@dataclass(frozen=True)
+class VersionRange:
+    """The releases of built-in engine `engine` an engine file describes: from `start` (included) to `stop`
+    (excluded; None: and later), as `parse_version` tuples, and the text they were read from."""
+
+    engine: str
+    start: tuple[int, int, int, int]
+    stop: tuple[int, int, int, int] | None
+    text: str
+
+    def contains(self, version: tuple[int, int, int, int]) -> bool:
+        return self.start <= version and (self.stop is None or version < self.stop)
 
 
 @dataclass(frozen=True)
@@ -145,22 +188,23 @@ class EngineSpec:
     tiers: Mapping[str, tuple[Tier, ...]] = field(hash=False)  # figure -> GPU-dependent defaults
     sources: Mapping[str, str] = field(hash=False)          # figure -> provenance text
     path: str = ""
+    versions: VersionRange | None = None                     # the releases the file describes
 
-    def value(self, name: str, gpu: GPUSpec | None = None) -> Any:
-        """The figure's default, on `gpu` when given (its tiers applied)."""
+    def value(self, name: str, gpu: GPUSpec | None = None, tp: int = 1) -> Any:
+        """The figure's default, on `gpu` at tensor-parallel size `tp` when given (its tiers applied)."""
         v = self.figures[name]
         if gpu is not None:
             for t in self.tiers.get(name, ()):
-                if t.applies(gpu):
+                if t.applies(gpu, tp):
                     v = t.value
         return v
 
     def kv_cache_fraction(self, gpu: GPUSpec, tp: int = 1, pp: int = 1, max_batched_tokens: int | None = None,
                           cuda_graph_max_batch: int | None = None) -> float:
-        """The default KV-cache fraction on `gpu`; "auto" (SGLang) is 1 - reserve / total memory with the
-        reserve of the module docstring (chunk = `max_batched_tokens`, graph batch = `cuda_graph_max_batch`,
-        the engine's defaults on this GPU when None)."""
-        f = self.figures["kv_cache_fraction"]
+        """The default KV-cache fraction on `gpu` at tp (its tiers applied); "auto" (SGLang) is 1 - reserve /
+        total memory with the reserve of the module docstring (chunk = `max_batched_tokens`, graph batch =
+        `cuda_graph_max_batch`, the engine's defaults on this GPU when None)."""
+        f = self.value("kv_cache_fraction", gpu, tp)
         if f != "auto":
             return float(f)
         chunk = self.value("max_batched_tokens", gpu) if max_batched_tokens is None else max_batched_tokens
@@ -188,6 +232,24 @@ class EngineSpec:
         """Base values (before GPU tiers) and sources, JSON-ready."""
         return {"name": self.name, "display_name": self.display_name, "version": self.version,
                 **dict(self.figures), "sources": dict(self.sources)}
+
+
+def engine_release(name: str, version_text: str) -> EngineSpec:
+    """The built-in file of engine `name` (as `load_engine` takes it) for the release `version_text` names:
+    the file whose `versions` range contains `parse_version(version_text)`, else the engine's own file (also
+    when the text names no version). RooflineError for an unknown engine, or two built-in files of the engine
+    whose ranges both contain the version."""
+    base = load_engine(name)
+    version = parse_version(version_text)
+    if version is None:
+        return base
+    found = [s for s in (_load_builtin(n) for n in list_engines())
+             if s.versions is not None and s.versions.engine == base.name and s.versions.contains(version)]
+    if len(found) > 1:
+        raise RooflineError(f"engine files {found[0].path} and {found[1].path}: field 'versions': both contain "
+                            f"{name} {'.'.join(map(str, version[:3]))}",
+                            hint="the versions ranges of one engine's files must not overlap")
+    return found[0] if found else base
 
 
 def load_engine(name_or_path: str | Path) -> EngineSpec:
@@ -261,15 +323,42 @@ def parse_engine(text: str, where: str) -> EngineSpec:
         if name not in data:
             continue
         figures[name], tiers[name], provenance[name] = _parse_engine_figure(data[name], name, kind, sources, where)
-    if figures["kv_cache_fraction"] == "auto":
+    if "auto" in (figures["kv_cache_fraction"], *(t.value for t in tiers["kv_cache_fraction"])):
         missing = [r for r in _RESERVE if r not in figures]
         if missing:
             raise RooflineError(f"{where}: missing field '{missing[0]}'",
                                 hint='a "kv_cache_fraction" of "auto" is computed from the reserve_* fields; '
                                      "engines/sglang.json is a complete example")
     _check_admission(figures, where)
+    versions = _parse_versions(data["versions"], sources, where) if "versions" in data else None
     return EngineSpec(data["name"], data["display_name"], data["version"], data["description"], figures, tiers,
-                      provenance, where)
+                      provenance, where, versions)
+
+
+def _parse_versions(raw: Any, sources: dict[str, str], where: str) -> VersionRange:
+    """The `versions` object: {"engine", "from", "before"?, "source"}, `before` after `from`."""
+    shape = '{"engine": <built-in engine>, "from": "<version>", "before"?: "<version>", "source": <key in sources>}'
+    if not (isinstance(raw, dict) and {"engine", "from", "source"} <= set(raw)
+            and set(raw) <= {"engine", "from", "before", "source"}):
+        raise _fail(where, "versions", shape, raw, EXAMPLE_FILE)
+    if not (isinstance(raw["engine"], str) and raw["engine"].strip()):
+        raise _fail(where, "versions.engine", "a non-empty string (the built-in engine's name)", raw["engine"],
+                    EXAMPLE_FILE)
+    bounds = {}
+    for key in ("from", "before"):
+        if key in raw:
+            v = parse_version(raw[key]) if isinstance(raw[key], str) else None
+            if v is None:
+                raise _fail(where, f"versions.{key}", 'a version number such as "0.4.6" or "0.4.6.post2"', raw[key],
+                            EXAMPLE_FILE)
+            bounds[key] = v
+    if "before" in bounds and bounds["before"] <= bounds["from"]:
+        raise _fail(where, "versions.before", f"a version after 'from' ({raw['from']})", raw["before"], EXAMPLE_FILE)
+    if not isinstance(raw["source"], str) or raw["source"] not in sources:
+        raise _fail(where, "versions.source", f"a key of 'sources' ({', '.join(sources)})", raw["source"],
+                    EXAMPLE_FILE)
+    text = f"{raw['from']} and later" if "before" not in raw else f"{raw['from']} up to {raw['before']} (excluded)"
+    return VersionRange(raw["engine"].strip().lower(), bounds["from"], bounds.get("before"), text)
 
 
 def _check_admission(figures: dict, where: str) -> None:
@@ -331,7 +420,7 @@ def _parse_engine_figure(raw: Any, name: str, kind: Any, sources: dict[str, str]
         raise _fail(where, f"{name}.note", "a non-empty string", note, EXAMPLE_FILE)
     tiers = []
     raw_tiers = raw.get("tiers", [])
-    if raw_tiers and kind not in ("int", "bytes"):
+    if raw_tiers and kind not in ("int", "bytes", "fraction-or-auto"):
         raise _fail(where, f"{name}.tiers", "no tiers (only numeric figures have GPU-dependent defaults)", raw_tiers,
                     EXAMPLE_FILE)
     if not isinstance(raw_tiers, list):
@@ -339,15 +428,19 @@ def _parse_engine_figure(raw: Any, name: str, kind: Any, sources: dict[str, str]
     for k, t in enumerate(raw_tiers):
         at = f"{name}.tiers[{k}]"
         if not (isinstance(t, dict) and {"min_memory_bytes", "value"} <= set(t)
-                and set(t) <= {"min_memory_bytes", "value", "except_gpus"}):
-            raise _fail(where, at, '{"min_memory_bytes": <bytes>, "value": <value>, "except_gpus"?: [names]}', t,
-                        EXAMPLE_FILE)
+                and set(t) <= {"min_memory_bytes", "value", "except_gpus", "min_tp"}):
+            raise _fail(where, at, '{"min_memory_bytes": <bytes>, "value": <value>, "except_gpus"?: [names], '
+                        '"min_tp"?: <tp>}', t, EXAMPLE_FILE)
+        if "min_tp" in t and name != "kv_cache_fraction":
+            raise _fail(where, f"{at}.min_tp", "no min_tp (only kv_cache_fraction's tiers depend on the "
+                        "tensor-parallel size)", t["min_tp"], EXAMPLE_FILE)
         low = _check(t["min_memory_bytes"], f"{at}.min_memory_bytes", "bytes", where)
         if tiers and low < tiers[-1].min_memory_bytes:
             raise _fail(where, f"{at}.min_memory_bytes", "tiers in increasing memory order", low, EXAMPLE_FILE)
         exc = t.get("except_gpus", [])
         if not (isinstance(exc, list) and all(isinstance(e, str) and e.strip() for e in exc)):
             raise _fail(where, f"{at}.except_gpus", "a list of non-empty strings", exc, EXAMPLE_FILE)
-        tiers.append(Tier(float(low), _check(t["value"], f"{at}.value", kind, where), tuple(exc)))
+        min_tp = _check(t.get("min_tp", 1), f"{at}.min_tp", "int", where)
+        tiers.append(Tier(float(low), _check(t["value"], f"{at}.value", kind, where), tuple(exc), min_tp))
     text = f"[{source}] {sources[source]}" + (f"; note: {note}" if note else "")
     return value, tuple(tiers), text

@@ -16,7 +16,7 @@ H100, A100 = load_gpu("h100-sxm"), load_gpu("a100-sxm-80gb")
 
 
 def test_builtin_engines_load_with_a_source_for_every_value():
-    assert list_engines() == ["sglang", "trtllm", "vllm"]
+    assert list_engines() == ["sglang", "sglang-0.4.6", "trtllm", "vllm", "vllm-v0"]
     for name in list_engines():
         e = load_engine(name)
         assert set(e.sources) == set(e.figures)
