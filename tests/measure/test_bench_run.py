@@ -78,8 +78,8 @@ def test_ceilings_positive(run):
 def test_triad_within_half_and_one_and_three_quarters_of_copy():
     # copy and triad measured interleaved, each at its fastest round: a neighbour slowing one of them
     # for a moment cannot skew the ratio much. On a CPU a store also reads its line first (write-allocate), which
-    # the byte counts leave out: copy moves 3 arrays for 2 counted, triad 4 for 3, so triad alone reads
-    # 4/3 / 3/2 = 0.89x of copy's true rate as 1.125x, up to ~1.5x where the store stream is the slow one (a CI
+    # the byte counts leave out: copy moves 3 arrays for 2 counted, triad 4 for 3, so at the same true bandwidth
+    # triad's counted rate is (3/4) / (2/3) = 1.125x copy's, more where the store stream is the slow one (a CI
     # run under load measured 1.52). A triad byte count off by a factor 2 gives >= 2.25 and still fails.
     specs = [stream.stream_point(run_ctx(), k, 64 * MiB, "stream") for k in ("copy", "triad")]
     recs = interleaved(specs, run_ctx())
