@@ -1,7 +1,9 @@
 """Timing a forward pass on a GPU: per-operator roofline times, vectorized.
 
-time_op = count * (max(flops / (peak * compute_fraction), bytes / (bandwidth * memory_fraction))
+time_op = count * (combine(flops / (peak * compute_fraction), bytes / (bandwidth * memory_fraction))
                    + kernels * kernel_overhead_s)
+combine: max for elementwise, attention and collective operators; for tensor operators (GEMMs) the p-norm of
+Efficiency.overlap_p (`efficiency.roofline_s`: a GEMM near the ridge cannot hide one time behind the other).
 Collectives (TP all-reduces, expert-parallel all-to-alls, pipeline send/recv) are timed by the communication
 model (roofline.model.comm: latency + size / achieved link bandwidth, the algorithm the library or the
 serving engine picks by size, the link the group crosses); no overlap with compute is assumed. `tensor` operators run at the activations (compute) precision's dense peak, `attention` ones at
