@@ -434,7 +434,7 @@ def replica_capacity(s: Setup, w: Workload, ms: mem.MemorySettings | None = None
     ok = np.logical_and.reduce(list(limits.values()))
     # saturation: the highest rate at which admission keeps up at all (the mean in flight within what it
     # holds); the p99 limits above bind below it
-    sat = _last_true(hard if op.admit_max is None else (op.inflight <= op.admit_max) & (op.q < 0.98))
+    sat = _saturation_index(op, hard)
     i = _last_true(ok)
     fits = op.kv_capacity_tokens >= st.reserved_tokens
     base = {"kv_cache_capacity_tokens": op.kv_capacity_tokens, "weights_bytes": float(mem.weights_bytes(s)),
@@ -467,6 +467,13 @@ def _slo_bottleneck(s: Setup, op: Operating, i: int) -> str:
     st = replace(op.stats, **{f: float(np.broadcast_to(v, op.u.shape)[i]) for f, v in vars(op.stats).items()
                               if isinstance(v, np.ndarray)})
     return _bottleneck(s, float(op.batch[i]), float(op.chunk[i]), q, st, float(op.u[i]))
+
+
+def _saturation_index(op: Operating, hard: np.ndarray | None = None) -> int:
+    """The last u of the curve's leading run at which admission keeps up (colocated: the mean in flight within
+    what admission holds and prefill within its budget; a pool: `hard`, its KV and max_seqs limits); -1 if
+    none. Past it the queue no longer drains."""
+    return _last_true(hard if op.admit_max is None else (op.inflight <= op.admit_max) & (op.q < 0.98))
 
 
 def _last_true(mask: np.ndarray) -> int:
@@ -581,18 +588,31 @@ def cost_order(r: dict) -> tuple:
 
 
 def predict(s: Setup, w: Workload, rate_per_s: float, ms: mem.MemorySettings | None = None) -> dict:
-    """The steady-state model at one per-replica rate (interpolated on the operating curve); None past
-    saturation."""
+    """The steady-state model at one per-replica rate, interpolated on the operating curve at the lowest load
+    that reaches the rate; `saturated` (and no figures) where the queue does not drain: past saturation
+    (`replica_capacity`'s), or where the in-flight chain is unstable (its waits infinite), or where one
+    request's KV does not fit. The curve's rate need not rise with the load (a multi-turn workload's hit rate
+    falls as the load grows), hence the lowest load, not np.interp over it. `kv_cache_utilization` is at
+    most 1: the p99 beyond what the cache holds waits for admission (its wait is in the TTFT)."""
     op = operating_curve(s, w, ms or mem.MemorySettings())
-    if rate_per_s > op.rate.max():
+    figures = (op.step_s, op.tpot_p50_s, op.tpot_p99_s, op.batch, op.ttft_p50_s, op.ttft_p99_s, op.kv_p99_tokens)
+    drains = np.logical_and.reduce([np.isfinite(np.broadcast_to(y, op.u.shape)) for y in figures])
+    sat = min(_saturation_index(op), _last_true(drains))
+    reach = np.maximum.accumulate(op.rate[:sat + 1])  # the highest rate reached up to each u
+    if sat < 0 or op.kv_capacity_tokens < op.stats.reserved_tokens or not rate_per_s <= reach[-1]:
         return {"rate_per_s": rate_per_s, "saturated": True}
+    j = int(np.searchsorted(reach, rate_per_s))  # the first u whose rate reaches rate_per_s
+    lo = max(j - 1, 0)
+    f = 0.0 if j == lo else float(np.clip((rate_per_s - op.rate[lo]) / (op.rate[j] - op.rate[lo]), 0.0, 1.0))
+
     def at(y):
-        return float(np.interp(rate_per_s, op.rate, y))
+        y = np.broadcast_to(y, op.u.shape)
+        return float((1.0 - f) * y[lo] + f * y[j])
     return {"rate_per_s": rate_per_s, "saturated": False, "tpot_s": at(op.step_s),
             "tpot_p50_s": at(op.tpot_p50_s), "tpot_p99_s": at(op.tpot_p99_s), "batch": at(op.batch),
             "ttft_p50_s": at(op.ttft_p50_s), "ttft_p99_s": at(op.ttft_p99_s),
             "throughput_output_tokens_per_s": rate_per_s * op.stats.output,
-            "kv_cache_utilization": at(op.kv_p99_tokens) / op.kv_capacity_tokens}
+            "kv_cache_utilization": min(at(op.kv_p99_tokens) / op.kv_capacity_tokens, 1.0)}
 
 
 # ---------------------------------------------------------------------------------------------------------

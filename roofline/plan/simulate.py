@@ -737,14 +737,21 @@ def _pct(x: np.ndarray) -> dict:
     return {"mean": float(x.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(x.max())}
 
 
-def step_time_model(s: Setup, w: Workload, r: Requests, cfg: SimSettings) -> StepTimeModel:
+def step_time_model(s: Setup, w: Workload, r: Requests, cfg: SimSettings,
+                    cap_tokens: float | None = None) -> StepTimeModel:
     """The step-time table, sized to the largest pass this run can form (a preempted request re-prefills its
-    prompt and what it generated), with the fixed costs of a pass the engine settings imply."""
+    prompt and what it generated), with the fixed costs of a pass the engine settings imply. A step holds at
+    most as many sequences as the run has requests and at most `cap_tokens` (the KV cache) prompt tokens,
+    whatever max_seqs and max_batched_tokens allow (a table of 2**31 rows would not fit in memory; a pass past
+    the table is timed exactly, `StepTimeModel.time`)."""
     s = with_engine_costs(s, cfg.memory)
     longest = int((r.history_tokens + r.new_tokens
                    + (r.output_tokens if cfg.memory.preemption != "none" else 0)).max())
-    t_max = cfg.memory.max_batched_tokens + cfg.memory.max_seqs
-    return StepTimeModel(s, t_max if cfg.chunked_prefill else max(t_max, longest + cfg.memory.max_seqs))
+    seqs = min(cfg.memory.max_seqs, len(r.new_tokens))
+    chunk = cfg.memory.max_batched_tokens if cap_tokens is None else \
+        min(cfg.memory.max_batched_tokens, max(int(cap_tokens), 1))
+    t_max = chunk + seqs
+    return StepTimeModel(s, t_max if cfg.chunked_prefill else max(t_max, longest + seqs))
 
 
 class DoesNotFit(RooflineError):
@@ -803,7 +810,7 @@ def simulate(s: Setup, w: Workload, requests: int = 10_000, replicas: int = 1, s
     cap_tokens = float(mem.kv_cache_capacity_tokens(s, cfg.memory))
     total_pages = max(int(cap_tokens // cfg.page_tokens), 0)
     check_fits(s, r, total_pages, cfg.page_tokens)
-    sm = step_time_model(s, w, r, cfg)
+    sm = step_time_model(s, w, r, cfg, total_pages * cfg.page_tokens)
     span = float(r.start_s.max())
     window = (cfg.warmup_fraction * span, span)
     sample_dt = max(span, 1e-3) / SAMPLES

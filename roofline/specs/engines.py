@@ -76,7 +76,7 @@ PREEMPTION_VICTIMS = ("last_admitted", "fewest_generated")
 #: how a request is admitted to the KV cache (module docstring, `admission`)
 ADMISSIONS = ("optimistic", "reserve_all", "reserve_ratio")
 
-# figure -> kind; "int" a positive whole number, "bytes" a number >= 0, a tuple: one of those strings
+# figure -> kind; "int" a positive whole number up to MAX_COUNT, "bytes" a number >= 0, a tuple: one of those strings
 _FIGURES: dict[str, Any] = {
     "kv_cache_rule": KV_RULES,
     "kv_cache_fraction": "fraction-or-auto",
@@ -110,8 +110,11 @@ _RATIO: dict[str, str] = {
 _TEXT = ("name", "display_name", "version", "description")
 _REQUIRED = ("schema_version", *_TEXT, "sources", *_FIGURES)
 _OPTIONAL = (*_RESERVE, "admission", *_RATIO, "versions")
-_EXPECTED = {"int": "a positive whole number", "bytes": "a number >= 0", "seconds": "a number of seconds in [0, 1)",
-             "bool": "true or false", "number": "a number >= 0", "fraction": "a number in (0, 1]",
+#: the largest count (sequences, tokens, steps) an engine file may give: the knobs' bound (a 32-bit signed int,
+#: roofline.model.memory.engine_settings); a larger one overflows the step-time tables and the simulator
+MAX_COUNT = 2**31 - 1
+_EXPECTED = {"int": f"a positive whole number up to {MAX_COUNT:,}", "bytes": "a number >= 0",
+             "seconds": "a number of seconds in [0, 1)", "bool": "true or false", "number": "a number >= 0", "fraction": "a number in (0, 1]",
              "fraction-or-auto": 'a number in (0, 1] or "auto"'}
 
 
@@ -389,7 +392,7 @@ def _check(x: Any, name: str, kind: Any, where: str) -> Any:
         ok = x == "auto" or (_is_number(x) and 0.0 < x <= 1.0)
         expected = _EXPECTED[kind]
     elif kind == "int":
-        ok = _is_number(x) and x >= 1 and float(x).is_integer()
+        ok = _is_number(x) and 1 <= x <= MAX_COUNT and float(x).is_integer()
         expected = _EXPECTED[kind]
     elif kind == "seconds":
         ok, expected = _is_number(x) and 0 <= x < 1, _EXPECTED[kind]
