@@ -8,6 +8,9 @@ import math
 
 GB = 1e9
 GiB = 2.0**30
+#: the largest count (sequences, tokens, steps) roofline takes from a user, a file or a knob: 2**31 - 1, far
+#: beyond any deployment and within the integer range numpy, the step-time tables and JSON/CSV keep exact
+MAX_COUNT = 2**31 - 1
 
 _DECIMAL = ["", "k", "M", "G", "T", "P", "E"]
 

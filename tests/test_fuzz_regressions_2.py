@@ -13,7 +13,8 @@ from roofline.model.engine import make_setup
 from roofline.model.memory import engine_settings
 from roofline.plan.capacity import predict, replica_capacity
 from roofline.plan.simulate import SimSettings, step_time_model
-from roofline.specs.engines import MAX_COUNT, load_engine, parse_engine
+from roofline.specs.engines import load_engine, parse_engine
+from roofline.units import MAX_COUNT
 from roofline.specs.hardware import load_gpu
 from roofline.specs.models import load_model
 from roofline.specs.workload import load_workload, sample_requests

@@ -15,7 +15,7 @@ from rich.console import Console
 from roofline.errors import RooflineError
 from roofline.specs.hardware import DEFAULT_GPU
 from roofline.specs.precision import ACTIVATION_PRECISIONS, PRECISION_SET_RULE, PrecisionSet
-from roofline.model.analysis import MAX_COUNT
+from roofline.units import MAX_COUNT
 from roofline.report.render import Format
 
 #: the table width when stdout is not a terminal (a pipe, a file, the tests): fixed, so output does not depend on

@@ -17,6 +17,7 @@ from roofline.model.ops import REGISTRY
 from roofline.model.engine import (TP_DEGREES, OpTime, Setup, check_layout, check_reach, make_setup, reachable,
                                    tp_degrees)
 from roofline.errors import RooflineError
+from roofline.units import MAX_COUNT
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
 from roofline.model.phases import (critical_batch, decode_step, decode_time_sum, phase_time_s,
@@ -71,9 +72,6 @@ class Scenario:
                        kv=check_precision(self.kv, "kv"))
 
 
-#: the largest batch or token count a scenario takes (2**31 - 1): far beyond any deployment, and within the
-#: integer range numpy and the JSON/CSV outputs keep exact
-MAX_COUNT = 2**31 - 1
 
 
 def _positive(name: str, value: int, what: str) -> None:

@@ -132,12 +132,11 @@ def roofline_s(compute_s, memory_s, overlap_p: float | None = None) -> np.ndarra
     """max(compute, memory) when overlap_p is None (perfect overlap), else (c^p + m^p)^(1/p), computed as
     hi * (1 + (lo/hi)^p)^(1/p) so tiny times do not underflow; an infinite side stays infinite."""
     c, m = np.asarray(compute_s, dtype=float), np.asarray(memory_s, dtype=float)
-    hi = np.maximum(c, m)
     if overlap_p is None:
-        return hi
+        return np.maximum(c, m)
     if overlap_p == 2.0:  # seconds: squares neither overflow nor matter when they underflow; 3.6x np.hypot's speed
         return np.sqrt(c * c + m * m)
-    lo = np.minimum(c, m)
+    hi, lo = np.maximum(c, m), np.minimum(c, m)
     ok = np.isfinite(hi) & (hi > 0)
     r = np.divide(lo, hi, out=np.zeros_like(hi), where=ok)
     return np.where(ok, hi * (1.0 + r ** overlap_p) ** (1.0 / overlap_p), hi)

@@ -27,7 +27,7 @@ from roofline.errors import RooflineError
 from roofline.specs.engines import DEFAULT_ENGINE, KV_RULES, Admission, EngineSpec, load_engine
 from roofline.specs.hardware import GPUSpec
 from roofline.specs.precision import bytes_per_element, embedding_bytes_per_element
-from roofline.units import GiB
+from roofline.units import GiB, MAX_COUNT
 
 #: tokens per page of the paged KV cache (vLLM's default block_size): a sequence holds whole pages
 KV_PAGE_TOKENS = 16
@@ -136,7 +136,7 @@ def check_memory_utilization(util: float, name: str = "memory_utilization") -> f
 
 
 def _check_count(name: str, value) -> int:
-    if isinstance(value, bool) or not float(value).is_integer() or not 1 <= value <= 2**31 - 1:
+    if isinstance(value, bool) or not float(value).is_integer() or not 1 <= value <= MAX_COUNT:
         raise RooflineError(f"{name} must be a whole number >= 1, got {value}", hint="a count of sequences or "
                             "tokens per step", exit_code=2, param=name)
     return int(value)

@@ -55,6 +55,7 @@ from roofline.specs.hardware import GPUSpec
 from roofline.specs.models import ModelConfig
 from roofline.specs.precision import PrecisionSet, bytes_per_element
 from roofline.specs.workload import Workload
+from roofline.units import MAX_COUNT
 
 #: points of the shared load grid of the screen's curves (log-spaced; the crossing of each limit is
 #: interpolated between them)
@@ -178,7 +179,7 @@ def check_space(sp: SearchSpace) -> None:
                             hint="GPUs of one replica, e.g. 8 or 16", exit_code=2, param="max_gpus")
     for name, values in (("max_seqs", sp.max_seqs), ("max_batched_tokens", sp.max_batched_tokens)):
         for v in values:
-            if v is not None and (isinstance(v, bool) or int(v) != v or not 1 <= v <= 2**31 - 1):
+            if v is not None and (isinstance(v, bool) or int(v) != v or not 1 <= v <= MAX_COUNT):
                 raise RooflineError(f"{name} must be whole numbers >= 1, got {v}", hint="e.g. 64,128,256",
                                     exit_code=2, param=name)
     for f in sp.kv_cache_fractions:

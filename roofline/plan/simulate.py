@@ -60,7 +60,7 @@ from roofline.model import memory as mem
 from roofline.model.engine import Setup
 from roofline.errors import RooflineError
 from roofline.model.step_time import StepTimeModel, with_engine_costs
-from roofline.specs.engines import Admission
+from roofline.specs.engines import Admission, implied_admission
 from roofline.specs.workload import Requests, Workload, sample_requests
 
 SAMPLES = 200
@@ -90,10 +90,10 @@ ADMISSION_NAMES = {"reserve_all": "reserved", "optimistic": "optimistic", "reser
 def admission_rule(cfg: SimSettings) -> Admission:
     """The admission rule in effect: `cfg.admission` when given, else the engine settings' (`cfg.memory.admission`,
     from the engine file's `admission`), else the one `preemption` implies ("reserve_all" for "none", else
-    "optimistic"). RooflineError (exit 2) when the
-    rule contradicts `preemption`: "reserve_all" goes with "none" and only with it."""
+    "optimistic"). RooflineError (exit 2) when the rule contradicts `preemption`: "reserve_all" goes with "none"
+    and only with it."""
     ms = cfg.memory
-    adm = cfg.admission or ms.admission or Admission("reserve_all" if ms.preemption == "none" else "optimistic")
+    adm = cfg.admission or ms.admission or Admission(implied_admission(ms.preemption))
     if (adm.rule == "reserve_all") != (ms.preemption == "none") or adm.rule not in ADMISSION_NAMES:
         raise RooflineError(f"admission {adm.rule!r} does not go with preemption {ms.preemption!r}",
                             hint='"reserve_all" admission is the one that never preempts: it goes with a '
@@ -338,7 +338,6 @@ class _Replica:
             est = self.end_sum - self.B * self.G
             held = self.ratio * (est - self._clip_excess() if self.long else est) + self.pending
             busy = self.B or prefilling
-            clip = self.clip
         while waiting and len(prefilling) < slots:
             i = waiting[0]
             h = hist[i]
@@ -358,8 +357,7 @@ class _Replica:
             if need > self.free + self.lru_pages - own:
                 break
             if cons:
-                est = out[i] - self.gen[i]
-                est = (est if est < clip else clip) + P
+                est = self._estimate(i)
                 if busy and todo + est >= (self.free + self.lru_pages - own) * P - held:
                     break
                 held += est
@@ -436,16 +434,15 @@ class _Replica:
         return cut
 
     def _leave(self, i: int, g_end: int) -> None:
-        """Decoding request i (finish step g_end) leaves the decode batch (preempted or swapped out; `_complete`
-        has this inline)."""
+        """Decoding request i (finish step g_end) leaves the decode batch (finished, preempted or swapped out)."""
         self.end_sum -= g_end
         self.out_sum -= self.out[i]
         self.long.pop(i, None)
 
-    def _unpend(self, i: int) -> None:
-        """Admitted request i leaves the prefilling ones (preempted; `_prefill_step` has this inline)."""
+    def _estimate(self, i: int) -> int:
+        """What admission charges request i for its output: min(output left, clip) + one page, in tokens."""
         est = self.out[i] - self.gen[i]
-        self.pending -= (est if est < self.clip else self.clip) + self.P
+        return (est if est < self.clip else self.clip) + self.P
 
     def _decay(self, steps: int) -> None:
         """new_token_ratio after `steps` decode steps: down by the decay a step, not below the floor; the first
@@ -471,7 +468,7 @@ class _Replica:
             if self.lifo and self.prefilling:
                 i, _, done, pages = self.prefilling.pop()
                 if self.conservative:
-                    self._unpend(i)
+                    self.pending -= self._estimate(i)
                 self.free += pages
                 self.preempt_recompute += done
                 self.recompute += done
@@ -627,13 +624,12 @@ class _Replica:
             gen = 0
         if emitted:
             prefilling, fin, out, first = self.prefilling, self.fin, self.out, self.first
-            cons, clip, P = self.conservative, self.clip, self.P
+            cons = self.conservative
             for item in emitted:
                 prefilling.popleft() if prefilling[0] is item else prefilling.remove(item)
                 i = item[0]
                 if cons:
-                    est = out[i] - self.gen[i]
-                    self.pending -= (est if est < clip else clip) + P
+                    self.pending -= self._estimate(i)
                 g = self.gen[i] + 1
                 if g == 1:
                     first[i] = clock
@@ -676,11 +672,7 @@ class _Replica:
         self.G = G + k
         self.generated += B * k
         if self.conservative:
-            if self.retracted:
-                self._decay(k)
-            else:
-                r = self.ratio - self.adm.ratio_decay * k
-                self.ratio = r if r > self.adm.ratio_min else self.adm.ratio_min
+            self._decay(k)
         if self.w0 <= clock < self.w1:
             self.win_tokens += B * k
 
@@ -699,10 +691,7 @@ class _Replica:
                     del run[i]
                     self.keys[state[3]] -= 1
                     if cons:
-                        self.end_sum -= g_end
-                        self.out_sum -= self.out[i]
-                        if i in self.long:
-                            del self.long[i]
+                        self._leave(i, g_end)
                 else:
                     pages = -(-(self.hist[i] + self.new[i] + self.out[i]) // self.P)
                 self.B -= 1

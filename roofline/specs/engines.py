@@ -58,6 +58,7 @@ from typing import Any, Mapping
 
 from roofline.errors import RooflineError
 from roofline.jsonfile import read_text
+from roofline.units import MAX_COUNT
 from roofline.specs.hardware import GPUSpec, _check_fields, _fail, _is_number, _parse_json, _parse_sources
 
 SCHEMA_VERSION = 1
@@ -110,12 +111,15 @@ _RATIO: dict[str, str] = {
 _TEXT = ("name", "display_name", "version", "description")
 _REQUIRED = ("schema_version", *_TEXT, "sources", *_FIGURES)
 _OPTIONAL = (*_RESERVE, "admission", *_RATIO, "versions")
-#: the largest count (sequences, tokens, steps) an engine file may give: the knobs' bound (a 32-bit signed int,
-#: roofline.model.memory.engine_settings); a larger one overflows the step-time tables and the simulator
-MAX_COUNT = 2**31 - 1
 _EXPECTED = {"int": f"a positive whole number up to {MAX_COUNT:,}", "bytes": "a number >= 0",
              "seconds": "a number of seconds in [0, 1)", "bool": "true or false", "number": "a number >= 0", "fraction": "a number in (0, 1]",
              "fraction-or-auto": 'a number in (0, 1] or "auto"'}
+
+
+def implied_admission(preemption: str) -> str:
+    """The admission rule an engine that names none follows: reserve everything where nothing is ever preempted,
+    else optimistic."""
+    return "reserve_all" if preemption == "none" else "optimistic"
 
 
 @dataclass(frozen=True)
@@ -223,7 +227,7 @@ class EngineSpec:
         min(new_token_ratio_init x schedule_conservativeness, 1), floor = min(init x new_token_ratio_min_factor,
         1), decay per decode step = (init - floor) / new_token_ratio_decay_steps."""
         f = self.figures
-        rule = f.get("admission") or ("reserve_all" if f["preemption"] == "none" else "optimistic")
+        rule = f.get("admission") or implied_admission(f["preemption"])
         if rule != "reserve_ratio":
             return Admission(rule)
         init = min(f["new_token_ratio_init"] * f["schedule_conservativeness"], 1.0)

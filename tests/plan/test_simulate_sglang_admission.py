@@ -166,27 +166,27 @@ def test_ratio_decays_per_decode_step_to_its_floor_and_resets_when_idle():
     assert rep.G == 1000 + 50 and rep.ratio == pytest.approx(0.7 - 50 * DECAY)
 
 
+def _three_decoding_then_preempt(outputs, joins):
+    """Prompts 50, 60, 40 decoding at the (context, generated) of `joins`, 2 pages free, then `_preempt`."""
+    rep = _replica([50, 60, 40], outputs, 1000)
+    for i, (ctx, gen) in enumerate(joins):
+        rep._join(i, ctx, gen)
+    rep.free = 2
+    rep._preempt()
+    return rep
+
+
 def test_ratio_after_a_retraction_is_retract_decodes_estimate():
     # three decoding requests (page_tokens 1: each takes a page every step), 2 pages free, 3 needed: the one
     # with the fewest generated tokens (request 1, 10 out) is retracted, freeing its 70 tokens. The ratio
     # becomes (tokens the other two generated + 20 x 2) / (their outputs + 1) = (30 + 50 + 40) / (100 + 200 + 1)
-    rep = _replica([50, 60, 40], [100, 100, 200], 1000)
-    rep._join(0, 80, 30)
-    rep._join(1, 70, 10)
-    rep._join(2, 90, 50)
-    rep.free = 2
-    rep._preempt()
+    rep = _three_decoding_then_preempt([100, 100, 200], [(80, 30), (70, 10), (90, 50)])
     assert rep.preemptions == 1 and list(rep.waiting) == [1] and rep.gen[1] == 10
     assert rep.ratio == pytest.approx(120 / 301) and rep.retracted
     rep._decay(5)  # the decode step right after the retraction keeps the estimate: 4 steps of decay
     assert rep.ratio == pytest.approx(120 / 301 - 4 * DECAY)
     # most of their output already out: (95 + 90 + 40) / (100 + 100 + 1) = 225 / 201 > 1, clipped to 1
-    rep = _replica([50, 60, 40], [100, 100, 100], 1000)
-    rep._join(0, 145, 95)
-    rep._join(1, 65, 5)
-    rep._join(2, 130, 90)
-    rep.free = 2
-    rep._preempt()
+    rep = _three_decoding_then_preempt([100, 100, 100], [(145, 95), (65, 5), (130, 90)])
     assert list(rep.waiting) == [1] and rep.ratio == 1.0
 
 
